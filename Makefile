@@ -1,0 +1,15 @@
+# The test command CI runs on a clean clone: vet, then every test with the race detector.
+.PHONY: test vet bench build demo
+
+test: vet
+	go test -race -count=1 ./...
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+	go vet ./...
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./store/
+
+build:
+	go build -o caddy ./cmd/caddy

@@ -1,0 +1,117 @@
+package migrations_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/migrations"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func newPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func TestMigrateInstallsSchemaOnce(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, pgtest.NewDatabase(t))
+	all, err := migrations.All()
+	require.NoError(t, err)
+	require.NotEmpty(t, all)
+
+	n, err := migrations.Migrate(ctx, pool, "pgsession")
+	require.NoError(t, err)
+	assert.Equal(t, len(all), n)
+	n, err = migrations.Migrate(ctx, pool, "pgsession")
+	require.NoError(t, err)
+	assert.Zero(t, n, "a second run has nothing to do")
+
+	var tables []string
+	rows, err := pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'pgsession' ORDER BY 1`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var name string
+		require.NoError(t, rows.Scan(&name))
+		tables = append(tables, name)
+	}
+	assert.Equal(t, []string{"schema_migrations", "sessions", "users"}, tables)
+
+	var indexes int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'pgsession'
+		AND indexname IN ('sessions_user_id_idx', 'sessions_expires_at_idx')`).Scan(&indexes))
+	assert.Equal(t, 2, indexes)
+
+	var public int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'`).Scan(&public))
+	assert.Zero(t, public, "nothing lands in the application's public schema")
+}
+
+func TestTwoSchemasLiveSideBySide(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, pgtest.NewDatabase(t))
+	_, err := migrations.Migrate(ctx, pool, "site_a")
+	require.NoError(t, err)
+	_, err = migrations.Migrate(ctx, pool, "site_b")
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO site_a.users (username, password_hash) VALUES ('alice', 'x')`)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM site_b.users`).Scan(&n))
+	assert.Zero(t, n)
+}
+
+func TestRacingMigratorsAllSucceed(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	const servers = 8
+	// Each migrator has its own pool, as separate Caddy servers would.
+	pools := make([]*pgxpool.Pool, servers)
+	for i := range pools {
+		pools[i] = newPool(t, url)
+	}
+	start := make(chan struct{})
+	errs := make([]error, servers)
+	applied := make([]int, servers)
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Go(func() {
+			<-start
+			applied[i], errs[i] = migrations.Migrate(ctx, pools[i], "pgsession")
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	all, _ := migrations.All()
+	total := 0
+	for i := range servers {
+		assert.NoError(t, errs[i], "migrator %d", i)
+		total += applied[i]
+	}
+	assert.Equal(t, len(all), total, "each migration is applied exactly once")
+	var versions int
+	require.NoError(t, pools[0].QueryRow(ctx, `SELECT count(*) FROM pgsession.schema_migrations`).Scan(&versions))
+	assert.Equal(t, len(all), versions)
+}
+
+func TestValidateSchema(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"pgsession": true, "site_a": true, "_x1": true,
+		"": false, "pg_session": false, "PgSession": false, "1abc": false, "a-b": false,
+		`x"; DROP TABLE users; --`: false, "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234": false,
+	} {
+		err := migrations.ValidateSchema(name)
+		assert.Equal(t, ok, err == nil, "%q: %v", name, err)
+	}
+}

@@ -1,0 +1,80 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// The benchmarks run in parallel against the harness server, as a busy
+// Caddy would call the store.
+
+func BenchmarkGetSession(b *testing.B) {
+	s := newStore(b, store.Options{})
+	alice := newUser(b, s, "alice")
+	tokens := make([]string, 1000)
+	for i := range tokens {
+		tokens[i] = login(b, s, alice)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			sess, err := s.GetSession(ctx, tokens[i%len(tokens)])
+			if err != nil || sess == nil {
+				b.Fatalf("GetSession: %v, %v", sess, err)
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkCreateSession(b *testing.B) {
+	s := newStore(b, store.Options{})
+	alice := newUser(b, s, "alice")
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, UserAgent: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkDeleteSession(b *testing.B) {
+	s := newStore(b, store.Options{})
+	alice := newUser(b, s, "alice")
+	tokens := make(chan string, b.N)
+	for range b.N {
+		tokens <- login(b, s, alice)
+	}
+	close(tokens)
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.DeleteSession(ctx, <-tokens); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkVerifyPassword shows an unknown user costs what a wrong password does.
+func BenchmarkVerifyPassword(b *testing.B) {
+	s := newStore(b, store.Options{})
+	newUser(b, s, "alice")
+	ctx := context.Background()
+	for _, bc := range []struct{ name, user string }{{"wrong_password", "alice"}, {"unknown_user", "nobody"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				s.VerifyPassword(ctx, bc.user, "not the password")
+			}
+		})
+	}
+}

@@ -1,0 +1,432 @@
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"html/template"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func render(t *testing.T, tmpl *template.Template, p LoginPage) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, p); err != nil {
+		t.Fatalf("execute: %v", err)
+	}
+	return buf.String()
+}
+
+// styleContent returns the text between <style> and </style>, and fails
+// unless there is exactly one such element.
+func styleContent(t *testing.T, page string) string {
+	t.Helper()
+	if n := strings.Count(page, "<style"); n != 1 {
+		t.Fatalf("want exactly one <style element, got %d", n)
+	}
+	_, rest, ok := strings.Cut(page, "<style>")
+	if !ok {
+		t.Fatal("no <style> element (with no attributes)")
+	}
+	content, _, ok := strings.Cut(rest, "</style>")
+	if !ok {
+		t.Fatal("unterminated <style> element")
+	}
+	return content
+}
+
+// inputTag returns the <input ...> tag with the given id.
+func inputTag(t *testing.T, page, id string) string {
+	t.Helper()
+	re := regexp.MustCompile(`<input[^>]*\bid="` + regexp.QuoteMeta(id) + `"[^>]*>`)
+	tag := re.FindString(page)
+	if tag == "" {
+		t.Fatalf("no <input id=%q> in page", id)
+	}
+	return tag
+}
+
+// hiddenRedirects returns the value attributes of all hidden redirect inputs.
+func hiddenRedirects(page string) []string {
+	re := regexp.MustCompile(`<input type="hidden" name="redirect" value="([^"]*)">`)
+	var vals []string
+	for _, m := range re.FindAllStringSubmatch(page, -1) {
+		vals = append(vals, m[1])
+	}
+	return vals
+}
+
+func TestDefaultLoginTemplateRender(t *testing.T) {
+	tests := []struct {
+		name    string
+		page    LoginPage
+		want    []string
+		notWant []string
+	}{
+		{
+			name: "plain",
+			page: LoginPage{Action: "/login", Redirect: "/docs/"},
+			want: []string{
+				`<html lang="en">`,
+				`<meta name="viewport" content="width=device-width, initial-scale=1">`,
+				`<meta name="robots" content="noindex">`,
+				`<title>Sign in</title>`,
+				`<h1 id="login-title">Sign in</h1>`,
+				`<main>`,
+				`<form method="post" action="/login"`,
+				`<label for="username">Username</label>`,
+				`<label for="password">Password</label>`,
+				`name="username"`,
+				`name="password" type="password"`,
+				`autocomplete="current-password"`,
+				`<button type="submit">Sign in</button>`,
+			},
+			notWant: []string{`role="alert"`, `aria-describedby`, `aria-invalid`, `<details`, `new-password`},
+		},
+		{
+			name: "custom title",
+			page: LoginPage{Title: "Family photos", Action: "/login"},
+			want: []string{
+				`<title>Family photos</title>`,
+				`<h1 id="login-title">Family photos</h1>`,
+			},
+			notWant: []string{`Sign in</h1>`},
+		},
+		{
+			name: "failed login",
+			page: LoginPage{
+				Action:   "/login",
+				Redirect: "/",
+				Username: "alice",
+				Error:    "Invalid username or password",
+			},
+			want: []string{
+				`<p id="login-error" class="alert" role="alert">Invalid username or password</p>`,
+				`value="alice"`,
+			},
+			notWant: []string{`<details`},
+		},
+		{
+			name: "registration",
+			page: LoginPage{Action: "/login", Redirect: "/app", RegisterAction: "/register"},
+			want: []string{
+				`<details class="register">`,
+				`<form method="post" action="/register"`,
+				`<label for="register-username">`,
+				`<label for="register-password">`,
+				`autocomplete="new-password"`,
+				`Create account</button>`,
+			},
+			notWant: []string{`role="alert"`},
+		},
+	}
+	tmpl := DefaultLoginTemplate()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page := render(t, tmpl, tt.page)
+			for _, s := range tt.want {
+				if !strings.Contains(page, s) {
+					t.Errorf("page does not contain %q", s)
+				}
+			}
+			markup := strings.Replace(page, styleContent(t, page), "", 1)
+			for _, s := range tt.notWant {
+				if strings.Contains(markup, s) {
+					t.Errorf("page contains %q", s)
+				}
+			}
+			if !strings.HasPrefix(page, "<!doctype html>") {
+				t.Errorf("page does not start with the doctype: %q", page[:min(len(page), 40)])
+			}
+
+			user := inputTag(t, page, "username")
+			for _, attr := range []string{
+				`name="username"`, `autocomplete="username"`, ` autofocus`, ` required`,
+				`autocapitalize="none"`, `spellcheck="false"`,
+			} {
+				if !strings.Contains(user, attr) {
+					t.Errorf("username input %s lacks %s", user, attr)
+				}
+			}
+			pass := inputTag(t, page, "password")
+			for _, attr := range []string{`type="password"`, `autocomplete="current-password"`, ` required`} {
+				if !strings.Contains(pass, attr) {
+					t.Errorf("password input %s lacks %s", pass, attr)
+				}
+			}
+			for _, tag := range []string{user, pass} {
+				has := strings.Contains(tag, `aria-describedby="login-error"`)
+				if has != (tt.page.Error != "") {
+					t.Errorf("input %s: aria-describedby present=%v, want %v", tag, has, tt.page.Error != "")
+				}
+				if strings.Contains(tag, "placeholder") {
+					t.Errorf("input %s uses a placeholder", tag)
+				}
+			}
+
+			// Every hidden redirect field carries the value.
+			redirects := hiddenRedirects(page)
+			wantForms := 1
+			if tt.page.RegisterAction != "" {
+				wantForms = 2
+			}
+			if len(redirects) != wantForms {
+				t.Fatalf("got %d hidden redirect inputs, want %d", len(redirects), wantForms)
+			}
+			for _, r := range redirects {
+				if r != template.HTMLEscapeString(tt.page.Redirect) {
+					t.Errorf("redirect value %q, want %q", r, tt.page.Redirect)
+				}
+			}
+		})
+	}
+}
+
+func TestErrorIsAlert(t *testing.T) {
+	page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login", Error: "Nope"})
+	re := regexp.MustCompile(`<p id="login-error"[^>]*role="alert"[^>]*>Nope</p>`)
+	if !re.MatchString(page) {
+		t.Fatalf("error is not in a role=alert element with id login-error:\n%s", page)
+	}
+	if strings.Count(page, `id="login-error"`) != 1 {
+		t.Error("id login-error is not unique")
+	}
+	// The alert comes before the form, so it is read first.
+	if strings.Index(page, `role="alert"`) > strings.Index(page, "<form") {
+		t.Error("error is rendered after the form")
+	}
+}
+
+func TestLabelsBound(t *testing.T) {
+	page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login", RegisterAction: "/register"})
+	labels := regexp.MustCompile(`<label for="([^"]+)">`).FindAllStringSubmatch(page, -1)
+	if len(labels) != 4 {
+		t.Fatalf("got %d labels, want 4", len(labels))
+	}
+	for _, m := range labels {
+		if n := strings.Count(page, `id="`+m[1]+`"`); n != 1 {
+			t.Errorf("label for=%q matches %d elements, want 1", m[1], n)
+		}
+	}
+	// Every visible input has a label.
+	for _, m := range regexp.MustCompile(`<input [^>]*>`).FindAllString(page, -1) {
+		if strings.Contains(m, `type="hidden"`) {
+			continue
+		}
+		id := regexp.MustCompile(`\bid="([^"]+)"`).FindStringSubmatch(m)
+		if id == nil || !strings.Contains(page, `<label for="`+id[1]+`">`) {
+			t.Errorf("input without a label: %s", m)
+		}
+	}
+}
+
+func TestEscaping(t *testing.T) {
+	const evil = `"><script>alert(1)</script>`
+	tests := []struct {
+		name string
+		page LoginPage
+	}{
+		{"redirect", LoginPage{Action: "/login", Redirect: evil}},
+		{"username", LoginPage{Action: "/login", Username: evil, Error: "x"}},
+		{"error", LoginPage{Action: "/login", Error: evil}},
+		{"title", LoginPage{Action: "/login", Title: evil}},
+		{"action", LoginPage{Action: evil}},
+		{"register action", LoginPage{Action: "/login", RegisterAction: evil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page := render(t, DefaultLoginTemplate(), tt.page)
+			if strings.Contains(page, "<script") {
+				t.Fatalf("unescaped <script in page:\n%s", page)
+			}
+			if strings.Contains(page, `"><`+"script") || strings.Contains(page, `alert(1)</`) {
+				t.Fatalf("value broke out of its context:\n%s", page)
+			}
+			if !strings.Contains(page, "&lt;script&gt;") && !strings.Contains(page, "%3cscript%3e") {
+				t.Errorf("escaped value not found in page:\n%s", page)
+			}
+		})
+	}
+	t.Run("javascript action", func(t *testing.T) {
+		page := render(t, DefaultLoginTemplate(), LoginPage{Action: "javascript:alert(1)"})
+		if strings.Contains(page, "javascript:") {
+			t.Fatalf("javascript: URL in form action:\n%s", page)
+		}
+	})
+	t.Run("redirect value round trip", func(t *testing.T) {
+		page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login", Redirect: evil})
+		r := hiddenRedirects(page)
+		if len(r) != 1 || r[0] != "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" {
+			t.Fatalf("redirect = %q", r)
+		}
+	})
+}
+
+func TestSelfContained(t *testing.T) {
+	page := render(t, DefaultLoginTemplate(), LoginPage{
+		Action: "/login", Redirect: "/x", Username: "u", Error: "e", RegisterAction: "/register",
+	})
+	lower := strings.ToLower(page)
+	for _, s := range []string{"<script", "<link", "<img", "<iframe", "<object", "<embed", "<base", "@import", "url(", "javascript:", "style="} {
+		if strings.Contains(lower, s) {
+			t.Errorf("page contains %q", s)
+		}
+	}
+	if m := regexp.MustCompile(`\son[a-z]+\s*=`).FindString(lower); m != "" {
+		t.Errorf("page has an event handler attribute %q", m)
+	}
+	// Every URL-ish attribute points at this origin.
+	re := regexp.MustCompile(`\b(src|href|srcset|action|formaction|poster|data|xlink:href)\s*=\s*"([^"]*)"`)
+	for _, m := range re.FindAllStringSubmatch(lower, -1) {
+		v := strings.TrimSpace(m[2])
+		if m[1] == "src" || m[1] == "href" || m[1] == "srcset" || m[1] == "poster" || m[1] == "xlink:href" {
+			t.Errorf("page loads or links %s=%q", m[1], v)
+			continue
+		}
+		if strings.Contains(v, "://") || strings.HasPrefix(v, "//") || strings.Contains(v, ":") {
+			t.Errorf("%s=%q points to another origin", m[1], v)
+		}
+	}
+}
+
+func TestStyleHash(t *testing.T) {
+	h := StyleHash()
+	if !regexp.MustCompile(`^'sha256-[A-Za-z0-9+/]{43}='$`).MatchString(h) {
+		t.Fatalf("StyleHash() = %q, not a CSP sha256 source expression", h)
+	}
+	pages := []LoginPage{
+		{},
+		{Action: "/login", Error: "Invalid username or password", Username: "bob", RegisterAction: "/r"},
+	}
+	for _, p := range pages {
+		page := render(t, DefaultLoginTemplate(), p)
+		content := styleContent(t, page)
+		sum := sha256.Sum256([]byte(content))
+		got := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if got != h {
+			t.Errorf("hash of rendered <style> content = %s, StyleHash() = %s", got, h)
+		}
+	}
+}
+
+// html/template must emit the CSS byte for byte.
+func TestStylesUnaltered(t *testing.T) {
+	raw, err := os.ReadFile("style.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := normalizeNewlines(string(raw))
+	if string(styles()) != want {
+		t.Fatal("styles() differs from style.css")
+	}
+	if strings.Contains(want, "\r") {
+		t.Error("css contains a carriage return")
+	}
+	if strings.Contains(strings.ToLower(want), "</style") {
+		t.Error("css contains </style")
+	}
+	page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login"})
+	if got := styleContent(t, page); got != want {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("html/template altered the CSS at byte %d: got %q, want %q",
+			i, got[i:min(len(got), i+40)], want[i:min(len(want), i+40)])
+	}
+	for _, s := range []string{"color-scheme: light dark", "prefers-color-scheme: dark", "max-width: 24rem", "system-ui", ":focus-visible"} {
+		if !strings.Contains(want, s) {
+			t.Errorf("css lacks %q", s)
+		}
+	}
+}
+
+func TestNormalizeNewlines(t *testing.T) {
+	if got := normalizeNewlines("a\r\nb\rc\n"); got != "a\nb\nc\n" {
+		t.Fatalf("normalizeNewlines = %q", got)
+	}
+}
+
+func TestDefaultLoginTemplateParsedOnce(t *testing.T) {
+	a := DefaultLoginTemplate()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if DefaultLoginTemplate() != a {
+				t.Error("DefaultLoginTemplate returned a different template")
+			}
+			var buf bytes.Buffer
+			if err := DefaultLoginTemplate().Execute(&buf, LoginPage{Action: "/login"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestParseLoginTemplate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	t.Run("ok", func(t *testing.T) {
+		p := write("mine.html", `<!doctype html><html lang="en"><title>{{or .Title "Sign in"}}</title><style>{{ styles }}</style>`+
+			`{{with .Error}}<p role="alert">{{.}}</p>{{end}}`+
+			`<form method="post" action="{{.Action}}"><input type="hidden" name="redirect" value="{{.Redirect}}">`+
+			`<input name="username" value="{{.Username}}"></form>`)
+		tmpl, err := ParseLoginTemplate(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := render(t, tmpl, LoginPage{Action: "/in", Redirect: "/back", Username: `"><script>`, Error: "Bad"})
+		for _, s := range []string{`action="/in"`, `value="/back"`, `<p role="alert">Bad</p>`, `value="&#34;&gt;&lt;script&gt;"`} {
+			if !strings.Contains(page, s) {
+				t.Errorf("page lacks %q:\n%s", s, page)
+			}
+		}
+		if styleContent(t, page) != css {
+			t.Error("{{ styles }} did not inline the built-in CSS unchanged")
+		}
+	})
+
+	broken := []struct {
+		name, body string
+	}{
+		{"syntax", "<p>{{ if .Error }}unclosed</p>"},
+		{"unknown func", "<p>{{ nosuchfunc }}</p>"},
+		{"unknown field", "<p>{{ .NoSuchField }}</p>"},
+		{"ambiguous context", `{{if .Error}}<a href="{{else}}<b>{{end}}x`},
+	}
+	for _, tt := range broken {
+		t.Run(tt.name, func(t *testing.T) {
+			p := write(strings.ReplaceAll(tt.name, " ", "-")+".html", tt.body)
+			tmpl, err := ParseLoginTemplate(p)
+			if err == nil {
+				t.Fatalf("no error for broken template; got %v", tmpl)
+			}
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name the file %s", err, p)
+			}
+		})
+	}
+
+	t.Run("missing file", func(t *testing.T) {
+		p := filepath.Join(dir, "nope.html")
+		_, err := ParseLoginTemplate(p)
+		if err == nil || !strings.Contains(err.Error(), p) {
+			t.Fatalf("err = %v, want an error naming %s", err, p)
+		}
+	})
+}
