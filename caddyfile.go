@@ -1,0 +1,227 @@
+package pgsession
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// parseGlobalOption sets up the pg_session app from the global option block.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("pg_session global option given more than once")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "pg_session", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
+//
+//	pg_session {
+//	    database_url     <url>        # default {env.DATABASE_URL}
+//	    schema           <name>       # default pgsession
+//	    cleanup_interval <duration>   # default 1h
+//	    max_connections  <n>          # default pgx's: max(4, CPUs)
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "database_url":
+			if err := singleArg(d, &a.DatabaseURL); err != nil {
+				return err
+			}
+		case "schema":
+			if err := singleArg(d, &a.Schema); err != nil {
+				return err
+			}
+		case "cleanup_interval":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			a.CleanupInterval = dur
+		case "max_connections":
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return d.Errf("max_connections: %q is not a positive whole number", s)
+			}
+			a.MaxConnections = n
+		default:
+			return d.Errf("unknown pg_session option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseHandlerDirective sets up the handler from the pg_session directive.
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	pg_session {
+//	    public         <path_patterns...>        # served without a session
+//	    cookie_name    <name>                    # default session
+//	    lifetime       <duration>                # default 7d
+//	    same_site      lax|strict|none           # default lax
+//	    secure         auto|on|off               # default auto: when the request is HTTPS
+//	    registration   on|off                    # default off
+//	    login_path     <path>                    # default /login
+//	    logout_path    <path>                    # default /logout
+//	    api_path       <path>                    # default /api/auth
+//	    login_template <file>                    # default: the built-in page
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "public":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Public = append(h.Public, args...)
+		case "cookie_name":
+			if err := singleArg(d, &h.CookieName); err != nil {
+				return err
+			}
+			if !validCookieName(h.CookieName) {
+				return d.Errf("cookie_name %q is not a valid cookie name", h.CookieName)
+			}
+		case "lifetime":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.Lifetime = dur
+		case "same_site":
+			if err := singleArg(d, &h.SameSite); err != nil {
+				return err
+			}
+			switch h.SameSite {
+			case "lax", "strict", "none":
+			default:
+				return d.Errf("same_site must be lax, strict or none, not %q", h.SameSite)
+			}
+		case "secure":
+			if err := singleArg(d, &h.Secure); err != nil {
+				return err
+			}
+			switch h.Secure {
+			case "auto", "on", "off":
+			default:
+				return d.Errf("secure must be auto, on or off, not %q", h.Secure)
+			}
+		case "registration":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.Registration = on
+		case "login_path":
+			if err := pathArg(d, &h.LoginPath); err != nil {
+				return err
+			}
+		case "logout_path":
+			if err := pathArg(d, &h.LogoutPath); err != nil {
+				return err
+			}
+		case "api_path":
+			if err := pathArg(d, &h.APIPath); err != nil {
+				return err
+			}
+		case "login_template":
+			if err := singleArg(d, &h.LoginTemplate); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown pg_session option %q", d.Val())
+		}
+	}
+	if h.SameSite == "none" && h.Secure != "on" {
+		return d.Err("same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure")
+	}
+	return nil
+}
+
+// singleArg reads exactly one argument of the current option into dst.
+func singleArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a value", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value, got another: %q", opt, d.Val())
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	var s string
+	if err := singleArg(d, &s); err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, d.Errf("%s: %q is not a duration (examples: 90s, 30m, 12h, 7d)", opt, s)
+	}
+	if dur <= 0 {
+		return 0, d.Errf("%s must be positive, not %q", opt, s)
+	}
+	return caddy.Duration(dur), nil
+}
+
+func onOffArg(d *caddyfile.Dispenser) (bool, error) {
+	opt := d.Val()
+	var s string
+	if err := singleArg(d, &s); err != nil {
+		return false, err
+	}
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("%s must be on or off, not %q", opt, s)
+}
+
+func pathArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if err := singleArg(d, dst); err != nil {
+		return err
+	}
+	if (*dst)[0] != '/' {
+		return d.Errf("%s must start with /, not %q", opt, *dst)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)
