@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -94,6 +95,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var sameSiteAt string // where same_site was set, for an error found only at the block's end
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "public":
@@ -119,6 +121,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := singleArg(d, &h.SameSite); err != nil {
 				return err
 			}
+			sameSiteAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 			switch h.SameSite {
 			case "lax", "strict", "none":
 			default:
@@ -160,7 +163,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if h.SameSite == "none" && h.Secure != "on" {
-		return d.Err("same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure")
+		return fmt.Errorf("same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure, at %s", sameSiteAt)
 	}
 	return nil
 }

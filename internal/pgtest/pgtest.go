@@ -88,6 +88,11 @@ var shared struct {
 // Main runs the package's tests and then stops the shared server, if one was started; use it as
 // func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for a TestMain that has more to clean up; it returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	// A no-op Do waits for a start still in progress and stops later NewDatabase calls from
 	// starting a server nobody would stop.
@@ -100,7 +105,7 @@ func Main(m *testing.M) {
 			}
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // NewDatabase returns the connection URL (postgres://...) of a new, empty database, dropped (WITH (FORCE)) when the test ends.

@@ -1,0 +1,376 @@
+// Package integration holds end-to-end tests: the development Caddy binary,
+// built once per run, against a throwaway PostgreSQL, spoken to over HTTP.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// caddyBinary is the development binary every test runs.
+var caddyBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgsession-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration: creating temp folder:", err)
+		os.Exit(1)
+	}
+	caddyBinary = filepath.Join(dir, "caddy")
+	args := []string{"build", "-o", caddyBinary}
+	if raceEnabled {
+		// The binary gets the race detector too, so the handler's
+		// concurrency is checked under real traffic.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/caddy")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: building ../cmd/caddy:", err)
+		os.Exit(1)
+	}
+	code := pgtest.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// site describes one Caddy server for a test: its Caddyfile is rendered from
+// caddyfileTemplate with these fields.
+type site struct {
+	DatabaseURL     string
+	CleanupInterval string // e.g. "1h"
+	HandlerOptions  string // lines inside the site's pg_session block
+	Upstream        string // host:port to reverse_proxy to; empty serves a fixed body
+	Port, AdminPort int
+}
+
+const caddyfileTemplate = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	auto_https off
+	pg_session {
+		database_url {{.DatabaseURL}}
+		cleanup_interval {{or .CleanupInterval "1h"}}
+	}
+}
+http://127.0.0.1:{{.Port}} {
+	log {
+		output stderr
+		format json
+	}
+	pg_session {
+		{{.HandlerOptions}}
+	}
+	{{if .Upstream}}reverse_proxy {{.Upstream}} {
+		flush_interval -1
+	}{{else}}respond "hello {http.auth.user.username}" 200{{end}}
+}
+`
+
+// caddyServer is a running Caddy process.
+type caddyServer struct {
+	t      *testing.T
+	site   site
+	dir    string
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	waited chan struct{}
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func renderCaddyfile(t *testing.T, s site) string {
+	t.Helper()
+	var b strings.Builder
+	require.NoError(t, template.Must(template.New("").Parse(caddyfileTemplate)).Execute(&b, s))
+	return b.String()
+}
+
+// startCaddy runs Caddy with s and waits until it answers; it is stopped when the test ends.
+func startCaddy(t *testing.T, s site) *caddyServer {
+	t.Helper()
+	if s.Port == 0 {
+		s.Port = freePort(t)
+	}
+	if s.AdminPort == 0 {
+		s.AdminPort = freePort(t)
+	}
+	c := &caddyServer{t: t, site: s, dir: t.TempDir(), log: new(syncBuffer)}
+	c.start()
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Logf("caddy on port %d logged:\n%s", s.Port, c.log.String())
+		}
+	})
+	return c
+}
+
+func (c *caddyServer) start() {
+	c.t.Helper()
+	path := filepath.Join(c.dir, "Caddyfile")
+	require.NoError(c.t, os.WriteFile(path, []byte(renderCaddyfile(c.t, c.site)), 0o600))
+	c.cmd = exec.Command(caddyBinary, "run", "--config", path, "--adapter", "caddyfile")
+	c.cmd.Dir = c.dir
+	c.cmd.Env = append(os.Environ(), "HOME="+c.dir, "XDG_DATA_HOME="+c.dir, "XDG_CONFIG_HOME="+c.dir)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	require.NoError(c.t, c.cmd.Start())
+	c.waited = make(chan struct{})
+	go func() { c.cmd.Wait(); close(c.waited) }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-c.waited:
+			c.t.Fatalf("caddy exited at start:\n%s", c.log.String())
+		default:
+		}
+		resp, err := http.Get(c.url("/api/auth/me"))
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("caddy did not answer within 60s:\n%s", c.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends Caddy as Ctrl-C would and waits for it.
+func (c *caddyServer) stop() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-c.waited:
+		return
+	default:
+	}
+	c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.waited:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.waited
+	}
+}
+
+// restart stops Caddy and starts it again with the same config.
+func (c *caddyServer) restart() {
+	c.t.Helper()
+	c.stop()
+	c.start()
+}
+
+// reload loads s as a new config through the admin API, as `caddy reload` does.
+func (c *caddyServer) reload(s site) {
+	c.t.Helper()
+	s.Port, s.AdminPort = c.site.Port, c.site.AdminPort
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", s.AdminPort),
+		strings.NewReader(renderCaddyfile(c.t, s)))
+	require.NoError(c.t, err)
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(c.t, http.StatusOK, resp.StatusCode, "reload: %s", body)
+	c.site = s
+}
+
+func (c *caddyServer) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", c.site.Port, path)
+}
+
+// logs returns what Caddy has logged so far.
+func (c *caddyServer) logs() string { return c.log.String() }
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects, so tests see each 303.
+type browser struct {
+	t      *testing.T
+	client *http.Client
+	jar    *cookiejar.Jar
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &browser{t: t, jar: jar, client: &http.Client{
+		Jar:           jar,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// response is a finished response with its body read.
+type response struct {
+	*http.Response
+	body string
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
+	return v
+}
+
+func (b *browser) do(req *http.Request) response {
+	b.t.Helper()
+	resp, err := b.client.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	return response{resp, string(body)}
+}
+
+func (b *browser) get(rawURL string, header ...string) response {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	require.NoError(b.t, err)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return b.do(req)
+}
+
+// getPage is a browser navigation: it accepts HTML.
+func (b *browser) getPage(rawURL string) response {
+	return b.get(rawURL, "Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+}
+
+func (b *browser) postJSON(rawURL string, v any) response {
+	b.t.Helper()
+	body, err := json.Marshal(v)
+	require.NoError(b.t, err)
+	req, err := http.NewRequest(http.MethodPost, rawURL, bytes.NewReader(body))
+	require.NoError(b.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	return b.do(req)
+}
+
+func (b *browser) postForm(rawURL string, form url.Values) response {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, rawURL, strings.NewReader(form.Encode()))
+	require.NoError(b.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// login logs in with JSON and fails the test unless it works.
+func (b *browser) login(c *caddyServer, username, password string) {
+	b.t.Helper()
+	resp := b.postJSON(c.url("/api/auth/login"), map[string]string{"username": username, "password": password})
+	require.Equal(b.t, http.StatusOK, resp.StatusCode, resp.body)
+}
+
+// cookie returns the session cookie the browser holds for c, or "".
+func (b *browser) cookie(c *caddyServer) string {
+	u, _ := url.Parse(c.url("/"))
+	for _, ck := range b.jar.Cookies(u) {
+		if ck.Name == "session" {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// setCookie puts a session cookie into the browser, as a copied cookie would be.
+func (b *browser) setCookie(c *caddyServer, value string) {
+	u, _ := url.Parse(c.url("/"))
+	b.jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: value, Path: "/"}})
+}
+
+// database is a test's PostgreSQL database, with the store for setting up users.
+type database struct {
+	url   string
+	pool  *pgxpool.Pool
+	store *store.Store
+}
+
+func newDatabaseAt(t *testing.T, url string) *database {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	s, err := store.New(pool, store.Options{})
+	require.NoError(t, err)
+	_, err = s.Migrate(ctx)
+	require.NoError(t, err)
+	return &database{url: url, pool: pool, store: s}
+}
+
+func newDatabase(t *testing.T) *database {
+	t.Helper()
+	return newDatabaseAt(t, pgtest.NewDatabase(t))
+}
+
+// addUser creates a user with a password.
+func (db *database) addUser(t *testing.T, name, password string) *store.User {
+	t.Helper()
+	u, err := db.store.CreateUser(context.Background(), name, password, false)
+	require.NoError(t, err)
+	return u
+}
+
+func (db *database) exec(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	tag, err := db.pool.Exec(context.Background(), sql, args...)
+	require.NoError(t, err)
+	return tag.RowsAffected()
+}
+
+func (db *database) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
