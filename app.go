@@ -107,8 +107,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		// pgx's parse errors redact the password.
-		return fmt.Errorf("database_url: %w", err)
+		// pgx's own message may quote the URL, password included, so it is not passed on.
+		return errors.New("database_url cannot be parsed: it should look like " +
+			"postgres://user:password@host:5432/database, with special characters in the password percent-encoded")
 	}
 	if a.MaxConnections > 0 {
 		cfg.MaxConns = int32(a.MaxConnections)

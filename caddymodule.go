@@ -9,6 +9,7 @@ package pgsession
 import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 )
 
 func init() {
@@ -18,4 +19,5 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("pg_session", parseHandlerDirective)
 	// Before basic_auth, with the other authentication, so users need no order line.
 	httpcaddyfile.RegisterDirectiveOrder("pg_session", httpcaddyfile.Before, "basic_auth")
+	caddycmd.RegisterCommand(pgSessionCommand())
 }

@@ -102,9 +102,12 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	appIface, err := ctx.AppIfConfigured("pg_session")
-	if err != nil {
+	if errors.Is(err, caddy.ErrNotConfigured) {
 		return errors.New("the pg_session handler needs the pg_session app: add a global option block " +
 			"`{ pg_session { database_url ... } }` at the top of the Caddyfile")
+	}
+	if err != nil {
+		return fmt.Errorf("pg_session app: %w", err)
 	}
 	h.store = appIface.(*App).Store()
 

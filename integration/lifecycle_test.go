@@ -270,3 +270,23 @@ func caddyCommand(t *testing.T, verb, caddyfile string) (string, error) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestRequestsWithAValidSessionWriteNothing(t *testing.T) {
+	db := newDatabase(t)
+	db.addUser(t, "alice", "correct horse battery")
+	c := startCaddy(t, site{DatabaseURL: db.url})
+	b := newBrowser(t)
+	b.login(c, "alice", "correct horse battery")
+
+	// A statement-level trigger counts every write to the sessions table.
+	db.exec(t, `CREATE TABLE public.session_writes (op text NOT NULL)`)
+	db.exec(t, `CREATE FUNCTION public.count_session_write() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN INSERT INTO public.session_writes VALUES (TG_OP); RETURN NULL; END $$`)
+	db.exec(t, `CREATE TRIGGER count_session_write AFTER INSERT OR UPDATE OR DELETE ON pgsession.sessions
+		FOR EACH STATEMENT EXECUTE FUNCTION public.count_session_write()`)
+
+	for range 100 {
+		require.Equal(t, http.StatusOK, b.getPage(c.url("/page")).StatusCode)
+	}
+	assert.Zero(t, db.count(t, `SELECT count(*) FROM public.session_writes`), "the gate only reads")
+}

@@ -132,16 +132,28 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error
 		}
 	}()
 
+	// Existence is checked before any CREATE, because even CREATE ... IF NOT
+	// EXISTS needs the privilege to create: a role that may only use an
+	// installed schema can still start.
 	quoted := pgx.Identifier{schema}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
-		return 0, fmt.Errorf("creating schema %s: %w", schema, err)
+	var haveSchema, haveTable bool
+	if err := conn.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL`,
+		quoted, quoted+".schema_migrations").Scan(&haveSchema, &haveTable); err != nil {
+		return 0, fmt.Errorf("looking for schema %s: %w", schema, err)
 	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+quoted+`.schema_migrations (
-		version    integer     PRIMARY KEY,
-		name       text        NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now()
-	)`); err != nil {
-		return 0, fmt.Errorf("creating %s.schema_migrations: %w", schema, err)
+	if !haveSchema {
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
+			return 0, fmt.Errorf("creating schema %s: %w", schema, err)
+		}
+	}
+	if !haveTable {
+		if _, err := conn.Exec(ctx, `CREATE TABLE `+quoted+`.schema_migrations (
+			version    integer     PRIMARY KEY,
+			name       text        NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return 0, fmt.Errorf("creating %s.schema_migrations: %w", schema, err)
+		}
 	}
 
 	rows, err := conn.Query(ctx, "SELECT version FROM "+quoted+".schema_migrations")

@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -114,4 +115,40 @@ func TestValidateSchema(t *testing.T) {
 		err := migrations.ValidateSchema(name)
 		assert.Equal(t, ok, err == nil, "%q: %v", name, err)
 	}
+}
+
+func TestInstalledSchemaNeedsNoCreatePrivilege(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	owner := newPool(t, url)
+	_, err := migrations.Migrate(ctx, owner, "pgsession")
+	require.NoError(t, err)
+
+	// A role that may use the installed tables but create nothing, as a
+	// cautious operator would give the web server.
+	role := "app_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	for _, sql := range []string{
+		`DROP ROLE IF EXISTS ` + role,
+		`CREATE ROLE ` + role + ` LOGIN`,
+		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
+		`GRANT USAGE ON SCHEMA pgsession TO ` + role,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgsession TO ` + role,
+	} {
+		_, err := owner.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	t.Cleanup(func() {
+		owner.Exec(context.Background(), `DROP OWNED BY `+role)
+		owner.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+	})
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.ConnConfig.User = role
+	limited, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(limited.Close)
+
+	n, err := migrations.Migrate(ctx, limited, "pgsession")
+	require.NoError(t, err, "an up-to-date schema needs no CREATE privilege")
+	assert.Zero(t, n)
 }

@@ -363,3 +363,23 @@ func TestConcurrentUseIsSafe(t *testing.T) {
 		assert.NoError(t, err)
 	}
 }
+
+func TestGetSessionIsOneIndexLookup(t *testing.T) {
+	s := newStore(t, store.Options{})
+	alice := newUser(t, s, "alice")
+	// Enough sessions that the planner would notice a missing index.
+	exec(t, s, `INSERT INTO pgsession.sessions (id, user_id, expires_at)
+		SELECT md5(i::text), $1, now() + interval '1 hour' FROM generate_series(1, 20000) AS i`, alice.ID)
+	exec(t, s, `ANALYZE pgsession.sessions`)
+	exec(t, s, `ANALYZE pgsession.users`)
+	rows, err := s.Pool().Query(context.Background(), `EXPLAIN SELECT s.id FROM pgsession.sessions s
+		JOIN pgsession.users u ON u.id = s.user_id WHERE s.id = $1 AND s.expires_at > now()`, store.HashToken("x"))
+	require.NoError(t, err)
+	var plan []string
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		plan = append(plan, line)
+	}
+	assert.Contains(t, strings.Join(plan, "\n"), "Index Scan using sessions_pkey", "the lookup by token hash uses the primary key")
+}
