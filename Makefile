@@ -9,7 +9,12 @@ vet:
 	go vet ./...
 
 bench:
-	go test -run '^$$' -bench . -benchmem ./store/
+	go test -run '^$$' -bench . -benchmem ./store/ ./bench/
 
 build:
 	go build -o caddy ./cmd/caddy
+
+# A static site with a login in front of it on http://localhost:8080, with a
+# throwaway PostgreSQL unless DATABASE_URL is set; Ctrl-C stops it. See demo/run.sh.
+demo:
+	@bash demo/run.sh

@@ -8,15 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -24,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/caddytest"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -37,17 +34,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "integration: creating temp folder:", err)
 		os.Exit(1)
 	}
-	caddyBinary = filepath.Join(dir, "caddy")
-	args := []string{"build", "-o", caddyBinary}
-	if raceEnabled {
-		// The binary gets the race detector too, so the handler's
-		// concurrency is checked under real traffic.
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "../cmd/caddy")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration: building ../cmd/caddy:", err)
+	// The binary gets the race detector when the tests do, so the handler's
+	// concurrency is checked under real traffic.
+	caddyBinary, err = caddytest.Build(dir, raceEnabled)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := pgtest.Run(m)
@@ -87,41 +79,14 @@ http://127.0.0.1:{{.Port}} {
 }
 `
 
-// caddyServer is a running Caddy process.
+// caddyServer is a running Caddy serving one site.
 type caddyServer struct {
-	t      *testing.T
-	site   site
-	dir    string
-	cmd    *exec.Cmd
-	log    *syncBuffer
-	waited chan struct{}
+	*caddytest.Server
+	t    *testing.T
+	site site
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return caddytest.FreePort(t) }
 
 func renderCaddyfile(t *testing.T, s site) string {
 	t.Helper()
@@ -139,87 +104,19 @@ func startCaddy(t *testing.T, s site) *caddyServer {
 	if s.AdminPort == 0 {
 		s.AdminPort = freePort(t)
 	}
-	c := &caddyServer{t: t, site: s, dir: t.TempDir(), log: new(syncBuffer)}
-	c.start()
-	t.Cleanup(func() {
-		c.stop()
-		if t.Failed() {
-			t.Logf("caddy on port %d logged:\n%s", s.Port, c.log.String())
-		}
-	})
+	c := &caddyServer{t: t, site: s}
+	c.Server = caddytest.Start(t, caddyBinary, renderCaddyfile(t, s), c.url("/api/auth/me"), s.AdminPort)
 	return c
 }
 
-func (c *caddyServer) start() {
-	c.t.Helper()
-	path := filepath.Join(c.dir, "Caddyfile")
-	require.NoError(c.t, os.WriteFile(path, []byte(renderCaddyfile(c.t, c.site)), 0o600))
-	c.cmd = exec.Command(caddyBinary, "run", "--config", path, "--adapter", "caddyfile")
-	c.cmd.Dir = c.dir
-	c.cmd.Env = append(os.Environ(), "HOME="+c.dir, "XDG_DATA_HOME="+c.dir, "XDG_CONFIG_HOME="+c.dir)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	require.NoError(c.t, c.cmd.Start())
-	c.waited = make(chan struct{})
-	go func() { c.cmd.Wait(); close(c.waited) }()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-c.waited:
-			c.t.Fatalf("caddy exited at start:\n%s", c.log.String())
-		default:
-		}
-		resp, err := http.Get(c.url("/api/auth/me"))
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("caddy did not answer within 60s:\n%s", c.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop ends Caddy as Ctrl-C would and waits for it.
-func (c *caddyServer) stop() {
-	if c.cmd == nil || c.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-c.waited:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.waited:
-	case <-time.After(20 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.waited
-	}
-}
-
 // restart stops Caddy and starts it again with the same config.
-func (c *caddyServer) restart() {
-	c.t.Helper()
-	c.stop()
-	c.start()
-}
+func (c *caddyServer) restart() { c.Restart() }
 
 // reload loads s as a new config through the admin API, as `caddy reload` does.
 func (c *caddyServer) reload(s site) {
 	c.t.Helper()
 	s.Port, s.AdminPort = c.site.Port, c.site.AdminPort
-	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", s.AdminPort),
-		strings.NewReader(renderCaddyfile(c.t, s)))
-	require.NoError(c.t, err)
-	req.Header.Set("Content-Type", "text/caddyfile")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(c.t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(c.t, http.StatusOK, resp.StatusCode, "reload: %s", body)
+	c.Reload(renderCaddyfile(c.t, s))
 	c.site = s
 }
 
@@ -228,7 +125,7 @@ func (c *caddyServer) url(path string) string {
 }
 
 // logs returns what Caddy has logged so far.
-func (c *caddyServer) logs() string { return c.log.String() }
+func (c *caddyServer) logs() string { return c.Logs() }
 
 // browser is an HTTP client with a cookie jar that does not follow
 // redirects, so tests see each 303.

@@ -1,0 +1,183 @@
+// Package caddytest runs the development Caddy binary for end-to-end tests
+// and benchmarks: build it once, start it with a Caddyfile, wait until it
+// answers, reload it through the admin API, and stop it as Ctrl-C would.
+package caddytest
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Build compiles the development binary (cmd/caddy) into dir, with the race
+// detector when race is set, and returns its path.
+func Build(dir string, race bool) (string, error) {
+	path := filepath.Join(dir, "caddy")
+	args := []string{"build", "-o", path}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "github.com/pgsession/caddy-pgsession/cmd/caddy")
+	cmd := exec.Command("go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building cmd/caddy: %w\n%s", err, out.String())
+	}
+	return path, nil
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Server is a running Caddy process.
+type Server struct {
+	tb        testing.TB
+	binary    string
+	dir       string
+	caddyfile string
+	readyURL  string
+	adminPort int
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	waited    chan struct{}
+}
+
+// Start runs binary with caddyfile and returns once readyURL answers any
+// HTTP response. adminPort is where reload sends new configs (0: none).
+// The server is stopped when the test ends, and its log is shown if the
+// test failed.
+func Start(tb testing.TB, binary, caddyfile, readyURL string, adminPort int) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), caddyfile: caddyfile, readyURL: readyURL,
+		adminPort: adminPort, log: new(syncBuffer)}
+	s.start()
+	tb.Cleanup(func() {
+		s.Stop()
+		if tb.Failed() {
+			tb.Logf("caddy (%s) logged:\n%s", readyURL, s.log.String())
+		}
+	})
+	return s
+}
+
+func (s *Server) start() {
+	s.tb.Helper()
+	path := filepath.Join(s.dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(s.caddyfile), 0o600); err != nil {
+		s.tb.Fatal(err)
+	}
+	s.cmd = exec.Command(s.binary, "run", "--config", path, "--adapter", "caddyfile")
+	s.cmd.Dir = s.dir
+	// Caddy keeps its data under HOME; a test's own folder keeps runs apart.
+	s.cmd.Env = append(os.Environ(), "HOME="+s.dir, "XDG_DATA_HOME="+s.dir, "XDG_CONFIG_HOME="+s.dir)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatalf("starting caddy: %v", err)
+	}
+	s.waited = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.waited) }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-s.waited:
+			s.tb.Fatalf("caddy exited at start:\n%s", s.log.String())
+		default:
+		}
+		resp, err := http.Get(s.readyURL)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("caddy did not answer within 60s:\n%s", s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop ends Caddy as Ctrl-C would and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.waited:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.waited:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.waited
+	}
+}
+
+// Restart stops Caddy and starts it again with the same Caddyfile.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Stop()
+	s.start()
+}
+
+// Reload loads caddyfile through the admin API, as `caddy reload` does.
+func (s *Server) Reload(caddyfile string) {
+	s.tb.Helper()
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", s.adminPort),
+		strings.NewReader(caddyfile))
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.tb.Fatalf("reloading caddy: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.tb.Fatalf("reloading caddy: %s: %s", resp.Status, body)
+	}
+	s.caddyfile = caddyfile
+}
+
+// Logs returns everything Caddy has printed so far.
+func (s *Server) Logs() string { return s.log.String() }
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
