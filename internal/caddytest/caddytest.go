@@ -5,6 +5,7 @@ package caddytest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -51,8 +52,9 @@ func FreePort(tb testing.TB) int {
 type Server struct {
 	tb        testing.TB
 	binary    string
+	args      []string
 	dir       string
-	caddyfile string
+	caddyfile string // the Caddyfile's path, when started from one
 	readyURL  string
 	adminPort int
 	cmd       *exec.Cmd
@@ -66,13 +68,31 @@ type Server struct {
 // test failed.
 func Start(tb testing.TB, binary, caddyfile, readyURL string, adminPort int) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), caddyfile: caddyfile, readyURL: readyURL,
-		adminPort: adminPort, log: new(syncBuffer)}
+	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), readyURL: readyURL, adminPort: adminPort, log: new(syncBuffer)}
+	s.caddyfile = filepath.Join(s.dir, "Caddyfile")
+	if err := os.WriteFile(s.caddyfile, []byte(caddyfile), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	s.args = []string{"run", "--config", s.caddyfile, "--adapter", "caddyfile"}
+	return s.launch()
+}
+
+// StartWithArgs runs binary with args (e.g. run --config caddy.json) and
+// returns once readyURL answers, like Start.
+func StartWithArgs(tb testing.TB, binary, readyURL string, args ...string) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), readyURL: readyURL, args: args, log: new(syncBuffer)}
+	return s.launch()
+}
+
+func (s *Server) launch() *Server {
+	s.tb.Helper()
 	s.start()
+	tb := s.tb
 	tb.Cleanup(func() {
 		s.Stop()
 		if tb.Failed() {
-			tb.Logf("caddy (%s) logged:\n%s", readyURL, s.log.String())
+			tb.Logf("caddy (%s) logged:\n%s", s.readyURL, s.log.String())
 		}
 	})
 	return s
@@ -80,11 +100,7 @@ func Start(tb testing.TB, binary, caddyfile, readyURL string, adminPort int) *Se
 
 func (s *Server) start() {
 	s.tb.Helper()
-	path := filepath.Join(s.dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(s.caddyfile), 0o600); err != nil {
-		s.tb.Fatal(err)
-	}
-	s.cmd = exec.Command(s.binary, "run", "--config", path, "--adapter", "caddyfile")
+	s.cmd = exec.Command(s.binary, s.args...)
 	s.cmd.Dir = s.dir
 	// Caddy keeps its data under HOME; a test's own folder keeps runs apart.
 	s.cmd.Env = append(os.Environ(), "HOME="+s.dir, "XDG_DATA_HOME="+s.dir, "XDG_CONFIG_HOME="+s.dir)
@@ -102,7 +118,7 @@ func (s *Server) start() {
 			s.tb.Fatalf("caddy exited at start:\n%s", s.log.String())
 		default:
 		}
-		resp, err := http.Get(s.readyURL)
+		resp, err := readyClient.Get(s.readyURL)
 		if err == nil {
 			resp.Body.Close()
 			return
@@ -112,6 +128,13 @@ func (s *Server) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// readyClient only asks whether Caddy answers, so it trusts any certificate,
+// such as one from Caddy's internal CA.
+var readyClient = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 }
 
 // Stop ends Caddy as Ctrl-C would and waits for it to exit.
@@ -133,7 +156,7 @@ func (s *Server) Stop() {
 	}
 }
 
-// Restart stops Caddy and starts it again with the same Caddyfile.
+// Restart stops Caddy and starts it again with the same config.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
@@ -158,7 +181,12 @@ func (s *Server) Reload(caddyfile string) {
 	if resp.StatusCode != http.StatusOK {
 		s.tb.Fatalf("reloading caddy: %s: %s", resp.Status, body)
 	}
-	s.caddyfile = caddyfile
+	// A later Restart starts from what was loaded last.
+	if s.caddyfile != "" {
+		if err := os.WriteFile(s.caddyfile, []byte(caddyfile), 0o600); err != nil {
+			s.tb.Fatal(err)
+		}
+	}
 }
 
 // Logs returns everything Caddy has printed so far.
