@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // MaxUserAgentLength caps what is kept of a User-Agent header; enough to
@@ -18,20 +20,34 @@ const MaxUserAgentLength = 256
 // Session is one login of one user.
 type Session struct {
 	// ID is the hex SHA-256 of the session's token, never the token itself.
-	ID         string
-	User       User
-	ExpiresAt  time.Time
-	CreatedAt  time.Time
-	LastSeenAt time.Time
-	UserAgent  string
-	IP         string
+	ID string
+	// Handle names the session to users and admins (a UUID); unlike ID it
+	// reveals nothing about the token.
+	Handle string
+	User   User
+	// ExpiresAt is the absolute end of the session.
+	ExpiresAt time.Time
+	// IdleExpiresAt, when set, is when the session ends unless used again.
+	IdleExpiresAt *time.Time
+	CreatedAt     time.Time
+	LastSeenAt    time.Time
+	UserAgent     string
+	IP            string
+	// CheckedAt is the database's clock when the row was read, so callers
+	// measure the session's age by the clock every server shares.
+	CheckedAt time.Time
 }
 
 // NewSession describes a session to create.
 type NewSession struct {
 	UserID string
-	// Lifetime is how long the session lasts from now; it must be positive.
+	// Lifetime is how long the session lasts from now at most; it must be positive.
 	Lifetime time.Duration
+	// IdleTimeout, when positive, ends the session after that long without use.
+	IdleTimeout time.Duration
+	// MaxPerUser, when positive, caps the user's sessions: creating one more
+	// ends their least recently used sessions.
+	MaxPerUser int
 	// UserAgent and IP describe the device, for a user looking at their sessions.
 	UserAgent string
 	IP        string
@@ -46,9 +62,23 @@ func (s *Store) CreateSession(ctx context.Context, ns NewSession) (string, *Sess
 	if !validUUID(ns.UserID) {
 		return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
 	}
+	var idle *int32
+	if ns.IdleTimeout > 0 {
+		secs := int32(min(max(ns.IdleTimeout.Round(time.Second), time.Second), time.Duration(math.MaxInt32)*time.Second) / time.Second)
+		idle = &secs
+	}
 	token := newToken()
-	sess, err := scanSession(s.pool.QueryRow(ctx, s.q.createSession, HashToken(token), ns.UserID,
-		ns.Lifetime.Seconds(), trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64)))
+	var sess *Session
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		sess, err = scanSession(tx.QueryRow(ctx, s.q.createSession, HashToken(token), ns.UserID,
+			ns.Lifetime.Seconds(), trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64), idle))
+		if err != nil || ns.MaxPerUser <= 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, s.q.trimSessions, ns.UserID, ns.MaxPerUser)
+		return err
+	})
 	if err != nil {
 		if pgErrorCode(err) == foreignKeyViolation {
 			return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
@@ -73,6 +103,54 @@ func (s *Store) GetSession(ctx context.Context, token string) (*Session, error) 
 		return nil, fmt.Errorf("looking up session: %w", err)
 	}
 	return sess, nil
+}
+
+// TouchSession records that the session of id (its hash, Session.ID) was
+// used now and pushes back its idle expiry, but writes only when the last
+// record is older than minAge: at most one write per minAge, whatever the
+// traffic and however many servers share the database. It reports whether
+// it wrote.
+func (s *Store) TouchSession(ctx context.Context, id string, minAge time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, s.q.touchSession, id, minAge.Seconds())
+	if err != nil {
+		return false, fmt.Errorf("renewing session: %w", err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// DeleteSessionByHandle ends the session with that handle. With a userID it
+// ends it only if it belongs to that user, so a user can end only their own.
+// It reports whether a session was ended.
+func (s *Store) DeleteSessionByHandle(ctx context.Context, handle, userID string) (bool, error) {
+	if !validUUID(handle) {
+		return false, nil
+	}
+	var tag pgconn.CommandTag
+	var err error
+	if userID == "" {
+		tag, err = s.pool.Exec(ctx, s.q.deleteSessionByHandle, handle)
+	} else if validUUID(userID) {
+		tag, err = s.pool.Exec(ctx, s.q.deleteSessionByHandleOfUser, handle, userID)
+	} else {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("deleting session: %w", err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// DeleteOtherSessions ends every session of a user except the one of
+// keepToken, and returns how many it ended.
+func (s *Store) DeleteOtherSessions(ctx context.Context, userID, keepToken string) (int64, error) {
+	if !validUUID(userID) {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, s.q.deleteOtherSessions, userID, HashToken(keepToken))
+	if err != nil {
+		return 0, fmt.Errorf("deleting other sessions: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // DeleteSession ends the session of token; ending one that does not exist is not an error.
@@ -144,8 +222,9 @@ func (s *Store) CleanupExpiredSessions(ctx context.Context) (int64, error) {
 
 func scanSession(row pgx.Row) (*Session, error) {
 	var sess Session
-	err := row.Scan(&sess.ID, &sess.ExpiresAt, &sess.CreatedAt, &sess.LastSeenAt, &sess.UserAgent, &sess.IP,
-		&sess.User.ID, &sess.User.Username, &sess.User.IsAdmin, &sess.User.CreatedAt, &sess.User.UpdatedAt)
+	err := row.Scan(&sess.ID, &sess.Handle, &sess.ExpiresAt, &sess.IdleExpiresAt, &sess.CreatedAt, &sess.LastSeenAt,
+		&sess.UserAgent, &sess.IP, &sess.User.ID, &sess.User.Username, &sess.User.IsAdmin, &sess.User.CreatedAt,
+		&sess.User.UpdatedAt, &sess.CheckedAt)
 	if err != nil {
 		return nil, err
 	}

@@ -91,39 +91,60 @@ func (s *Store) Ping(ctx context.Context) error {
 // queries holds every SQL statement with the schema spelled out, built once
 // so the request path does no string work and pgx can cache the statements.
 type queries struct {
-	createSession, getSession, deleteSession, cleanupSessions   string
-	deleteUserSessions, getUserSessions, deleteOtherSessions    string
-	createUser, getUserByName, getUserByID, listUsers           string
-	deleteUser, setPassword, setPasswordHash, getUserCredential string
+	createSession, trimSessions, getSession, deleteSession, cleanupSessions string
+	touchSession, deleteSessionByHandle, deleteSessionByHandleOfUser        string
+	deleteUserSessions, getUserSessions, deleteOtherSessions                string
+	createUser, getUserByName, getUserByID, listUsers                       string
+	deleteUser, setPassword, setPasswordHash, getUserCredential             string
 }
+
+// sessionColumns are what scanSession reads, from sessions s joined with users u.
+const sessionColumns = `s.id, s.handle::text, s.expires_at, s.idle_expires_at, s.created_at, s.last_seen_at,
+	s.user_agent, s.ip, u.id::text, u.username, u.is_admin, u.created_at, u.updated_at, now()`
+
+// liveSession is the condition a session row must meet to count.
+const liveSession = `s.expires_at > now() AND (s.idle_expires_at IS NULL OR s.idle_expires_at > now())`
 
 func newQueries(schema string) queries {
 	r := strings.NewReplacer(
 		"{users}", pgx.Identifier{schema, "users"}.Sanitize(),
 		"{sessions}", pgx.Identifier{schema, "sessions"}.Sanitize(),
+		"{columns}", sessionColumns,
+		"{live}", liveSession,
 	)
 	return queries{
 		// createSession returns the row joined with its user in the same round trip.
 		createSession: r.Replace(`WITH s AS (
-				INSERT INTO {sessions} (id, user_id, expires_at, user_agent, ip)
-				VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5)
+				INSERT INTO {sessions} (id, user_id, expires_at, user_agent, ip, idle_timeout_seconds, idle_expires_at)
+				VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5, $6::integer,
+					now() + make_interval(secs => $6::integer))
 				RETURNING *)
-			SELECT s.id, s.expires_at, s.created_at, s.last_seen_at, s.user_agent, s.ip,
-				u.id::text, u.username, u.is_admin, u.created_at, u.updated_at
-			FROM s JOIN {users} u ON u.id = s.user_id`),
-		getSession: r.Replace(`SELECT s.id, s.expires_at, s.created_at, s.last_seen_at, s.user_agent, s.ip,
-				u.id::text, u.username, u.is_admin, u.created_at, u.updated_at
+			SELECT {columns} FROM s JOIN {users} u ON u.id = s.user_id`),
+		// trimSessions keeps a user's $2 most recently used sessions.
+		trimSessions: r.Replace(`DELETE FROM {sessions} WHERE id IN (
+				SELECT id FROM {sessions} WHERE user_id = $1
+				ORDER BY last_seen_at DESC, created_at DESC OFFSET $2)`),
+		getSession: r.Replace(`SELECT {columns}
 			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
-			WHERE s.id = $1 AND s.expires_at > now()`),
-		deleteSession: r.Replace(`DELETE FROM {sessions} WHERE id = $1`),
+			WHERE s.id = $1 AND {live}`),
+		// touchSession writes only when the last write is older than $2
+		// seconds, so servers racing to renew one session update it once.
+		touchSession: r.Replace(`UPDATE {sessions} SET last_seen_at = now(),
+				idle_expires_at = now() + make_interval(secs => idle_timeout_seconds)
+			WHERE id = $1 AND last_seen_at < now() - make_interval(secs => $2)
+				AND expires_at > now() AND (idle_expires_at IS NULL OR idle_expires_at > now())`),
+		deleteSession:               r.Replace(`DELETE FROM {sessions} WHERE id = $1`),
+		deleteSessionByHandle:       r.Replace(`DELETE FROM {sessions} WHERE handle = $1`),
+		deleteSessionByHandleOfUser: r.Replace(`DELETE FROM {sessions} WHERE handle = $1 AND user_id = $2`),
 		cleanupSessions: r.Replace(`DELETE FROM {sessions} WHERE id IN (
-				SELECT id FROM {sessions} WHERE expires_at <= now()
-				ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`),
+				(SELECT id FROM {sessions} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)
+				UNION
+				(SELECT id FROM {sessions} WHERE idle_expires_at <= now() ORDER BY idle_expires_at LIMIT $1)
+				LIMIT $1)`),
 		deleteUserSessions: r.Replace(`DELETE FROM {sessions} WHERE user_id = $1`),
-		getUserSessions: r.Replace(`SELECT s.id, s.expires_at, s.created_at, s.last_seen_at, s.user_agent, s.ip,
-				u.id::text, u.username, u.is_admin, u.created_at, u.updated_at
+		getUserSessions: r.Replace(`SELECT {columns}
 			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
-			WHERE s.user_id = $1 AND s.expires_at > now()
+			WHERE s.user_id = $1 AND {live}
 			ORDER BY s.last_seen_at DESC, s.created_at DESC`),
 		deleteOtherSessions: r.Replace(`DELETE FROM {sessions} WHERE user_id = $1 AND id <> $2`),
 		createUser: r.Replace(`INSERT INTO {users} (username, password_hash, is_admin) VALUES ($1, $2, $3)

@@ -1,0 +1,135 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+func TestIdleSessionEndsBeforeItsLifetime(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, store.Options{})
+	alice := newUser(t, s, "alice")
+	token, created, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
+	require.NoError(t, err)
+	require.NotNil(t, created.IdleExpiresAt)
+	assert.WithinDuration(t, created.CreatedAt.Add(10*time.Minute), *created.IdleExpiresAt, time.Second)
+
+	// Unused for eleven minutes: over, although its lifetime has most of an hour to go.
+	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '11 minutes',
+		idle_expires_at = now() - interval '1 minute'`)
+	got, err := s.GetSession(ctx, token)
+	require.NoError(t, err)
+	assert.Nil(t, got)
+	sessions, err := s.GetUserSessions(ctx, alice.ID)
+	require.NoError(t, err)
+	assert.Empty(t, sessions)
+
+	n, err := s.CleanupExpiredSessions(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "the cleanup removes idle sessions too")
+}
+
+func TestTouchSessionWritesAtMostOncePerInterval(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, store.Options{})
+	alice := newUser(t, s, "alice")
+	token, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
+	require.NoError(t, err)
+	id := store.HashToken(token)
+
+	wrote, err := s.TouchSession(ctx, id, time.Minute)
+	require.NoError(t, err)
+	assert.False(t, wrote, "a session used less than a minute ago is not written")
+
+	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '2 minutes',
+		idle_expires_at = now() + interval '8 minutes'`)
+	wrote, err = s.TouchSession(ctx, id, time.Minute)
+	require.NoError(t, err)
+	assert.True(t, wrote)
+	got, err := s.GetSession(ctx, token)
+	require.NoError(t, err)
+	assert.WithinDuration(t, got.CheckedAt, got.LastSeenAt, 5*time.Second)
+	assert.WithinDuration(t, got.CheckedAt.Add(10*time.Minute), *got.IdleExpiresAt, 5*time.Second, "use pushes the idle expiry back")
+
+	wrote, err = s.TouchSession(ctx, id, time.Minute)
+	require.NoError(t, err)
+	assert.False(t, wrote, "the second touch within the interval writes nothing")
+
+	// An expired session is not brought back by a touch.
+	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '2 minutes', expires_at = now() - interval '1 second'`)
+	wrote, err = s.TouchSession(ctx, id, time.Minute)
+	require.NoError(t, err)
+	assert.False(t, wrote)
+}
+
+func TestMaxSessionsPerUserEndsTheLeastRecentlyUsed(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, store.Options{})
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	bobs := login(t, s, bob)
+	create := func() string {
+		token, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, MaxPerUser: 2})
+		require.NoError(t, err)
+		return token
+	}
+	first, second := create(), create()
+	// The first was used more recently than the second.
+	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '1 hour' WHERE id = $1`, store.HashToken(second))
+	third := create()
+
+	for token, alive := range map[string]bool{first: true, second: false, third: true, bobs: true} {
+		got, err := s.GetSession(ctx, token)
+		require.NoError(t, err)
+		assert.Equal(t, alive, got != nil)
+	}
+}
+
+func TestSessionHandles(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, store.Options{})
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	a1, a2 := login(t, s, alice), login(t, s, alice)
+	b1 := login(t, s, bob)
+	sessions, err := s.GetUserSessions(ctx, alice.ID)
+	require.NoError(t, err)
+	require.Len(t, sessions, 2)
+	for _, sess := range sessions {
+		assert.Len(t, sess.Handle, 36)
+		assert.NotEqual(t, sess.ID, sess.Handle)
+		assert.NotContains(t, []string{a1, a2, store.HashToken(a1), store.HashToken(a2)}, sess.Handle)
+	}
+	handle := sessions[0].Handle
+
+	ended, err := s.DeleteSessionByHandle(ctx, handle, bob.ID)
+	require.NoError(t, err)
+	assert.False(t, ended, "bob cannot end alice's session")
+	ended, err = s.DeleteSessionByHandle(ctx, handle, alice.ID)
+	require.NoError(t, err)
+	assert.True(t, ended)
+	ended, err = s.DeleteSessionByHandle(ctx, "not-a-handle", "")
+	require.NoError(t, err)
+	assert.False(t, ended)
+
+	remaining, err := s.GetUserSessions(ctx, alice.ID)
+	require.NoError(t, err)
+	require.Len(t, remaining, 1)
+	ended, err = s.DeleteSessionByHandle(ctx, remaining[0].Handle, "")
+	require.NoError(t, err)
+	assert.True(t, ended, "an admin (no user given) can end any session")
+
+	c1, c2 := login(t, s, alice), login(t, s, alice)
+	n, err := s.DeleteOtherSessions(ctx, alice.ID, c1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	for token, alive := range map[string]bool{c1: true, c2: false, b1: true} {
+		got, err := s.GetSession(ctx, token)
+		require.NoError(t, err)
+		assert.Equal(t, alive, got != nil)
+	}
+}
