@@ -3,6 +3,7 @@ package pgsession
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -89,6 +90,12 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    logout_path    <path>                    # default /logout
 //	    api_path       <path>                    # default /api/auth
 //	    login_template <file>                    # default: the built-in page
+//	    idle_timeout   <duration>                # default off
+//	    renewal_interval <duration>              # default idle_timeout/10, at most 1m
+//	    remember_lifetime <duration>|0           # default 30d; 0 turns remember me off
+//	    max_sessions_per_user <n>                # default 0: unlimited
+//	    account_path   <path>                    # default /account
+//	    admin_token    <token>                   # e.g. {env.ADMIN_TOKEN}; at least 32 characters
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -157,6 +164,52 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "login_template":
 			if err := singleArg(d, &h.LoginTemplate); err != nil {
 				return err
+			}
+		case "idle_timeout":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.IdleTimeout = dur
+		case "renewal_interval":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.RenewalInterval = dur
+		case "remember_lifetime":
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 {
+				return d.Errf("remember_lifetime: %q is not a duration (examples: 12h, 30d; 0 turns remember me off)", s)
+			}
+			cd := caddy.Duration(dur)
+			h.RememberLifetime = &cd
+		case "max_sessions_per_user":
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return d.Errf("max_sessions_per_user: %q is not a whole number (0 means unlimited)", s)
+			}
+			h.MaxSessionsPerUser = n
+		case "account_path":
+			if err := pathArg(d, &h.AccountPath); err != nil {
+				return err
+			}
+		case "admin_token":
+			if err := singleArg(d, &h.AdminToken); err != nil {
+				return err
+			}
+			// A placeholder is checked once expanded, at provisioning.
+			if !strings.Contains(h.AdminToken, "{") && len(h.AdminToken) < minAdminTokenLength {
+				return d.Errf("admin_token must be at least %d characters (it is %d): "+
+					"generate one with `openssl rand -base64 32`", minAdminTokenLength, len(h.AdminToken))
 			}
 		default:
 			return d.Errf("unknown pg_session option %q", d.Val())

@@ -177,12 +177,21 @@ twice on the terminal, or read as one line from stdin with --password-stdin.`,
 		Args:  cliName,
 		RunE:  c.run(c.sessionsList),
 	})
-	sessions.AddCommand(&cobra.Command{
-		Use:   "revoke <name>",
-		Short: "Ends all of a user's sessions",
-		Args:  cliName,
-		RunE:  c.run(c.sessionsRevoke),
-	})
+	var revokeID string
+	revoke := &cobra.Command{
+		Use:   "revoke <name> [--id <session id>]",
+		Short: "Ends all of a user's sessions, or one with --id",
+		Long: `
+Ends every session of a user, or with --id only the one whose ID
+'sessions list' shows. The user is logged out at their next request, on
+every Caddy server sharing the database.`,
+		Args: cliName,
+		RunE: c.run(func(cmd *cobra.Command, args []string) error {
+			return c.sessionsRevoke(cmd, args[0], revokeID)
+		}),
+	}
+	revoke.Flags().StringVar(&revokeID, "id", "", "end only the session with this ID (from 'sessions list')")
+	sessions.AddCommand(revoke)
 }
 
 // cliGroupRunE runs a command that only groups others: without arguments it
@@ -497,29 +506,44 @@ func (c *cliState) sessionsList(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "no live sessions for %q\n", u.Username)
 		return nil
 	}
-	// The session id (a hash of the cookie) is not shown: nothing takes it,
-	// and the times, address and browser tell the sessions apart.
+	// The ID is the session's handle, which 'sessions revoke --id' takes;
+	// the token's hash is never shown.
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CREATED\tLAST SEEN\tEXPIRES\tIP\tUSER AGENT")
+	fmt.Fprintln(tw, "ID\tCREATED\tLAST SEEN\tEXPIRES\tIP\tUSER AGENT")
 	for _, sess := range sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cliTime(sess.CreatedAt), cliTime(sess.LastSeenAt),
-			cliTime(sess.ExpiresAt), cliPrintable(sess.IP), cliPrintable(sess.UserAgent))
+		expires := sess.ExpiresAt
+		if sess.IdleExpiresAt != nil && sess.IdleExpiresAt.Before(expires) {
+			expires = *sess.IdleExpiresAt
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sess.Handle, cliTime(sess.CreatedAt), cliTime(sess.LastSeenAt),
+			cliTime(expires), cliPrintable(sess.IP), cliPrintable(sess.UserAgent))
 	}
 	return tw.Flush()
 }
 
-func (c *cliState) sessionsRevoke(cmd *cobra.Command, args []string) error {
+func (c *cliState) sessionsRevoke(cmd *cobra.Command, name, id string) error {
 	s, err := c.open(cmd, true)
 	if err != nil {
 		return err
 	}
 	defer s.Pool().Close()
-	u, err := c.lookUp(cmd, s, args[0])
+	u, err := c.lookUp(cmd, s, name)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := c.context(cmd)
 	defer cancel()
+	if id != "" {
+		ended, err := s.DeleteSessionByHandle(ctx, id, u.ID)
+		if err != nil {
+			return err
+		}
+		if !ended {
+			return fmt.Errorf("%q has no session %q: see 'sessions list %s'", u.Username, id, u.Username)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "ended session %s of %q\n", id, u.Username)
+		return nil
+	}
 	ended, err := s.DeleteUserSessions(ctx, u.ID)
 	if err != nil {
 		return err

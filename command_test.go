@@ -410,7 +410,7 @@ func TestCommandSessionsList(t *testing.T) {
 	require.NoError(t, r.err)
 	rows := cliTable(r.stdout)
 	require.Len(t, rows, 4, r.stdout)
-	assert.Equal(t, []string{"CREATED", "LAST SEEN", "EXPIRES", "IP", "USER AGENT"}, rows[0])
+	assert.Equal(t, []string{"ID", "CREATED", "LAST SEEN", "EXPIRES", "IP", "USER AGENT"}, rows[0])
 	assert.Contains(t, r.stdout, "192.0.2.1")
 	assert.Contains(t, r.stdout, "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
 	assert.Contains(t, r.stdout, "2001:db8::1")
@@ -418,9 +418,9 @@ func TestCommandSessionsList(t *testing.T) {
 	assert.NotContains(t, r.stdout, "\x1b")
 	assert.NotContains(t, r.stdout, "Safari", "only alice's sessions")
 	for _, row := range rows[1:] {
-		assert.Len(t, row, 5, row)
+		assert.Len(t, row, 6, row)
 	}
-	assert.Contains(t, rows[1:], []string{rows[1][0], rows[1][1], rows[1][2], "-", "-"},
+	assert.Contains(t, rows[1:], []string{rows[1][0], rows[1][1], rows[1][2], rows[1][3], "-", "-"},
 		"an empty IP and User-Agent show as -; newest session first")
 	for _, token := range []string{t1, t2} {
 		assert.NotContains(t, r.stdout, token)
@@ -429,6 +429,9 @@ func TestCommandSessionsList(t *testing.T) {
 	sessions, err := s.GetUserSessions(ctx, alice.ID)
 	require.NoError(t, err)
 	assert.Contains(t, r.stdout, sessions[0].ExpiresAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+	for _, sess := range sessions {
+		assert.Contains(t, r.stdout, sess.Handle, "each session shows the ID that revoke --id takes")
+	}
 
 	r = cliDB(t, url, "", "sessions", "list", "carol")
 	require.Error(t, r.err)
@@ -467,6 +470,23 @@ func TestCommandSessionsRevoke(t *testing.T) {
 	r := cliDB(t, url, "", "sessions", "revoke", "carol")
 	require.Error(t, r.err)
 	assert.Equal(t, `no user "carol"`, r.err.Error())
+
+	// One session by its ID, and only one of that user's.
+	keep, end := cliSession(t, s, alice, "keep", ""), cliSession(t, s, alice, "end", "")
+	sessions, err := s.GetUserSessions(ctx, alice.ID)
+	require.NoError(t, err)
+	var endID string
+	for _, sess := range sessions {
+		if sess.UserAgent == "end" {
+			endID = sess.Handle
+		}
+	}
+	r = cliDB(t, url, "", "sessions", "revoke", "bob", "--id", endID)
+	require.Error(t, r.err, "bob's name cannot end alice's session")
+	assert.True(t, cliLive(t, s, end))
+	assert.Equal(t, "ended session "+endID+" of \"alice\"\n", cliOK(t, url, "", "sessions", "revoke", "alice", "--id", endID))
+	assert.False(t, cliLive(t, s, end))
+	assert.True(t, cliLive(t, s, keep))
 }
 
 func TestCommandDatabaseURLFromEnvironment(t *testing.T) {

@@ -1,12 +1,14 @@
 package pgsession
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,11 +22,16 @@ import (
 
 // Defaults of the handler's options.
 const (
-	DefaultCookieName = "session"
-	DefaultLifetime   = 7 * 24 * time.Hour
-	DefaultLoginPath  = "/login"
-	DefaultLogoutPath = "/logout"
-	DefaultAPIPath    = "/api/auth"
+	DefaultCookieName  = "session"
+	DefaultLifetime    = 7 * 24 * time.Hour
+	DefaultLoginPath   = "/login"
+	DefaultLogoutPath  = "/logout"
+	DefaultAPIPath     = "/api/auth"
+	DefaultAccountPath = "/account"
+	// DefaultRememberLifetime is how long a "remember me" session lasts.
+	DefaultRememberLifetime = 30 * 24 * time.Hour
+	// minAdminTokenLength keeps the admin token beyond guessing.
+	minAdminTokenLength = 32
 )
 
 // Identity headers the handler sets on requests it lets through, for an
@@ -34,6 +41,10 @@ const (
 	HeaderUserID   = "X-Auth-User-Id"
 	HeaderUsername = "X-Auth-Username"
 )
+
+// HeaderAdminToken carries the admin token; it is accepted nowhere else, so
+// it never lands in access logs or browser history as a query string would.
+const HeaderAdminToken = "X-Admin-Token"
 
 // maxBodyBytes caps the body of the handler's own POST routes; a login
 // needs a few hundred bytes.
@@ -80,14 +91,45 @@ type Handler struct {
 	// html/template executed with the same data as the built-in one.
 	LoginTemplate string `json:"login_template,omitempty"`
 
-	store     *store.Store
-	logger    *zap.Logger
-	public    caddyhttp.MatchPath
-	routes    map[string]map[string]func(http.ResponseWriter, *http.Request) error
-	template  *template.Template
-	csp       string
-	sameSite  http.SameSite
-	crossSite *http.CrossOriginProtection
+	// IdleTimeout ends a session unused for that long, even within its
+	// lifetime. It applies to sessions created while it is set. Default: off.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// RenewalInterval is how often a session in use is written back (its
+	// last use, and so its idle expiry): at most once per interval, never on
+	// every request. Default: a tenth of idle_timeout, at most 1m.
+	RenewalInterval caddy.Duration `json:"renewal_interval,omitempty"`
+
+	// RememberLifetime is how long a session lasts when the user ticks
+	// "remember me"; its cookie then outlives the browser session. 0 turns
+	// remember me off. Default: 30d.
+	RememberLifetime *caddy.Duration `json:"remember_lifetime,omitempty"`
+
+	// MaxSessionsPerUser caps a user's sessions: a login beyond it ends
+	// their least recently used ones. Default: 0, unlimited.
+	MaxSessionsPerUser int `json:"max_sessions_per_user,omitempty"`
+
+	// AccountPath is the page where a user sees and ends their sessions
+	// and changes their password. Default: /account.
+	AccountPath string `json:"account_path,omitempty"`
+
+	// AdminToken, sent in the X-Admin-Token header, grants the admin routes.
+	// Placeholders such as {env.ADMIN_TOKEN} are expanded; at least 32
+	// characters. Default: none (admin routes need an admin's session).
+	AdminToken string `json:"admin_token,omitempty"`
+
+	store       *store.Store
+	logger      *zap.Logger
+	public      caddyhttp.MatchPath
+	router      router
+	template    *template.Template
+	csp         string // of the login page, which may be the site's own
+	pageCSP     string // of the built-in pages
+	sameSite    http.SameSite
+	crossSite   *http.CrossOriginProtection
+	adminToken  []byte
+	rememberFor time.Duration
+	renewing    *sync.Map // session ids being renewed now, so one request per session writes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -145,7 +187,35 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("same_site must be lax, strict or none, not %q", h.SameSite)
 	}
 
-	for _, p := range []*string{&h.LoginPath, &h.LogoutPath, &h.APIPath} {
+	if h.IdleTimeout < 0 || h.RenewalInterval < 0 || h.MaxSessionsPerUser < 0 {
+		return errors.New("idle_timeout, renewal_interval and max_sessions_per_user must not be negative")
+	}
+	if h.IdleTimeout > 0 && h.IdleTimeout < caddy.Duration(time.Second) {
+		return errors.New("idle_timeout must be at least one second")
+	}
+	if h.RenewalInterval == 0 {
+		h.RenewalInterval = caddy.Duration(time.Minute)
+		if h.IdleTimeout > 0 {
+			h.RenewalInterval = min(h.RenewalInterval, h.IdleTimeout/10)
+		}
+	}
+	h.rememberFor = DefaultRememberLifetime
+	if h.RememberLifetime != nil {
+		if *h.RememberLifetime < 0 {
+			return errors.New("remember_lifetime must not be negative")
+		}
+		h.rememberFor = time.Duration(*h.RememberLifetime)
+	}
+	if h.AdminToken != "" {
+		token := caddy.NewReplacer().ReplaceAll(h.AdminToken, "")
+		if len(token) < minAdminTokenLength {
+			return fmt.Errorf("admin_token must be at least %d characters (it is %d): "+
+				"generate one with `openssl rand -base64 32`", minAdminTokenLength, len(token))
+		}
+		h.adminToken = []byte(token)
+	}
+
+	for _, p := range []*string{&h.LoginPath, &h.LogoutPath, &h.APIPath, &h.AccountPath} {
 		if *p != "" && !strings.HasPrefix(*p, "/") {
 			return fmt.Errorf("route path %q must start with /", *p)
 		}
@@ -159,6 +229,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.APIPath == "" {
 		h.APIPath = DefaultAPIPath
 	}
+	if h.AccountPath == "" {
+		h.AccountPath = DefaultAccountPath
+	}
 	h.APIPath = strings.TrimSuffix(h.APIPath, "/")
 
 	h.public = caddyhttp.MatchPath(h.Public)
@@ -166,6 +239,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("public: %w", err)
 	}
 
+	h.pageCSP = "default-src 'none'; style-src " + web.StyleHash() +
+		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	if h.LoginTemplate != "" {
 		h.template, err = web.ParseLoginTemplate(h.LoginTemplate)
 		if err != nil {
@@ -175,22 +250,41 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.csp = "frame-ancestors 'none'"
 	} else {
 		h.template = web.DefaultLoginTemplate()
-		h.csp = "default-src 'none'; style-src " + web.StyleHash() +
-			"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		h.csp = h.pageCSP
 	}
 	h.crossSite = http.NewCrossOriginProtection()
 
-	post, get := http.MethodPost, http.MethodGet
-	type route = func(http.ResponseWriter, *http.Request) error
-	h.routes = map[string]map[string]route{
-		h.LoginPath:             {get: h.serveLoginPage, http.MethodHead: h.serveLoginPage, post: h.serveLogin},
-		h.LogoutPath:            {post: h.serveLogout},
-		h.APIPath + "/login":    {post: h.serveLogin},
-		h.APIPath + "/logout":   {post: h.serveLogout},
-		h.APIPath + "/me":       {get: h.serveMe, http.MethodHead: h.serveMe},
-		h.APIPath + "/register": {post: h.serveRegister},
-	}
+	h.renewing = new(sync.Map)
+	h.addRoutes()
 	return nil
+}
+
+// addRoutes sets up the handler's own routes.
+func (h *Handler) addRoutes() {
+	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
+	api := h.APIPath
+	rt := &h.router
+	rt.add(get, h.LoginPath, anyone, h.serveLoginPage)
+	rt.add(post, h.LoginPath, anyone, h.serveLogin)
+	rt.add(post, h.LogoutPath, anyone, h.serveLogout)
+	rt.add(post, api+"/login", anyone, h.serveLogin)
+	rt.add(post, api+"/logout", anyone, h.serveLogout)
+	rt.add(post, api+"/register", anyone, h.serveRegister)
+	rt.add(get, api+"/me", withSession, h.serveMe)
+
+	rt.add(get, api+"/sessions", withSession, h.serveOwnSessions)
+	rt.add(del, api+"/sessions/{id}", withSession, h.serveEndOwnSession)
+	rt.add(post, api+"/sessions/revoke-others", withSession, h.serveEndOtherSessions)
+	rt.add(post, api+"/password", withSession, h.serveChangePassword)
+	rt.add(get, h.AccountPath, anyone, h.serveAccountPage)
+	rt.add(post, h.AccountPath, anyone, h.serveAccountForm)
+
+	rt.add(get, api+"/admin/users", admin, h.serveAdminListUsers)
+	rt.add(post, api+"/admin/users", admin, h.serveAdminCreateUser)
+	rt.add(del, api+"/admin/users/{username}", admin, h.serveAdminDeleteUser)
+	rt.add(get, api+"/admin/users/{username}/sessions", admin, h.serveAdminUserSessions)
+	rt.add(del, api+"/admin/users/{username}/sessions", admin, h.serveAdminEndUserSessions)
+	rt.add(del, api+"/admin/sessions/{id}", admin, h.serveAdminEndSession)
 }
 
 // ServeHTTP gates a request on its session cookie or serves an own route.
@@ -198,8 +292,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.Header.Del(HeaderUserID)
 	r.Header.Del(HeaderUsername)
 
-	if methods, ok := h.routes[r.URL.Path]; ok {
-		return h.serveRoute(w, r, methods)
+	if rte, params, allowed := h.router.match(r); rte != nil || allowed != nil {
+		return h.serveRoute(w, r, rte, params, allowed)
 	}
 	if len(h.Public) > 0 {
 		public, err := h.public.MatchWithError(r)
@@ -207,6 +301,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return caddyhttp.Error(http.StatusBadRequest, err)
 		}
 		if public {
+			// Empty rather than unset: Caddy would pass an unknown
+			// placeholder on as literal text, e.g. in header_up.
+			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+				repl.Set("http.auth.user.id", "")
+				repl.Set("http.auth.user.username", "")
+			}
 			return next.ServeHTTP(w, r)
 		}
 	}
@@ -222,30 +322,85 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	h.identify(r, sess)
+	h.renew(r, sess)
 	return next.ServeHTTP(w, r)
 }
 
-// serveRoute dispatches an own route by method.
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, methods map[string]func(http.ResponseWriter, *http.Request) error) error {
-	serve, ok := methods[r.Method]
-	if !ok {
-		allow := make([]string, 0, len(methods))
-		for m := range methods {
-			allow = append(allow, m)
-		}
-		w.Header().Set("Allow", strings.Join(allow, ", "))
+// serveRoute checks method, origin and access for an own route, then serves it.
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if rte == nil {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeJSONError(w, http.StatusMethodNotAllowed, "Method not allowed")
 		return nil
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	if r.Method == http.MethodPost {
+	for k, v := range params {
+		r.SetPathValue(k, v)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if err := h.crossSite.Check(r); err != nil {
 			writeJSONError(w, http.StatusForbidden, "Cross-origin request refused")
 			return nil
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	}
-	return serve(w, r)
+
+	c := &caller{}
+	if rte.access == admin && r.Header.Get(HeaderAdminToken) != "" {
+		if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get(HeaderAdminToken)), h.adminToken) != 1 {
+			writeJSONError(w, http.StatusUnauthorized, "Invalid admin token")
+			return nil
+		}
+		c.admin = true
+		return rte.serve(w, r, c)
+	}
+	if rte.access != anyone {
+		sess, hadCookie, err := h.session(r)
+		if err != nil {
+			h.storeUnavailable(w, err)
+			return nil
+		}
+		if sess == nil {
+			h.refuseAPI(w, r, hadCookie)
+			return nil
+		}
+		if rte.access == admin && !sess.User.IsAdmin {
+			writeJSONError(w, http.StatusForbidden, "Admin access required")
+			return nil
+		}
+		c.session, c.token = sess, h.tokenValue(r)
+		h.identify(r, sess)
+		h.renew(r, sess)
+	}
+	return rte.serve(w, r, c)
+}
+
+// refuseAPI answers a JSON route called without a live session.
+func (h *Handler) refuseAPI(w http.ResponseWriter, r *http.Request, hadCookie bool) {
+	if hadCookie {
+		http.SetCookie(w, h.clearCookie(r))
+		writeJSONError(w, http.StatusUnauthorized, "Session expired")
+		return
+	}
+	writeJSONError(w, http.StatusUnauthorized, "Not authenticated")
+}
+
+// renew records the session's use, at most once per renewal interval, so
+// an idle timeout counts from the last use without a write per request.
+// A failure is logged and the request goes on: the session is still valid.
+func (h *Handler) renew(r *http.Request, sess *store.Session) {
+	if sess.CheckedAt.Sub(sess.LastSeenAt) < time.Duration(h.RenewalInterval) {
+		return
+	}
+	if _, busy := h.renewing.LoadOrStore(sess.ID, struct{}{}); busy {
+		return
+	}
+	defer h.renewing.Delete(sess.ID)
+	if _, err := h.store.TouchSession(r.Context(), sess.ID, time.Duration(h.RenewalInterval)); err != nil {
+		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
+			c.Write(zap.Error(err))
+		}
+	}
 }
 
 // session returns the live session of the request's cookie; nil with a nil
@@ -257,6 +412,12 @@ func (h *Handler) session(r *http.Request) (*store.Session, bool, error) {
 	}
 	sess, err := h.store.GetSession(r.Context(), token)
 	return sess, true, err
+}
+
+// tokenValue returns the session cookie's value, or "".
+func (h *Handler) tokenValue(r *http.Request) string {
+	t, _ := h.token(r)
+	return t
 }
 
 // token returns the session cookie's value, if the request has one.

@@ -3,6 +3,7 @@ package pgsession
 import (
 	"encoding/json"
 	"errors"
+	"html/template"
 	"io"
 	"mime"
 	"net/http"
@@ -39,6 +40,7 @@ func toUserJSON(u store.User) userJSON {
 type credentials struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	Remember bool   `json:"remember"`
 	Redirect string `json:"-"`
 	form     bool
 }
@@ -62,6 +64,7 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool)
 			return c, false
 		}
 		c.Username, c.Password, c.Redirect = r.PostFormValue("username"), r.PostFormValue("password"), r.PostFormValue("redirect")
+		c.Remember = r.PostFormValue("remember") == "on"
 	default:
 		dec := json.NewDecoder(r.Body)
 		if err := dec.Decode(&c); err != nil {
@@ -86,7 +89,7 @@ func answerBodyError(w http.ResponseWriter, err error) {
 }
 
 // serveLogin checks a username and password and starts a new session.
-func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	c, ok := readCredentials(w, r)
 	if !ok {
 		return nil
@@ -95,7 +98,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, store.ErrInvalidCredentials) {
 		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", clientIP(r)))
 		if c.form {
-			return h.renderLoginPage(w, r, http.StatusUnauthorized, c.Username, c.Redirect, msgInvalidCredentials)
+			return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
 		}
 		writeJSONError(w, http.StatusUnauthorized, msgInvalidCredentials)
 		return nil
@@ -104,7 +107,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		h.storeUnavailable(w, err)
 		return nil
 	}
-	if !h.startSession(w, r, user) {
+	if !h.startSession(w, r, user, c.Remember) {
 		return nil
 	}
 	if c.form {
@@ -116,7 +119,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveRegister creates an account and logs it in, when registration is on.
-func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if !h.Registration {
 		writeJSONError(w, http.StatusNotFound, "Registration is not enabled")
 		return nil
@@ -139,13 +142,13 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	if status != 0 {
 		if c.form {
-			return h.renderLoginPage(w, r, status, c.Username, c.Redirect, msg)
+			return h.renderLoginPage(w, r, status, c, msg)
 		}
 		writeJSONError(w, status, msg)
 		return nil
 	}
 	h.logger.Info("user registered", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
-	if !h.startSession(w, r, user) {
+	if !h.startSession(w, r, user, c.Remember) {
 		return nil
 	}
 	if c.form {
@@ -159,31 +162,44 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request) error {
 // startSession creates a session with a fresh token and sets its cookie. A
 // session the request already carried is ended first, so a token planted in
 // a browser before login never becomes a logged-in one.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *store.User) bool {
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) bool {
 	if old, ok := h.token(r); ok {
 		if err := h.store.DeleteSession(r.Context(), old); err != nil {
 			h.storeUnavailable(w, err)
 			return false
 		}
 	}
+	remember = remember && h.rememberFor > 0
+	lifetime := time.Duration(h.Lifetime)
+	if remember {
+		lifetime = h.rememberFor
+	}
 	token, _, err := h.store.CreateSession(r.Context(), store.NewSession{
-		UserID:    user.ID,
-		Lifetime:  time.Duration(h.Lifetime),
-		UserAgent: r.UserAgent(),
-		IP:        clientIP(r),
+		UserID:      user.ID,
+		Lifetime:    lifetime,
+		IdleTimeout: time.Duration(h.IdleTimeout),
+		MaxPerUser:  h.MaxSessionsPerUser,
+		UserAgent:   r.UserAgent(),
+		IP:          clientIP(r),
 	})
 	if err != nil {
 		h.storeUnavailable(w, err)
 		return false
 	}
-	http.SetCookie(w, h.sessionCookie(r, token))
+	// Without remember me the cookie lasts as long as the browser session;
+	// with it, as long as the session itself.
+	cookie := h.sessionCookie(r, token)
+	if remember {
+		cookie.MaxAge = int(lifetime / time.Second)
+	}
+	http.SetCookie(w, cookie)
 	h.logger.Info("login", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
 	return true
 }
 
 // serveLogout ends the session server-side and clears the cookie; it
 // succeeds with or without a session, so a double click does no harm.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if token, ok := h.token(r); ok {
 		if err := h.store.DeleteSession(r.Context(), token); err != nil {
 			h.storeUnavailable(w, err)
@@ -200,28 +216,14 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveMe returns the user of the current session.
-func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request) error {
-	sess, hadCookie, err := h.session(r)
-	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
-	}
-	if sess == nil {
-		if hadCookie {
-			http.SetCookie(w, h.clearCookie(r))
-			writeJSONError(w, http.StatusUnauthorized, "Session expired")
-		} else {
-			writeJSONError(w, http.StatusUnauthorized, "Not authenticated")
-		}
-		return nil
-	}
-	writeJSON(w, http.StatusOK, toUserJSON(sess.User))
+func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request, c *caller) error {
+	writeJSON(w, http.StatusOK, toUserJSON(c.session.User))
 	return nil
 }
 
 // serveLoginPage shows the login form, or sends a visitor who is already
 // logged in on to where they were going.
-func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	redirect := r.URL.Query().Get("redirect")
 	sess, _, err := h.session(r)
 	if err == nil && sess != nil {
@@ -230,31 +232,39 @@ func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A database failure still shows the form: the login itself will say
 	// that the store is unavailable.
-	return h.renderLoginPage(w, r, http.StatusOK, "", redirect, "")
+	return h.renderLoginPage(w, r, http.StatusOK, credentials{Redirect: redirect}, "")
 }
 
-func (h *Handler) renderLoginPage(w http.ResponseWriter, r *http.Request, status int, username, redirect, message string) error {
+func (h *Handler) renderLoginPage(w http.ResponseWriter, r *http.Request, status int, c credentials, message string) error {
 	page := web.LoginPage{
-		Title:    "Sign in",
-		Action:   h.LoginPath,
-		Redirect: safeRedirect(redirect),
-		Username: username,
-		Error:    message,
+		Title:      "Sign in",
+		Action:     h.LoginPath,
+		Redirect:   safeRedirect(c.Redirect),
+		Username:   c.Username,
+		Error:      message,
+		Remember:   h.rememberFor > 0,
+		Remembered: c.Remember,
 	}
 	if h.Registration {
 		page.RegisterAction = h.APIPath + "/register"
 	}
+	return h.renderPage(w, r, status, h.template, h.csp, page)
+}
+
+// renderPage executes one of the HTML pages with the headers every page of
+// the plugin carries: no caching, no framing, no leaking of the URL.
+func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int, tmpl *template.Template, csp string, data any) error {
+	var buf strings.Builder
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Content-Security-Policy", h.csp)
+	hdr.Set("Content-Security-Policy", csp)
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Referrer-Policy", "same-origin")
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	var buf strings.Builder
-	if err := h.template.Execute(&buf, page); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		io.WriteString(w, buf.String())
@@ -262,13 +272,13 @@ func (h *Handler) renderLoginPage(w http.ResponseWriter, r *http.Request, status
 	return nil
 }
 
-// sessionCookie is the cookie carrying a new session's token.
+// sessionCookie is the cookie carrying a new session's token; it lasts as
+// long as the browser session unless the caller sets MaxAge.
 func (h *Handler) sessionCookie(r *http.Request, token string) *http.Cookie {
 	return &http.Cookie{
 		Name:     h.CookieName,
 		Value:    token,
 		Path:     "/",
-		MaxAge:   int(time.Duration(h.Lifetime) / time.Second),
 		HttpOnly: true,
 		Secure:   h.secure(r),
 		SameSite: h.sameSite,

@@ -54,6 +54,7 @@ type site struct {
 	CleanupInterval string // e.g. "1h"
 	HandlerOptions  string // lines inside the site's pg_session block
 	Upstream        string // host:port to reverse_proxy to; empty serves a fixed body
+	UpstreamOptions string // lines inside the reverse_proxy block
 	Port, AdminPort int
 }
 
@@ -75,6 +76,7 @@ http://127.0.0.1:{{.Port}} {
 	}
 	{{if .Upstream}}reverse_proxy {{.Upstream}} {
 		flush_interval -1
+		{{.UpstreamOptions}}
 	}{{else}}respond "hello {http.auth.user.username}" 200{{end}}
 }
 `
@@ -270,4 +272,40 @@ func (db *database) count(t *testing.T, sql string, args ...any) int {
 	var n int
 	require.NoError(t, db.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
 	return n
+}
+
+// send makes a request with an optional JSON body and header pairs.
+func (b *browser) send(method, rawURL string, body any, header ...string) response {
+	b.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		require.NoError(b.t, err)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, rawURL, rd)
+	require.NoError(b.t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return b.do(req)
+}
+
+// list decodes a JSON array of objects.
+func (r response) list(t *testing.T) []map[string]any {
+	t.Helper()
+	var v []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
+	return v
+}
+
+// addAdmin creates a user with is_admin.
+func (db *database) addAdmin(t *testing.T, name, password string) *store.User {
+	t.Helper()
+	u, err := db.store.CreateUser(context.Background(), name, password, true)
+	require.NoError(t, err)
+	return u
 }

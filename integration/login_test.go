@@ -66,9 +66,13 @@ func TestLoginWithJSONThenMeThenLogout(t *testing.T) {
 	assert.Equal(t, alice.ID, resp.json(t)["id"])
 	assert.Equal(t, "alice", resp.json(t)["username"])
 	setCookie := resp.Header.Get("Set-Cookie")
-	for _, attr := range []string{"session=", "Path=/", "Max-Age=604800", "HttpOnly", "SameSite=Lax"} {
+	for _, attr := range []string{"session=", "Path=/", "HttpOnly", "SameSite=Lax"} {
 		assert.Contains(t, setCookie, attr)
 	}
+	assert.NotContains(t, setCookie, "Max-Age", "without remember me the cookie ends with the browser session")
+	assert.Equal(t, 1, db.count(t, `SELECT count(*) FROM pgsession.sessions
+		WHERE expires_at BETWEEN now() + interval '7 days' - interval '1 minute' AND now() + interval '7 days'`),
+		"the session lasts the 7-day lifetime")
 	assert.NotContains(t, setCookie, "Secure", "plain HTTP gets no Secure cookie")
 
 	resp = b.get(c.url("/api/auth/me"))
@@ -222,18 +226,19 @@ func TestIdentityHeadersReachTheUpstreamAndCannotBeForged(t *testing.T) {
 	db := newDatabase(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "id=%q name=%q", r.Header.Get("X-Auth-User-Id"), r.Header.Get("X-Auth-Username"))
+		fmt.Fprintf(w, "id=%q name=%q remote=%q", r.Header.Get("X-Auth-User-Id"), r.Header.Get("X-Auth-Username"), r.Header.Get("X-Remote-User"))
 	}))
 	t.Cleanup(upstream.Close)
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: upstream.Listener.Addr().String(), HandlerOptions: "public /public/*"})
+	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: upstream.Listener.Addr().String(), HandlerOptions: "public /public/*",
+		UpstreamOptions: "header_up X-Remote-User {http.auth.user.username}"})
 
 	b := newBrowser(t)
 	resp := b.get(c.url("/public/x"), "X-Auth-Username", "admin", "X-Auth-User-Id", "forged")
-	assert.Equal(t, `id="" name=""`, resp.body, "a client-sent identity header never reaches the upstream")
+	assert.Equal(t, `id="" name="" remote=""`, resp.body, "a client-sent identity header never reaches the upstream")
 
 	b.login(c, "alice", "correct horse battery")
 	resp = b.get(c.url("/app"), "X-Auth-Username", "admin", "X-Auth-User-Id", "forged")
-	assert.Equal(t, fmt.Sprintf("id=%q name=%q", alice.ID, "alice"), resp.body)
+	assert.Equal(t, fmt.Sprintf("id=%q name=%q remote=%q", alice.ID, "alice", "alice"), resp.body)
 }
 
 func TestServerSentEventsStreamThroughTheGate(t *testing.T) {

@@ -1,10 +1,12 @@
-// Package web holds the built-in login page of caddy-pgsession.
+// Package web holds the built-in pages of caddy-pgsession: the login page
+// and the account page.
 //
-// The page is a single self-contained HTML document rendered from an
+// Each page is a single self-contained HTML document rendered from an
 // embedded html/template: its CSS is inlined in one <style> element, it
-// uses no JavaScript, and it loads nothing from any other URL. Because the
-// style element's content is fixed, the server can send a strict
-// Content-Security-Policy that allows exactly that stylesheet:
+// uses no JavaScript, and it loads nothing from any other URL. Both pages
+// share one stylesheet, so the style element's content is the same fixed
+// text on each and the server can send a strict Content-Security-Policy
+// that allows exactly that stylesheet:
 //
 //	default-src 'none'; style-src <StyleHash()>; form-action 'self'; frame-ancestors 'none'; base-uri 'none'
 package web
@@ -20,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // LoginPage is what the login template is executed with.
@@ -33,11 +36,51 @@ type LoginPage struct {
 	// visitor create an account by POSTing username, password and redirect
 	// to this path. Empty hides it.
 	RegisterAction string
+	// Remember shows a "Keep me signed in" checkbox in the sign-in form,
+	// submitted as remember=on when ticked. False hides it.
+	Remember bool
+	// Remembered ticks that checkbox, e.g. to keep the visitor's choice
+	// after a failed login.
+	Remembered bool
+}
+
+// AccountPage is what the account template is executed with.
+type AccountPage struct {
+	Title        string // page title, default "Your account"
+	Username     string
+	IsAdmin      bool
+	Action       string // path all the page's forms POST to, e.g. "/account"
+	LogoutAction string // path of the sign-out form, e.g. "/logout"
+	Sessions     []AccountSession
+	Notice       string // a success message after an action, e.g. "Session ended" (role="status")
+	Error        string // an error after an action, e.g. "Current password is wrong" (role="alert")
+}
+
+// AccountSession is one of the user's sessions on the account page.
+//
+// The page's forms POST to AccountPage.Action with a hidden "action" field:
+//
+//   - action=revoke, handle=<Handle>: end one other session;
+//   - action=revoke-others: end every session but the current one;
+//   - action=password, current_password, new_password (and username, for
+//     password managers): change the password.
+type AccountSession struct {
+	Handle     string // opaque id, sent back in the revoke form
+	Device     string // short description, e.g. from DescribeUserAgent: "Firefox on Linux"
+	UserAgent  string // the raw user agent, shown as the device's tooltip
+	IP         string
+	CreatedAt  time.Time // shown as "signed in"; the zero time hides it
+	LastSeenAt time.Time // shown as "last active"; the zero time hides it
+	ExpiresAt  time.Time // shown as "expires"; the zero time hides it
+	Current    bool      // the session viewing the page: marked, and has no sign-out button
 }
 
 var (
 	//go:embed login.html
 	loginHTML string
+
+	//go:embed account.html
+	accountHTML string
 
 	//go:embed style.css
 	rawCSS string
@@ -64,12 +107,33 @@ func normalizeNewlines(s string) string {
 // bytes identical to what StyleHash hashes.
 func styles() template.CSS { return template.CSS(css) }
 
+// when formats a time for people, in UTC: "27 Nov 2026 14:03 UTC". The
+// zero time gives "", so {{with when .T}} leaves out unknown times.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2 Jan 2006 15:04 UTC")
+}
+
+// datetime formats a time for a <time datetime="..."> attribute.
+func datetime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
 func funcs() template.FuncMap {
-	return template.FuncMap{"styles": styles}
+	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime}
 }
 
 var defaultTemplate = sync.OnceValue(func() *template.Template {
 	return template.Must(template.New("login.html").Funcs(funcs()).Parse(loginHTML))
+})
+
+var defaultAccountTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("account.html").Funcs(funcs()).Parse(accountHTML))
 })
 
 // DefaultLoginTemplate returns the built-in login page template (parsed once).
@@ -78,6 +142,16 @@ var defaultTemplate = sync.OnceValue(func() *template.Template {
 // callers must not modify it (Clone it first if they need to).
 func DefaultLoginTemplate() *template.Template {
 	return defaultTemplate()
+}
+
+// DefaultAccountTemplate returns the built-in account page template (parsed
+// once), executed with an AccountPage. Its <style> element matches
+// StyleHash, like the login page's.
+//
+// The returned template is shared and safe for concurrent Execute calls;
+// callers must not modify it (Clone it first if they need to).
+func DefaultAccountTemplate() *template.Template {
+	return defaultAccountTemplate()
 }
 
 // ParseLoginTemplate parses a site's own login page template file; it is
@@ -107,6 +181,8 @@ func ParseLoginTemplate(path string) (*template.Template, error) {
 			Username:       "user",
 			Error:          "Invalid username or password",
 			RegisterAction: "/register",
+			Remember:       true,
+			Remembered:     true,
 		},
 	}
 	for _, p := range samples {

@@ -187,6 +187,56 @@ func TestDefaultLoginTemplateRender(t *testing.T) {
 	}
 }
 
+func TestRememberCheckbox(t *testing.T) {
+	checkbox := regexp.MustCompile(`<input type="checkbox"[^>]*>`)
+	tests := []struct {
+		name        string
+		page        LoginPage
+		wantBox     bool
+		wantChecked bool
+	}{
+		{"off", LoginPage{Action: "/login"}, false, false},
+		{"off even when remembered", LoginPage{Action: "/login", Remembered: true}, false, false},
+		{"on", LoginPage{Action: "/login", Remember: true}, true, false},
+		{"on after failed login", LoginPage{Action: "/login", Remember: true, Remembered: true, Username: "alice", Error: "Invalid username or password"}, true, true},
+		{"on with registration", LoginPage{Action: "/login", Remember: true, RegisterAction: "/register"}, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page := render(t, DefaultLoginTemplate(), tt.page)
+			boxes := checkbox.FindAllString(page, -1)
+			if !tt.wantBox {
+				if len(boxes) != 0 || strings.Contains(page, "Keep me signed in") || strings.Contains(page, `name="remember"`) {
+					t.Fatalf("page has a remember checkbox: %q", boxes)
+				}
+				return
+			}
+			if len(boxes) != 1 {
+				t.Fatalf("got %d checkboxes, want 1", len(boxes))
+			}
+			box := boxes[0]
+			if !strings.HasPrefix(box, `<input type="checkbox" name="remember" value="on" id="remember"`) {
+				t.Errorf("checkbox = %s", box)
+			}
+			if got := strings.Contains(box, " checked"); got != tt.wantChecked {
+				t.Errorf("checkbox %s: checked=%v, want %v", box, got, tt.wantChecked)
+			}
+			if !strings.Contains(page, `<label for="remember">Keep me signed in</label>`) {
+				t.Error("checkbox has no label")
+			}
+			if strings.Count(page, `id="remember"`) != 1 {
+				t.Error("id remember is not unique")
+			}
+			// It belongs to the sign-in form: after the password, before
+			// the sign-in button, and before any registration form.
+			signIn := page[strings.Index(page, `id="password"`):strings.Index(page, `<button type="submit">Sign in</button>`)]
+			if !strings.Contains(signIn, box) {
+				t.Error("checkbox is not between the password field and the sign-in button")
+			}
+		})
+	}
+}
+
 func TestErrorIsAlert(t *testing.T) {
 	page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login", Error: "Nope"})
 	re := regexp.MustCompile(`<p id="login-error"[^>]*role="alert"[^>]*>Nope</p>`)
@@ -203,10 +253,10 @@ func TestErrorIsAlert(t *testing.T) {
 }
 
 func TestLabelsBound(t *testing.T) {
-	page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login", RegisterAction: "/register"})
+	page := render(t, DefaultLoginTemplate(), LoginPage{Action: "/login", RegisterAction: "/register", Remember: true})
 	labels := regexp.MustCompile(`<label for="([^"]+)">`).FindAllStringSubmatch(page, -1)
-	if len(labels) != 4 {
-		t.Fatalf("got %d labels, want 4", len(labels))
+	if len(labels) != 5 {
+		t.Fatalf("got %d labels, want 5", len(labels))
 	}
 	for _, m := range labels {
 		if n := strings.Count(page, `id="`+m[1]+`"`); n != 1 {
@@ -270,6 +320,7 @@ func TestEscaping(t *testing.T) {
 func TestSelfContained(t *testing.T) {
 	page := render(t, DefaultLoginTemplate(), LoginPage{
 		Action: "/login", Redirect: "/x", Username: "u", Error: "e", RegisterAction: "/register",
+		Remember: true, Remembered: true,
 	})
 	lower := strings.ToLower(page)
 	for _, s := range []string{"<script", "<link", "<img", "<iframe", "<object", "<embed", "<base", "@import", "url(", "javascript:", "style="} {
@@ -302,6 +353,7 @@ func TestStyleHash(t *testing.T) {
 	pages := []LoginPage{
 		{},
 		{Action: "/login", Error: "Invalid username or password", Username: "bob", RegisterAction: "/r"},
+		{Action: "/login", Remember: true, Remembered: true},
 	}
 	for _, p := range pages {
 		page := render(t, DefaultLoginTemplate(), p)
