@@ -1,7 +1,6 @@
 package pgsession
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -102,13 +101,17 @@ type passwordChange struct {
 // current one, and ends their other sessions.
 func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body passwordChange
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&body); err != nil {
-		answerBodyError(w, err)
+	if err := decodeJSONObject(r.Body, &body, "current_password", "new_password"); err != nil {
+		answerDecodeError(w, err)
+		return nil
+	}
+	if h.throttled(w, r, c.session.User.Username, clientIP(r)) {
 		return nil
 	}
 	n, status, msg, err := h.changePassword(r, c, body)
 	switch {
+	case errors.Is(err, store.ErrBusy):
+		h.hashersBusy(w)
 	case err != nil:
 		h.storeUnavailable(w, err)
 	case status != http.StatusOK:
@@ -123,8 +126,15 @@ func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c 
 // number of sessions ended, or a status and message for the user, or the
 // database's error.
 func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange) (int64, int, string, error) {
+	if len(body.CurrentPassword) > store.MaxPasswordLength {
+		return 0, http.StatusForbidden, "Current password is wrong", nil
+	}
 	_, err := h.store.VerifyPassword(r.Context(), c.session.User.Username, body.CurrentPassword)
 	if errors.Is(err, store.ErrInvalidCredentials) {
+		// A stolen session must not become a way to guess the password.
+		if err := h.store.RecordLoginFailure(r.Context(), c.session.User.Username, clientIP(r), h.throttle); err != nil {
+			return 0, 0, "", err
+		}
 		return 0, http.StatusForbidden, "Current password is wrong", nil
 	}
 	if err != nil {
@@ -213,7 +223,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, _ *ca
 		return nil
 	}
 	if err := r.ParseForm(); err != nil {
-		answerBodyError(w, err)
+		answerDecodeError(w, errors.New("request body is not a valid form"))
 		return nil
 	}
 	c := &caller{session: sess, token: h.tokenValue(r)}
@@ -245,11 +255,17 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, _ *ca
 		}
 		return back("done", "revoked-others")
 	case "password":
+		if h.throttled(w, r, sess.User.Username, clientIP(r)) {
+			return nil
+		}
 		_, status, _, err := h.changePassword(r, c, passwordChange{
 			CurrentPassword: r.PostFormValue("current_password"),
 			NewPassword:     r.PostFormValue("new_password"),
 		})
 		switch {
+		case errors.Is(err, store.ErrBusy):
+			h.hashersBusy(w)
+			return nil
 		case err != nil:
 			h.storeUnavailable(w, err)
 			return nil

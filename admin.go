@@ -1,7 +1,6 @@
 package pgsession
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -59,13 +58,15 @@ type newUserRequest struct {
 
 func (h *Handler) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body newUserRequest
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		answerBodyError(w, err)
+	if err := decodeJSONObject(r.Body, &body, "username", "password", "is_admin"); err != nil {
+		answerDecodeError(w, err)
 		return nil
 	}
 	u, err := h.store.CreateUser(r.Context(), body.Username, body.Password, body.IsAdmin)
 	var inputErr *store.InputError
 	switch {
+	case errors.Is(err, store.ErrBusy):
+		h.hashersBusy(w)
 	case errors.As(err, &inputErr):
 		writeJSONError(w, http.StatusBadRequest, capitalize(inputErr.Msg))
 	case errors.Is(err, store.ErrUserExists):

@@ -255,7 +255,12 @@ func (a *App) cleanupRound(ctx context.Context) {
 		a.logger.Error("session cleanup", zap.Int64("deleted", n), zap.Error(err))
 		return
 	}
-	a.logger.Info("deleted expired sessions", zap.Int64("deleted", n), zap.Duration("took", time.Since(start)))
+	attempts, err := a.store.CleanupLoginAttempts(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.logger.Error("login attempt cleanup", zap.Int64("deleted", attempts), zap.Error(err))
+	}
+	a.logger.Info("deleted expired sessions", zap.Int64("deleted", n),
+		zap.Int64("login_attempts_deleted", attempts), zap.Duration("took", time.Since(start)))
 }
 
 // Interface guards

@@ -96,6 +96,12 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_sessions_per_user <n>                # default 0: unlimited
 //	    account_path   <path>                    # default /account
 //	    admin_token    <token>                   # e.g. {env.ADMIN_TOKEN}; at least 32 characters
+//	    max_failed_logins_per_account <n>        # default 10
+//	    max_failed_logins_per_ip <n>             # default 50
+//	    failed_login_window <duration>           # default 15m
+//	    trusted_origins <origins...>             # other origins allowed to POST, e.g. https://app.example.com
+//	    cross_origin_protection on|off           # default on: refuse cross-origin writes to the site itself
+//	    clear_site_data_cache on|off             # default off: logout clears cookies only
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -202,6 +208,53 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := pathArg(d, &h.AccountPath); err != nil {
 				return err
 			}
+		case "max_failed_logins_per_account", "max_failed_logins_per_ip":
+			opt := d.Val()
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return d.Errf("%s: %q is not a positive whole number", opt, s)
+			}
+			if opt == "max_failed_logins_per_account" {
+				h.MaxFailedLoginsPerAccount = n
+			} else {
+				h.MaxFailedLoginsPerIP = n
+			}
+		case "failed_login_window":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.FailedLoginWindow = dur
+		case "trusted_origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, origin := range args {
+				if !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") || strings.Count(origin, "/") != 2 {
+					return d.Errf("trusted_origins: %q is not an origin like https://app.example.com", origin)
+				}
+			}
+			h.TrustedOrigins = append(h.TrustedOrigins, args...)
+		case "cross_origin_protection":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.CrossOriginProtection = "off"
+			if on {
+				h.CrossOriginProtection = "on"
+			}
+		case "clear_site_data_cache":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.ClearSiteDataCache = on
 		case "admin_token":
 			if err := singleArg(d, &h.AdminToken); err != nil {
 				return err
@@ -214,6 +267,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown pg_session option %q", d.Val())
 		}
+	}
+	if (strings.HasPrefix(h.CookieName, "__Host-") || strings.HasPrefix(h.CookieName, "__Secure-")) && h.Secure == "off" {
+		return d.Errf("cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
 	}
 	if h.SameSite == "none" && h.Secure != "on" {
 		return fmt.Errorf("same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure, at %s", sameSiteAt)

@@ -113,6 +113,33 @@ type Handler struct {
 	// and changes their password. Default: /account.
 	AccountPath string `json:"account_path,omitempty"`
 
+	// MaxFailedLoginsPerAccount is how many failed logins one account may
+	// have within FailedLoginWindow before its logins get 429, a correct
+	// password included. Default: 10.
+	MaxFailedLoginsPerAccount int `json:"max_failed_logins_per_account,omitempty"`
+
+	// MaxFailedLoginsPerIP is the same limit per client IP, against one
+	// address trying many accounts. Default: 50.
+	MaxFailedLoginsPerIP int `json:"max_failed_logins_per_ip,omitempty"`
+
+	// FailedLoginWindow is how long a failed login counts. Default: 15m.
+	FailedLoginWindow caddy.Duration `json:"failed_login_window,omitempty"`
+
+	// TrustedOrigins are other origins (scheme://host[:port]) allowed to
+	// make state-changing requests, e.g. a separate front-end domain.
+	TrustedOrigins []string `json:"trusted_origins,omitempty"`
+
+	// CrossOriginProtection refuses, with 403, a state-changing request
+	// (not GET, HEAD or OPTIONS) to a protected path that carries a session
+	// cookie but comes from another origin, before it reaches the site.
+	// "off" leaves that to the site. Default: on.
+	CrossOriginProtection string `json:"cross_origin_protection,omitempty"`
+
+	// ClearSiteDataCache adds "cache" to the Clear-Site-Data header of a
+	// logout, so the browser also drops pages it cached. Default: false
+	// (only "cookies").
+	ClearSiteDataCache bool `json:"clear_site_data_cache,omitempty"`
+
 	// AdminToken, sent in the X-Admin-Token header, grants the admin routes.
 	// Placeholders such as {env.ADMIN_TOKEN} are expanded; at least 32
 	// characters. Default: none (admin routes need an admin's session).
@@ -129,6 +156,8 @@ type Handler struct {
 	crossSite   *http.CrossOriginProtection
 	adminToken  []byte
 	rememberFor time.Duration
+	throttle    store.Throttle
+	guardSite   bool      // CrossOriginProtection is on
 	renewing    *sync.Map // session ids being renewed now, so one request per session writes
 }
 
@@ -206,6 +235,39 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.rememberFor = time.Duration(*h.RememberLifetime)
 	}
+	if h.MaxFailedLoginsPerAccount < 0 || h.MaxFailedLoginsPerIP < 0 || h.FailedLoginWindow < 0 {
+		return errors.New("max_failed_logins_per_account, max_failed_logins_per_ip and failed_login_window must not be negative")
+	}
+	h.throttle = store.Throttle{PerAccount: 10, PerIP: 50, Window: 15 * time.Minute}
+	if h.MaxFailedLoginsPerAccount > 0 {
+		h.throttle.PerAccount = h.MaxFailedLoginsPerAccount
+	}
+	if h.MaxFailedLoginsPerIP > 0 {
+		h.throttle.PerIP = h.MaxFailedLoginsPerIP
+	}
+	if h.FailedLoginWindow > 0 {
+		h.throttle.Window = time.Duration(h.FailedLoginWindow)
+	}
+	switch h.CrossOriginProtection {
+	case "", "on":
+		h.guardSite = true
+	case "off":
+	default:
+		return fmt.Errorf("cross_origin_protection must be on or off, not %q", h.CrossOriginProtection)
+	}
+	h.crossSite = http.NewCrossOriginProtection()
+	for _, origin := range h.TrustedOrigins {
+		if err := h.crossSite.AddTrustedOrigin(origin); err != nil {
+			return fmt.Errorf("trusted_origins: %w", err)
+		}
+	}
+	// Browsers accept a __Host- cookie only with Secure, Path=/ and no
+	// Domain, and a __Secure- one only with Secure; the handler always sends
+	// Path=/ and no Domain, so Secure is what must hold.
+	if (strings.HasPrefix(h.CookieName, "__Host-") || strings.HasPrefix(h.CookieName, "__Secure-")) && h.Secure == "off" {
+		return fmt.Errorf("cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
+	}
+
 	if h.AdminToken != "" {
 		token := caddy.NewReplacer().ReplaceAll(h.AdminToken, "")
 		if len(token) < minAdminTokenLength {
@@ -252,8 +314,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.template = web.DefaultLoginTemplate()
 		h.csp = h.pageCSP
 	}
-	h.crossSite = http.NewCrossOriginProtection()
-
 	h.renewing = new(sync.Map)
 	h.addRoutes()
 	return nil
@@ -291,9 +351,13 @@ func (h *Handler) addRoutes() {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	r.Header.Del(HeaderUserID)
 	r.Header.Del(HeaderUsername)
+	// The admin token is taken out of the request at once, so it reaches
+	// neither the upstream nor Caddy's access log.
+	adminToken := r.Header.Get(HeaderAdminToken)
+	r.Header.Del(HeaderAdminToken)
 
 	if rte, params, allowed := h.router.match(r); rte != nil || allowed != nil {
-		return h.serveRoute(w, r, rte, params, allowed)
+		return h.serveRoute(w, r, rte, params, allowed, adminToken)
 	}
 	if len(h.Public) > 0 {
 		public, err := h.public.MatchWithError(r)
@@ -311,6 +375,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	// A cookie makes every request from the browser carry the user's
+	// authority, so a cross-site form or fetch must not reach the site.
+	if h.guardSite {
+		if _, ok := h.token(r); ok {
+			if err := h.crossSite.Check(r); err != nil {
+				writeJSONError(w, http.StatusForbidden, "Cross-origin request refused")
+				return nil
+			}
+		}
+	}
 	sess, hadCookie, err := h.session(r)
 	if err != nil {
 		h.storeUnavailable(w, err)
@@ -327,7 +401,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // serveRoute checks method, origin and access for an own route, then serves it.
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string) error {
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string, adminToken string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if rte == nil {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
@@ -346,13 +420,27 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 	}
 
 	c := &caller{}
-	if rte.access == admin && r.Header.Get(HeaderAdminToken) != "" {
-		if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(r.Header.Get(HeaderAdminToken)), h.adminToken) != 1 {
-			writeJSONError(w, http.StatusUnauthorized, "Invalid admin token")
-			return nil
+	if rte.access == admin {
+		if adminToken != "" {
+			if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(adminToken), h.adminToken) != 1 {
+				writeJSONError(w, http.StatusUnauthorized, "Invalid admin token")
+				return nil
+			}
+			c.admin = true
+			return rte.serve(w, r, c)
 		}
-		c.admin = true
-		return rte.serve(w, r, c)
+		if h.adminToken == nil {
+			// Without a token, the admin routes exist only once an admin does.
+			exists, err := h.store.AnyAdmin(r.Context())
+			if err != nil {
+				h.storeUnavailable(w, err)
+				return nil
+			}
+			if !exists {
+				writeJSONError(w, http.StatusNotFound, "Admin routes are off: set admin_token or create an admin user")
+				return nil
+			}
+		}
 	}
 	if rte.access != anyone {
 		sess, hadCookie, err := h.session(r)

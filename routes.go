@@ -3,16 +3,20 @@ package pgsession
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
@@ -46,7 +50,8 @@ type credentials struct {
 }
 
 // readCredentials decodes a JSON body or an HTML form. It answers the
-// request itself, with 400 or 413, when the body cannot be read.
+// request itself, with 400 or 413, when the body cannot be read or a field
+// is given twice or is too long.
 func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool) {
 	var c credentials
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -60,50 +65,79 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool)
 			err = r.ParseForm()
 		}
 		if err != nil {
-			answerBodyError(w, err)
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				answerDecodeError(w, err)
+			} else {
+				writeJSONError(w, http.StatusBadRequest, "Request body is not a valid form")
+			}
 			return c, false
+		}
+		for _, field := range []string{"username", "password", "redirect", "remember"} {
+			if len(r.PostForm[field]) > 1 {
+				writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("Field %q given twice", field))
+				return c, false
+			}
 		}
 		c.Username, c.Password, c.Redirect = r.PostFormValue("username"), r.PostFormValue("password"), r.PostFormValue("redirect")
 		c.Remember = r.PostFormValue("remember") == "on"
 	default:
-		dec := json.NewDecoder(r.Body)
-		if err := dec.Decode(&c); err != nil {
-			answerBodyError(w, err)
+		if err := decodeJSONObject(r.Body, &c, "username", "password", "remember"); err != nil {
+			answerDecodeError(w, err)
 			return c, false
 		}
-		if _, err := dec.Token(); err != io.EOF {
-			writeJSONError(w, http.StatusBadRequest, "Request body must be one JSON object")
-			return c, false
-		}
+	}
+	// Lengths are checked before anything is looked up or hashed: a clear
+	// 400 beats a slow 401 for input no account could match.
+	if utf8.RuneCountInString(c.Username) > store.MaxUsernameLength {
+		writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("Username is longer than %d characters", store.MaxUsernameLength))
+		return c, false
+	}
+	if len(c.Password) > store.MaxPasswordLength {
+		writeJSONError(w, http.StatusBadRequest, fmt.Sprintf("Password is longer than %d bytes", store.MaxPasswordLength))
+		return c, false
 	}
 	return c, true
 }
 
-func answerBodyError(w http.ResponseWriter, err error) {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "Request body too large")
-		return
-	}
-	writeJSONError(w, http.StatusBadRequest, "Request body must be JSON {\"username\", \"password\"} or a form")
-}
-
 // serveLogin checks a username and password and starts a new session.
+// Failed logins are counted per account and per client IP in the database,
+// so the limit holds across every server; past it, even the right password
+// gets 429 until the window has passed.
 func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	c, ok := readCredentials(w, r)
 	if !ok {
 		return nil
 	}
+	if !h.cookieCanBeSet(w, r) {
+		return nil
+	}
+	ip := clientIP(r)
+	if h.throttled(w, r, c.Username, ip) {
+		return nil
+	}
 	user, err := h.store.VerifyPassword(r.Context(), c.Username, c.Password)
 	if errors.Is(err, store.ErrInvalidCredentials) {
-		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", clientIP(r)))
+		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", ip))
+		if err := h.store.RecordLoginFailure(r.Context(), c.Username, ip, h.throttle); err != nil {
+			h.storeUnavailable(w, err)
+			return nil
+		}
 		if c.form {
 			return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
 		}
 		writeJSONError(w, http.StatusUnauthorized, msgInvalidCredentials)
 		return nil
 	}
+	if errors.Is(err, store.ErrBusy) {
+		h.hashersBusy(w)
+		return nil
+	}
 	if err != nil {
+		h.storeUnavailable(w, err)
+		return nil
+	}
+	if err := h.store.ClearLoginFailures(r.Context(), c.Username); err != nil {
 		h.storeUnavailable(w, err)
 		return nil
 	}
@@ -118,6 +152,45 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 	return nil
 }
 
+// throttled answers 429 when username or ip has failed too often lately.
+func (h *Handler) throttled(w http.ResponseWriter, r *http.Request, username, ip string) bool {
+	f, err := h.store.CheckLoginFailures(r.Context(), username, ip, h.throttle)
+	if err != nil {
+		h.storeUnavailable(w, err)
+		return true
+	}
+	if !f.Throttled() {
+		return false
+	}
+	h.logger.Warn("login throttled", zap.String("username", username), zap.String("client_ip", ip),
+		zap.Int("account_failures", f.Account), zap.Int("ip_failures", f.IP))
+	w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter.Round(time.Second)/time.Second)))
+	writeJSONError(w, http.StatusTooManyRequests, "Too many failed logins, try again later")
+	return true
+}
+
+// hashersBusy answers a login that waited too long for its password check:
+// the server is flooded with logins, and a moment later it may not be.
+func (h *Handler) hashersBusy(w http.ResponseWriter) {
+	if c := h.logger.Check(zapcore.WarnLevel, "too many password checks at once"); c != nil {
+		c.Write()
+	}
+	w.Header().Set("Retry-After", "1")
+	writeJSONError(w, http.StatusServiceUnavailable, "Too many logins at once, try again shortly")
+}
+
+// cookieCanBeSet refuses a login whose cookie the browser would drop: a
+// __Host- or __Secure- cookie name needs HTTPS, and without this check the
+// login would seem to work and then not.
+func (h *Handler) cookieCanBeSet(w http.ResponseWriter, r *http.Request) bool {
+	if h.secure(r) || !strings.HasPrefix(h.CookieName, "__Host-") && !strings.HasPrefix(h.CookieName, "__Secure-") {
+		return true
+	}
+	h.logger.Error("login over plain HTTP with a cookie name that needs HTTPS", zap.String("cookie_name", h.CookieName))
+	writeJSONError(w, http.StatusBadRequest, "The session cookie "+h.CookieName+" needs HTTPS: use https:// for this site")
+	return false
+}
+
 // serveRegister creates an account and logs it in, when registration is on.
 func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if !h.Registration {
@@ -125,13 +198,16 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *calle
 		return nil
 	}
 	c, ok := readCredentials(w, r)
-	if !ok {
+	if !ok || !h.cookieCanBeSet(w, r) {
 		return nil
 	}
 	user, err := h.store.CreateUser(r.Context(), c.Username, c.Password, false)
 	var inputErr *store.InputError
 	status, msg := 0, ""
 	switch {
+	case errors.Is(err, store.ErrBusy):
+		h.hashersBusy(w)
+		return nil
 	case errors.As(err, &inputErr):
 		status, msg = http.StatusBadRequest, capitalize(inputErr.Msg)
 	case errors.Is(err, store.ErrUserExists):
@@ -207,6 +283,12 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller)
 		}
 	}
 	http.SetCookie(w, h.clearCookie(r))
+	// Clear-Site-Data also removes what scripts may have copied of the session.
+	if h.ClearSiteDataCache {
+		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
+	} else {
+		w.Header().Set("Clear-Site-Data", `"cookies"`)
+	}
 	if r.URL.Path == h.LogoutPath {
 		http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)
 		return nil

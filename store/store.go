@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,6 +27,9 @@ const DefaultCleanupBatchSize = 1000
 // them: GetSession returns a nil session and a nil error for it, so any
 // error from GetSession means the database could not answer.
 var (
+	// ErrBusy means too many password hashes are being computed at once and
+	// this one waited its turn for too long; the caller should answer 503.
+	ErrBusy               = errors.New("too many password checks at once")
 	ErrUserNotFound       = errors.New("user not found")
 	ErrUserExists         = errors.New("a user with that name already exists")
 	ErrInvalidCredentials = errors.New("invalid username or password")
@@ -36,6 +41,14 @@ type Options struct {
 	Schema string
 	// CleanupBatchSize is how many expired rows each cleanup DELETE removes. Default: DefaultCleanupBatchSize.
 	CleanupBatchSize int
+	// MaxConcurrentHashes bounds the password hashes computed at once: each
+	// argon2id takes 19 MiB and milliseconds of CPU, and a flood of logins
+	// must not exhaust memory or starve other requests. Default: the number
+	// of CPUs.
+	MaxConcurrentHashes int
+	// HashWait is how long a password check waits for its turn before
+	// ErrBusy. Default: 2s.
+	HashWait time.Duration
 }
 
 // Store is the PostgreSQL session and user store. It is safe for concurrent use.
@@ -44,6 +57,8 @@ type Store struct {
 	schema    string
 	batchSize int
 	q         queries
+	hashSlots chan struct{}
+	hashWait  time.Duration
 }
 
 // New returns a Store using pool. It does not touch the database; call
@@ -61,12 +76,40 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if opts.CleanupBatchSize <= 0 {
 		opts.CleanupBatchSize = DefaultCleanupBatchSize
 	}
+	if opts.MaxConcurrentHashes <= 0 {
+		opts.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
+	}
+	if opts.HashWait <= 0 {
+		opts.HashWait = 2 * time.Second
+	}
 	return &Store{
 		pool:      pool,
 		schema:    opts.Schema,
 		batchSize: opts.CleanupBatchSize,
 		q:         newQueries(opts.Schema),
+		hashSlots: make(chan struct{}, opts.MaxConcurrentHashes),
+		hashWait:  opts.HashWait,
 	}, nil
+}
+
+// hashSlot waits for a turn to compute a password hash and returns the
+// function that ends it, or ErrBusy after HashWait.
+func (s *Store) hashSlot(ctx context.Context) (func(), error) {
+	select {
+	case s.hashSlots <- struct{}{}:
+		return func() { <-s.hashSlots }, nil
+	default:
+	}
+	timer := time.NewTimer(s.hashWait)
+	defer timer.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+		return func() { <-s.hashSlots }, nil
+	case <-timer.C:
+		return nil, ErrBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Schema returns the PostgreSQL schema the store uses.
@@ -96,6 +139,8 @@ type queries struct {
 	deleteUserSessions, getUserSessions, deleteOtherSessions                string
 	createUser, getUserByName, getUserByID, listUsers                       string
 	deleteUser, setPassword, setPasswordHash, getUserCredential             string
+	countLoginFailures, recordLoginFailure, clearLoginFailures              string
+	cleanupLoginAttempts, anyAdmin                                          string
 }
 
 // sessionColumns are what scanSession reads, from sessions s joined with users u.
@@ -109,6 +154,7 @@ func newQueries(schema string) queries {
 	r := strings.NewReplacer(
 		"{users}", pgx.Identifier{schema, "users"}.Sanitize(),
 		"{sessions}", pgx.Identifier{schema, "sessions"}.Sanitize(),
+		"{attempts}", pgx.Identifier{schema, "login_attempts"}.Sanitize(),
 		"{columns}", sessionColumns,
 		"{live}", liveSession,
 	)
@@ -161,5 +207,19 @@ func newQueries(schema string) queries {
 		setPasswordHash: r.Replace(`UPDATE {users} SET password_hash = $3 WHERE id = $1 AND password_hash = $2`),
 		getUserCredential: r.Replace(`SELECT id::text, username, is_admin, created_at, updated_at, password_hash
 			FROM {users} WHERE lower(username) = lower($1)`),
+		anyAdmin: r.Replace(`SELECT EXISTS (SELECT 1 FROM {users} WHERE is_admin)`),
+		countLoginFailures: r.Replace(`SELECT
+				count(*) FILTER (WHERE username_key = $1),
+				count(*) FILTER (WHERE ip = $2),
+				min(attempted_at) FILTER (WHERE username_key = $1),
+				min(attempted_at) FILTER (WHERE ip = $2),
+				now()
+			FROM {attempts}
+			WHERE (username_key = $1 OR ip = $2) AND attempted_at > now() - make_interval(secs => $3)`),
+		recordLoginFailure: r.Replace(`INSERT INTO {attempts} (username_key, ip, expires_at)
+			VALUES ($1, $2, now() + make_interval(secs => $3))`),
+		clearLoginFailures: r.Replace(`DELETE FROM {attempts} WHERE username_key = $1`),
+		cleanupLoginAttempts: r.Replace(`DELETE FROM {attempts} WHERE id IN (
+				SELECT id FROM {attempts} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`),
 	}
 }

@@ -77,7 +77,7 @@ func (s *Store) CreateUser(ctx context.Context, username, password string, isAdm
 	if err := ValidateUsername(username); err != nil {
 		return nil, err
 	}
-	hash, err := HashPassword(password)
+	hash, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return nil, fmt.Errorf("creating user: %w", err)
 	}
@@ -133,6 +133,15 @@ func (s *Store) GetUser(ctx context.Context, id string) (*User, error) {
 	return u, nil
 }
 
+// AnyAdmin reports whether some user has is_admin.
+func (s *Store) AnyAdmin(ctx context.Context) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, s.q.anyAdmin).Scan(&ok); err != nil {
+		return false, fmt.Errorf("looking for an admin: %w", err)
+	}
+	return ok, nil
+}
+
 // ListUsers returns every user, ordered by name.
 func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	rows, err := s.pool.Query(ctx, s.q.listUsers)
@@ -179,12 +188,18 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 	var hash string
 	err := s.pool.QueryRow(ctx, s.q.getUserCredential, username).
 		Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt, &hash)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("looking up user: %w", err)
+	}
+	// An unknown user waits for a turn and hashes like a known one.
+	release, slotErr := s.hashSlot(ctx)
+	if slotErr != nil {
+		return nil, slotErr
+	}
+	defer release()
 	if errors.Is(err, pgx.ErrNoRows) {
 		ComparePassword(fakeHash(), password)
 		return nil, ErrInvalidCredentials
-	}
-	if err != nil {
-		return nil, fmt.Errorf("looking up user: %w", err)
 	}
 	ok, rehash, err := ComparePassword(hash, password)
 	if err != nil {
@@ -212,7 +227,7 @@ func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepTok
 	if !validUUID(userID) {
 		return 0, ErrUserNotFound
 	}
-	hash, err := HashPassword(newPassword)
+	hash, err := s.hashPassword(ctx, newPassword)
 	if err != nil {
 		return 0, fmt.Errorf("changing password: %w", err)
 	}
@@ -236,6 +251,16 @@ func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepTok
 		return 0, fmt.Errorf("changing password: %w", err)
 	}
 	return ended, nil
+}
+
+// hashPassword hashes a new password when its turn comes.
+func (s *Store) hashPassword(ctx context.Context, password string) (string, error) {
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return HashPassword(password)
 }
 
 func scanUser(row pgx.Row) (*User, error) {
