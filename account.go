@@ -223,7 +223,11 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, _ *ca
 		return nil
 	}
 	if err := r.ParseForm(); err != nil {
-		answerDecodeError(w, errors.New("request body is not a valid form"))
+		var tooBig *http.MaxBytesError
+		if !errors.As(err, &tooBig) {
+			err = errors.New("request body is not a valid form")
+		}
+		answerDecodeError(w, err)
 		return nil
 	}
 	c := &caller{session: sess, token: h.tokenValue(r)}

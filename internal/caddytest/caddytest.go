@@ -192,6 +192,15 @@ func (s *Server) Reload(caddyfile string) {
 // Logs returns everything Caddy has printed so far.
 func (s *Server) Logs() string { return s.log.String() }
 
+// PID returns the process id of the running Caddy, e.g. to read its
+// memory use from /proc; 0 before it started.
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // syncBuffer collects a process's output while tests read it.
 type syncBuffer struct {
 	mu  sync.Mutex
