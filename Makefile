@@ -1,8 +1,10 @@
-# The test command CI runs on a clean clone: vet, then every test with the race detector.
+# The test command CI runs on a clean clone: vet, every test with the race
+# detector, then each fuzz target for a short while.
 .PHONY: test vet bench build demo
 
 test: vet
 	go test -race -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz-short
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
@@ -18,3 +20,43 @@ build:
 # throwaway PostgreSQL unless DATABASE_URL is set; Ctrl-C stops it. See demo/run.sh.
 demo:
 	@bash demo/run.sh
+
+# Fuzzing: every target, as package:name (go test fuzzes one target per run).
+# make test fuzzes each for FUZZTIME_SHORT after the tests; make fuzz for
+# FUZZTIME. Their seed corpora (testdata/fuzz/<name>) also run as ordinary
+# tests, and an input that fails while fuzzing is written there: commit it
+# with the fix, as a regression test. No -race: the targets are
+# single-goroutine functions, and the race detector would make each run
+# 25-50 times slower and need a build of its own.
+FUZZ_TARGETS = ./store:FuzzValidToken .:FuzzSafeRedirect .:FuzzDecodeLoginBody .:FuzzUnmarshalCaddyfile
+FUZZTIME ?= 2m
+FUZZTIME_SHORT ?= 10s
+
+# fuzz-each runs every target for $(1) and fails at the end if any failed.
+# On a busy machine Go's fuzzing coordinator can end a run that found
+# nothing with a bare "context deadline exceeded" when -fuzztime is up:
+# that alone, with no failing input written, no seed failure and no panic,
+# is reported and not counted.
+define fuzz-each
+	@failed=; log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzzing $$name in $$pkg for $(1)"; \
+		{ go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) $$pkg; echo $$? >"$$log.rc"; } 2>&1 | tee "$$log"; \
+		if [ "$$(cat "$$log.rc")" = 0 ]; then continue; fi; \
+		if grep -qx '    context deadline exceeded' "$$log" && \
+			! grep -qE 'Failing input written to|failure while testing seed corpus entry|^panic:' "$$log"; then \
+			echo "$$name: fuzzing ended on the coordinator's deadline, no failing input: not counted"; \
+		else \
+			failed="$$failed $$name"; \
+		fi; \
+	done; \
+	test -z "$$failed" || { echo "fuzzing failed:$$failed (failing inputs are in testdata/fuzz)"; exit 1; }
+endef
+
+.PHONY: fuzz fuzz-short
+fuzz-short:
+	$(call fuzz-each,$(FUZZTIME_SHORT))
+
+fuzz:
+	$(call fuzz-each,$(FUZZTIME))

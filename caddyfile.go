@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -129,6 +130,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
+			if dur < caddy.Duration(time.Second) {
+				return d.Errf("lifetime must be at least one second")
+			}
 			h.Lifetime = dur
 		case "same_site":
 			if err := singleArg(d, &h.SameSite); err != nil {
@@ -175,6 +179,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			dur, err := durationArg(d)
 			if err != nil {
 				return err
+			}
+			if dur < caddy.Duration(time.Second) {
+				return d.Errf("idle_timeout must be at least one second")
 			}
 			h.IdleTimeout = dur
 		case "renewal_interval":
@@ -234,9 +241,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			// The same check Provision makes, here so the error has a line.
 			for _, origin := range args {
-				if !strings.HasPrefix(origin, "http://") && !strings.HasPrefix(origin, "https://") || strings.Count(origin, "/") != 2 {
-					return d.Errf("trusted_origins: %q is not an origin like https://app.example.com", origin)
+				if err := checkOrigin(origin); err != nil {
+					return d.Errf("trusted_origins: %v", err)
 				}
 			}
 			h.TrustedOrigins = append(h.TrustedOrigins, args...)
@@ -326,7 +334,7 @@ func pathArg(d *caddyfile.Dispenser, dst *string) error {
 	if err := singleArg(d, dst); err != nil {
 		return err
 	}
-	if (*dst)[0] != '/' {
+	if !strings.HasPrefix(*dst, "/") {
 		return d.Errf("%s must start with /, not %q", opt, *dst)
 	}
 	return nil

@@ -259,6 +259,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.crossSite = http.NewCrossOriginProtection()
 	for _, origin := range h.TrustedOrigins {
+		if err := checkOrigin(origin); err != nil {
+			return fmt.Errorf("trusted_origins: %w", err)
+		}
 		if err := h.crossSite.AddTrustedOrigin(origin); err != nil {
 			return fmt.Errorf("trusted_origins: %w", err)
 		}
@@ -573,6 +576,19 @@ func wantsHTML(r *http.Request) bool {
 		return false
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// checkOrigin accepts an origin as browsers send it in the Origin header:
+// http or https, lowercase scheme, a host, and nothing after it. Anything
+// else could never match a request, so it is a mistake worth reporting.
+func checkOrigin(origin string) error {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.HasPrefix(origin, u.Scheme+"://") ||
+		u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery ||
+		strings.HasSuffix(origin, "#") {
+		return fmt.Errorf("%q is not an origin like https://app.example.com", origin)
+	}
+	return http.NewCrossOriginProtection().AddTrustedOrigin(origin)
 }
 
 // validCookieName reports whether name is a cookie-name token (RFC 6265).
