@@ -68,17 +68,23 @@ func (s *Store) CreateSession(ctx context.Context, ns NewSession) (string, *Sess
 		idle = &secs
 	}
 	token := newToken()
+	args := []any{HashToken(token), ns.UserID, ns.Lifetime.Seconds(),
+		trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64), idle}
 	var sess *Session
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		sess, err = scanSession(tx.QueryRow(ctx, s.q.createSession, HashToken(token), ns.UserID,
-			ns.Lifetime.Seconds(), trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64), idle))
-		if err != nil || ns.MaxPerUser <= 0 {
+	var err error
+	if ns.MaxPerUser <= 0 {
+		// One statement, one round trip: the common case pays for no transaction.
+		sess, err = scanSession(s.pool.QueryRow(ctx, s.q.createSession, args...))
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			if sess, err = scanSession(tx.QueryRow(ctx, s.q.createSession, args...)); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, s.q.trimSessions, ns.UserID, ns.MaxPerUser)
 			return err
-		}
-		_, err = tx.Exec(ctx, s.q.trimSessions, ns.UserID, ns.MaxPerUser)
-		return err
-	})
+		})
+	}
 	if err != nil {
 		if pgErrorCode(err) == foreignKeyViolation {
 			return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
