@@ -212,16 +212,8 @@ var (
 
 // serveAccountForm carries out the account page's forms: revoke one session,
 // revoke the others, change the password. It works without JavaScript.
-func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	sess, hadCookie, err := h.session(r)
-	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
-	}
-	if sess == nil {
-		h.refuseAPI(w, r, hadCookie)
-		return nil
-	}
+func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sess := c.session
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if !errors.As(err, &tooBig) {
@@ -230,7 +222,6 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, _ *ca
 		answerDecodeError(w, err)
 		return nil
 	}
-	c := &caller{session: sess, token: h.tokenValue(r)}
 	back := func(key, value string) error {
 		http.Redirect(w, r, h.AccountPath+"?"+key+"="+value, http.StatusSeeOther)
 		return nil

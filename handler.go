@@ -342,7 +342,7 @@ func (h *Handler) addRoutes() {
 	rt.add(post, api+"/sessions/revoke-others", withSession, h.serveEndOtherSessions)
 	rt.add(post, api+"/password", withSession, h.serveChangePassword)
 	rt.add(get, h.AccountPath, anyone, h.serveAccountPage)
-	rt.add(post, h.AccountPath, anyone, h.serveAccountForm)
+	rt.add(post, h.AccountPath, withSession, h.serveAccountForm)
 
 	rt.add(get, api+"/admin/users", admin, h.serveAdminListUsers)
 	rt.add(post, api+"/admin/users", admin, h.serveAdminCreateUser)
@@ -383,18 +383,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	// A cookie makes every request from the browser carry the user's
 	// authority, so a cross-site form or fetch must not reach the site.
-	if h.guardSite {
-		if _, ok := h.token(r); ok {
-			if err := h.crossSite.Check(r); err != nil {
-				writeJSONError(w, http.StatusForbidden, "Cross-origin request refused")
-				return nil
-			}
+	token, hadCookie := h.token(r)
+	if hadCookie && h.guardSite {
+		if err := h.crossSite.Check(r); err != nil {
+			writeJSONError(w, http.StatusForbidden, "Cross-origin request refused")
+			return nil
 		}
 	}
-	sess, hadCookie, err := h.session(r)
-	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+	var sess *store.Session
+	if hadCookie {
+		var err error
+		if sess, err = h.store.GetSession(r.Context(), token); err != nil {
+			h.storeUnavailable(w, err)
+			return nil
+		}
 	}
 	if sess == nil {
 		h.unauthenticated(w, r, hadCookie)
@@ -543,19 +545,15 @@ func (h *Handler) identify(r *http.Request, sess *store.Session) {
 
 // unauthenticated sends a browser to the login page and tells an API client why it was refused.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, hadCookie bool) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !wantsHTML(r) {
+		h.refuseAPI(w, r, hadCookie)
+		return
+	}
 	if hadCookie {
 		http.SetCookie(w, h.clearCookie(r))
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	if wantsHTML(r) {
-		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return
-	}
-	if hadCookie {
-		writeJSONError(w, http.StatusUnauthorized, "Session expired")
-		return
-	}
-	writeJSONError(w, http.StatusUnauthorized, "Not authenticated")
+	http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 }
 
 // storeUnavailable answers 503 when the database fails. The cookie is left
