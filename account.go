@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -73,12 +74,16 @@ func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *
 		writeJSONError(w, http.StatusNotFound, "No such session")
 		return nil
 	}
-	if handle == c.session.Handle {
+	if sameHandle(handle, c.session.Handle) {
 		http.SetCookie(w, h.clearCookie(r))
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
+
+// sameHandle compares two session handles as the UUIDs they are, so
+// "ABCD…" names the same session as "abcd…" (PostgreSQL accepts both).
+func sameHandle(a, b string) bool { return strings.EqualFold(a, b) }
 
 // serveEndOtherSessions ends every session of the caller but this one.
 func (h *Handler) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -105,51 +110,71 @@ func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c 
 		answerDecodeError(w, err)
 		return nil
 	}
-	if h.throttled(w, r, c.session.User.Username, clientIP(r)) {
-		return nil
-	}
-	n, status, msg, err := h.changePassword(r, c, body)
+	n, err := h.changePassword(r, c, body)
+	var inputErr *store.InputError
+	var throttled *throttledError
 	switch {
-	case errors.Is(err, store.ErrBusy):
-		h.hashersBusy(w)
+	case errors.Is(err, errWrongPassword):
+		writeJSONError(w, http.StatusForbidden, "Current password is wrong")
+	case errors.As(err, &inputErr):
+		writeJSONError(w, http.StatusBadRequest, capitalize(inputErr.Msg))
+	case errors.As(err, &throttled):
+		h.tooManyAttempts(w, throttled.attempt, "Too many failed logins, try again later")
 	case err != nil:
-		h.storeUnavailable(w, err)
-	case status != http.StatusOK:
-		writeJSONError(w, status, msg)
+		h.passwordCheckFailed(w, err)
 	default:
 		writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	}
 	return nil
 }
 
-// changePassword does the work of both password forms. It returns the
-// number of sessions ended, or a status and message for the user, or the
-// database's error.
-func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange) (int64, int, string, error) {
+// Why changePassword refused: the current password did not match, or the
+// account is past the failed-login limits.
+var errWrongPassword = errors.New("current password is wrong")
+
+type throttledError struct{ attempt store.Attempt }
+
+func (e *throttledError) Error() string { return "too many failed logins" }
+
+// changePassword does the work of both password forms and returns the
+// number of sessions ended. The check of the current password is reserved
+// against the failed-login limits like a login, so a stolen session cannot
+// become a way to guess the password. Its errors are errWrongPassword, a
+// *throttledError, a *store.InputError for the new password, store.ErrBusy,
+// or the database's.
+func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
 	if len(body.CurrentPassword) > store.MaxPasswordLength {
-		return 0, http.StatusForbidden, "Current password is wrong", nil
+		return 0, errWrongPassword
 	}
-	_, err := h.store.VerifyPassword(r.Context(), c.session.User.Username, body.CurrentPassword)
+	if err := store.ValidatePassword(body.NewPassword); err != nil {
+		return 0, err
+	}
+	username := c.session.User.Username
+	attempt, err := h.store.ReserveLoginAttempt(r.Context(), username, clientIP(r), h.throttle)
+	if err != nil {
+		return 0, err
+	}
+	if attempt.Throttled() {
+		h.logger.Warn("password change throttled", zap.String("username", username), zap.String("client_ip", clientIP(r)))
+		return 0, &throttledError{attempt}
+	}
+	_, err = h.store.VerifyPassword(r.Context(), username, body.CurrentPassword)
 	if errors.Is(err, store.ErrInvalidCredentials) {
-		// A stolen session must not become a way to guess the password.
-		if err := h.store.RecordLoginFailure(r.Context(), c.session.User.Username, clientIP(r), h.throttle); err != nil {
-			return 0, 0, "", err
-		}
-		return 0, http.StatusForbidden, "Current password is wrong", nil
+		return 0, errWrongPassword
 	}
 	if err != nil {
-		return 0, 0, "", err
+		h.releaseAttempt(attempt)
+		return 0, err
+	}
+	if err := h.store.ClearLoginFailures(r.Context(), username); err != nil {
+		return 0, err
 	}
 	n, err := h.store.ChangePassword(r.Context(), c.session.User.ID, body.NewPassword, c.token)
-	var inputErr *store.InputError
-	switch {
-	case errors.As(err, &inputErr):
-		return 0, http.StatusBadRequest, capitalize(inputErr.Msg), nil
-	case err != nil:
-		return 0, 0, "", err
+	if err != nil {
+		return 0, err
 	}
-	h.logger.Info("password changed", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
-	return n, http.StatusOK, "", nil
+	h.logger.Info("password changed", zap.String("username", username), zap.Int64("sessions_ended", n))
+	return n, nil
 }
 
 // serveAccountPage shows the user their sessions and the password form; a
@@ -237,7 +262,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		if !ended {
 			return back("error", "no-session")
 		}
-		if handle == sess.Handle {
+		if sameHandle(handle, sess.Handle) {
 			http.SetCookie(w, h.clearCookie(r))
 			http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)
 			return nil
@@ -250,24 +275,23 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		}
 		return back("done", "revoked-others")
 	case "password":
-		if h.throttled(w, r, sess.User.Username, clientIP(r)) {
-			return nil
-		}
-		_, status, _, err := h.changePassword(r, c, passwordChange{
+		_, err := h.changePassword(r, c, passwordChange{
 			CurrentPassword: r.PostFormValue("current_password"),
 			NewPassword:     r.PostFormValue("new_password"),
 		})
+		var inputErr *store.InputError
+		var throttled *throttledError
 		switch {
-		case errors.Is(err, store.ErrBusy):
-			h.hashersBusy(w)
+		case errors.Is(err, errWrongPassword):
+			return back("error", "wrong-password")
+		case errors.As(err, &inputErr):
+			return back("error", "invalid-password")
+		case errors.As(err, &throttled):
+			h.tooManyAttempts(w, throttled.attempt, "Too many failed logins, try again later")
 			return nil
 		case err != nil:
-			h.storeUnavailable(w, err)
+			h.passwordCheckFailed(w, err)
 			return nil
-		case status == http.StatusForbidden:
-			return back("error", "wrong-password")
-		case status == http.StatusBadRequest:
-			return back("error", "invalid-password")
 		default:
 			return back("done", "password")
 		}

@@ -95,6 +95,70 @@ func (h *Handler) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c
 	return nil
 }
 
+// userChange is the body of PATCH {api}/admin/users/{username}: each field
+// given is changed, the others are left as they are.
+type userChange struct {
+	Password *string `json:"password"`
+	IsAdmin  *bool   `json:"is_admin"`
+}
+
+// serveAdminChangeUser sets a user's password or admin rights. A new
+// password ends every session of the user, logins still in flight
+// included; removing admin rights holds from each session's next request.
+func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var body userChange
+	if err := decodeJSONObject(r.Body, &body, "password", "is_admin"); err != nil {
+		answerDecodeError(w, err)
+		return nil
+	}
+	if body.Password == nil && body.IsAdmin == nil {
+		writeJSONError(w, http.StatusBadRequest, "Nothing to change: give password or is_admin")
+		return nil
+	}
+	if body.Password != nil {
+		if err := store.ValidatePassword(*body.Password); err != nil {
+			writeJSONError(w, http.StatusBadRequest, capitalize(err.Error()))
+			return nil
+		}
+	}
+	u := h.adminTarget(w, r)
+	if u == nil {
+		return nil
+	}
+	out := map[string]any{"ok": true}
+	if body.IsAdmin != nil {
+		err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin)
+		switch {
+		case errors.Is(err, store.ErrUserNotFound):
+			writeJSONError(w, http.StatusNotFound, "No such user")
+			return nil
+		case err != nil:
+			h.storeUnavailable(w, err)
+			return nil
+		}
+		h.logger.Info("admin rights changed", zap.String("username", u.Username), zap.Bool("is_admin", *body.IsAdmin), adminName(c))
+	}
+	if body.Password != nil {
+		n, err := h.store.ChangePassword(r.Context(), u.ID, *body.Password, "")
+		var inputErr *store.InputError
+		switch {
+		case errors.Is(err, store.ErrUserNotFound):
+			writeJSONError(w, http.StatusNotFound, "No such user")
+			return nil
+		case errors.As(err, &inputErr):
+			writeJSONError(w, http.StatusBadRequest, capitalize(inputErr.Msg))
+			return nil
+		case err != nil:
+			h.passwordCheckFailed(w, err)
+			return nil
+		}
+		h.logger.Info("password set", zap.String("username", u.Username), zap.Int64("sessions_ended", n), adminName(c))
+		out["ended"] = n
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // adminTarget finds the user named in the path, answering 404 or 503 itself.
 func (h *Handler) adminTarget(w http.ResponseWriter, r *http.Request) *store.User {
 	u, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))

@@ -152,6 +152,11 @@ func (a *App) Start() error {
 	if n > 0 {
 		a.logger.Info("installed schema", zap.String("schema", a.Schema), zap.Int("migrations", n))
 	}
+	if legacy, err := a.store.LegacyUsernames(ctx); err == nil && len(legacy) > 0 {
+		a.logger.Warn("some usernames do not fit the username profile (RFC 8265) or look like another account's; "+
+			"they log in by their exact name unless a look-alike account exists: consider renaming or deleting them",
+			zap.Strings("usernames", legacy))
+	}
 
 	loopCtx, stop := context.WithCancel(context.Background())
 	a.cancel = stop

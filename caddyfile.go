@@ -100,16 +100,19 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_failed_logins_per_account <n>        # default 10
 //	    max_failed_logins_per_ip <n>             # default 50
 //	    failed_login_window <duration>           # default 15m
+//	    max_registrations_per_ip <n>             # default 5 per failed_login_window
 //	    trusted_origins <origins...>             # other origins allowed to POST, e.g. https://app.example.com
 //	    cross_origin_protection on|off           # default on: refuse cross-origin writes to the site itself
 //	    clear_site_data_cache on|off             # default off: logout clears cookies only
+//	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	var sameSiteAt string // where same_site was set, for an error found only at the block's end
+	// Where options were set, for an error found only at the block's end.
+	var sameSiteAt, renewalAt string
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "public":
@@ -185,6 +188,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.IdleTimeout = dur
 		case "renewal_interval":
+			renewalAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 			dur, err := durationArg(d)
 			if err != nil {
 				return err
@@ -215,7 +219,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := pathArg(d, &h.AccountPath); err != nil {
 				return err
 			}
-		case "max_failed_logins_per_account", "max_failed_logins_per_ip":
+		case "max_failed_logins_per_account", "max_failed_logins_per_ip", "max_registrations_per_ip":
 			opt := d.Val()
 			var s string
 			if err := singleArg(d, &s); err != nil {
@@ -225,10 +229,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil || n < 1 {
 				return d.Errf("%s: %q is not a positive whole number", opt, s)
 			}
-			if opt == "max_failed_logins_per_account" {
+			switch opt {
+			case "max_failed_logins_per_account":
 				h.MaxFailedLoginsPerAccount = n
-			} else {
+			case "max_failed_logins_per_ip":
 				h.MaxFailedLoginsPerIP = n
+			default:
+				h.MaxRegistrationsPerIP = n
 			}
 		case "failed_login_window":
 			dur, err := durationArg(d)
@@ -263,6 +270,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.ClearSiteDataCache = on
+		case "cache_control":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.CacheControl = "off"
+			if on {
+				h.CacheControl = "on"
+			}
 		case "admin_token":
 			if err := singleArg(d, &h.AdminToken); err != nil {
 				return err
@@ -278,6 +294,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if (strings.HasPrefix(h.CookieName, "__Host-") || strings.HasPrefix(h.CookieName, "__Secure-")) && h.Secure == "off" {
 		return d.Errf("cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
+	}
+	if err := checkRenewal(h.IdleTimeout, h.RenewalInterval); err != nil {
+		return fmt.Errorf("%w, at %s", err, renewalAt)
 	}
 	if h.SameSite == "none" && h.Secure != "on" {
 		return fmt.Errorf("same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure, at %s", sameSiteAt)

@@ -153,6 +153,16 @@ twice on the terminal, or read as one line from stdin with --password-stdin.`,
 	user.AddCommand(passwd)
 
 	user.AddCommand(&cobra.Command{
+		Use:   "admin <name> on|off",
+		Short: "Grants or removes a user's admin rights",
+		Long: `
+Grants (on) or removes (off) a user's admin rights: the admin routes under
+{api_path}/admin/ with their session. The change holds from each of the
+user's sessions' next request, on every Caddy server sharing the database.`,
+		Args: cliNameAndOnOff,
+		RunE: c.run(c.userAdmin),
+	})
+	user.AddCommand(&cobra.Command{
 		Use:   "delete <name>",
 		Short: "Deletes a user and their sessions",
 		Args:  cliName,
@@ -215,6 +225,21 @@ func cliName(cmd *cobra.Command, args []string) error {
 
 // cliNameAndNoPassword is cliName for the commands that set a password, where
 // a second argument is most likely the password: it is refused, and not quoted.
+// cliNameAndOnOff checks the arguments of `user admin`: a name, then on or off.
+func cliNameAndOnOff(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return errors.New("missing the user name")
+	case len(args) == 1:
+		return errors.New("missing on or off after the user name")
+	case len(args) > 2:
+		return errors.New("too many arguments: give the user name, then on or off")
+	case args[1] != "on" && args[1] != "off":
+		return fmt.Errorf("%q is neither on nor off", args[1])
+	}
+	return nil
+}
+
 func cliNameAndNoPassword(cmd *cobra.Command, args []string) error {
 	if len(args) > 1 {
 		return errors.New("too many arguments: give only the user name; " +
@@ -428,6 +453,32 @@ func (c *cliState) userPasswd(cmd *cobra.Command, name string, fromStdin bool) e
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "changed the password of %q and ended %s\n", u.Username, cliCount(ended, "session"))
+	return nil
+}
+
+func (c *cliState) userAdmin(cmd *cobra.Command, args []string) error {
+	s, err := c.open(cmd, true)
+	if err != nil {
+		return err
+	}
+	defer s.Pool().Close()
+	u, err := c.lookUp(cmd, s, args[0])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.context(cmd)
+	defer cancel()
+	on := args[1] == "on"
+	if err := s.SetAdmin(ctx, u.ID, on); errors.Is(err, store.ErrUserNotFound) {
+		return cliNoUser(args[0])
+	} else if err != nil {
+		return err
+	}
+	if on {
+		fmt.Fprintf(cmd.OutOrStdout(), "%q is an admin\n", u.Username)
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "%q is no longer an admin\n", u.Username)
+	}
 	return nil
 }
 

@@ -79,7 +79,7 @@ func cliStore(t *testing.T, url string) *store.Store {
 
 func cliSession(t *testing.T, s *store.Store, u *store.User, ua, ip string) string {
 	t.Helper()
-	token, _, err := s.CreateSession(context.Background(), store.NewSession{UserID: u.ID, Lifetime: time.Hour, UserAgent: ua, IP: ip})
+	token, _, err := s.CreateSession(context.Background(), store.NewSession{User: *u, Lifetime: time.Hour, UserAgent: ua, IP: ip})
 	require.NoError(t, err)
 	return token
 }
@@ -390,6 +390,38 @@ func TestCommandUserDelete(t *testing.T) {
 	assert.Equal(t, "too many arguments: give only the user name", r.err.Error())
 	_, err = s.GetUserByName(ctx, "bob")
 	assert.NoError(t, err)
+}
+
+func TestCommandUserAdmin(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	s := cliStore(t, url)
+	ctx := context.Background()
+	alice, err := s.CreateUser(ctx, "alice", cliTestPassword, false)
+	require.NoError(t, err)
+	token := cliSession(t, s, alice, "Firefox", "192.0.2.1")
+
+	assert.Equal(t, "\"alice\" is an admin\n", cliOK(t, url, "", "user", "admin", "ＡＬＩＣＥ", "on"))
+	sess, err := s.GetSession(ctx, token)
+	require.NoError(t, err)
+	assert.True(t, sess.User.IsAdmin, "a live session gains the rights at once")
+	assert.Equal(t, "\"alice\" is no longer an admin\n", cliOK(t, url, "", "user", "admin", "alice", "off"))
+	sess, err = s.GetSession(ctx, token)
+	require.NoError(t, err)
+	assert.False(t, sess.User.IsAdmin, "and loses them at once")
+
+	for args, msg := range map[string]string{
+		"alice":          "missing on or off after the user name",
+		"alice yes":      `"yes" is neither on nor off`,
+		"alice on extra": "too many arguments: give the user name, then on or off",
+		"nobody on":      `no user "nobody"`,
+		"":               "missing the user name",
+	} {
+		r := cliDB(t, url, "", append([]string{"user", "admin"}, strings.Fields(args)...)...)
+		if assert.Error(t, r.err, args) {
+			assert.Equal(t, msg, r.err.Error(), args)
+		}
+	}
 }
 
 func TestCommandSessionsList(t *testing.T) {

@@ -223,6 +223,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"same_site none",
 		"lifetime 0",
 		"remember_lifetime 0\nidle_timeout 30m\nrenewal_interval 1m",
+		"renewal_interval 5m\nidle_timeout 1m",
+		"cache_control off\nmax_registrations_per_ip 3",
 		"login_path login",
 		"trusted_origins https://app.example.com http://x/y",
 		"admin_token {env.ADMIN_TOKEN}\ncross_origin_protection off",
@@ -305,6 +307,10 @@ func checkHandler(t *testing.T, text string, h *Handler) {
 	oneOf("same_site", h.SameSite, "", "lax", "strict", "none")
 	oneOf("secure", h.Secure, "", "auto", "on", "off")
 	oneOf("cross_origin_protection", h.CrossOriginProtection, "", "on", "off")
+	oneOf("cache_control", h.CacheControl, "", "on", "off")
+	if h.IdleTimeout > 0 && h.RenewalInterval > h.IdleTimeout/2 {
+		t.Fatalf("%q: handler accepted with renewal_interval %v and idle_timeout %v", text, h.RenewalInterval, h.IdleTimeout)
+	}
 	if h.SameSite == "none" && h.Secure != "on" {
 		t.Fatalf("%q: handler accepted with same_site none and secure %q", text, h.Secure)
 	}
@@ -321,7 +327,7 @@ func checkHandler(t *testing.T, text string, h *Handler) {
 	}
 	if h.Lifetime < 0 || h.IdleTimeout < 0 || h.RenewalInterval < 0 || h.FailedLoginWindow < 0 ||
 		h.RememberLifetime != nil && *h.RememberLifetime < 0 ||
-		h.MaxSessionsPerUser < 0 || h.MaxFailedLoginsPerAccount < 0 || h.MaxFailedLoginsPerIP < 0 {
+		h.MaxSessionsPerUser < 0 || h.MaxFailedLoginsPerAccount < 0 || h.MaxFailedLoginsPerIP < 0 || h.MaxRegistrationsPerIP < 0 {
 		t.Fatalf("%q: handler accepted with a negative value: %+v", text, h)
 	}
 	for _, o := range h.TrustedOrigins {

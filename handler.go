@@ -123,8 +123,23 @@ type Handler struct {
 	// address trying many accounts. Default: 50.
 	MaxFailedLoginsPerIP int `json:"max_failed_logins_per_ip,omitempty"`
 
-	// FailedLoginWindow is how long a failed login counts. Default: 15m.
+	// FailedLoginWindow is how long a failed login (or a registration)
+	// counts. Default: 15m.
 	FailedLoginWindow caddy.Duration `json:"failed_login_window,omitempty"`
+
+	// MaxRegistrationsPerIP is how many accounts one client address (an
+	// IPv6 client by its /64) may create within FailedLoginWindow; they also
+	// count toward MaxFailedLoginsPerIP, since each costs a password hash.
+	// Default: 5.
+	MaxRegistrationsPerIP int `json:"max_registrations_per_ip,omitempty"`
+
+	// CacheControl, "on", marks every response the gate let through as
+	// private: HTML gets "Cache-Control: no-store" (no back button into a
+	// protected page after logout), anything else "private" (with
+	// "no-cache" when the site set nothing), and "public" and "s-maxage"
+	// are removed, so no shared cache or CDN keeps a protected response.
+	// "off" leaves the site's Cache-Control alone. Default: on.
+	CacheControl string `json:"cache_control,omitempty"`
 
 	// TrustedOrigins are other origins (scheme://host[:port]) allowed to
 	// make state-changing requests, e.g. a separate front-end domain.
@@ -147,20 +162,22 @@ type Handler struct {
 	// characters. Default: none (admin routes need an admin's session).
 	AdminToken string `json:"admin_token,omitempty"`
 
-	store       *store.Store
-	logger      *zap.Logger
-	public      caddyhttp.MatchPath
-	router      router
-	template    *template.Template
-	csp         string // of the login page, which may be the site's own
-	pageCSP     string // of the built-in pages
-	sameSite    http.SameSite
-	crossSite   *http.CrossOriginProtection
-	adminToken  []byte
-	rememberFor time.Duration
-	throttle    store.Throttle
-	guardSite   bool      // CrossOriginProtection is on
-	renewing    *sync.Map // session ids being renewed now, so one request per session writes
+	store          *store.Store
+	logger         *zap.Logger
+	public         caddyhttp.MatchPath
+	router         router
+	template       *template.Template
+	csp            string // of the login page, which may be the site's own
+	pageCSP        string // of the built-in pages
+	sameSite       http.SameSite
+	crossSite      *http.CrossOriginProtection
+	adminToken     []byte
+	rememberFor    time.Duration
+	throttle       store.Throttle
+	guardSite      bool // CrossOriginProtection is on
+	privateResp    bool // CacheControl is on
+	trustedOrigins map[string]bool
+	renewing       *sync.Map // session ids being renewed now, so one request per session writes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -224,6 +241,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.IdleTimeout > 0 && h.IdleTimeout < caddy.Duration(time.Second) {
 		return errors.New("idle_timeout must be at least one second")
 	}
+	if err := checkRenewal(h.IdleTimeout, h.RenewalInterval); err != nil {
+		return err
+	}
 	if h.RenewalInterval == 0 {
 		h.RenewalInterval = caddy.Duration(time.Minute)
 		if h.IdleTimeout > 0 {
@@ -240,7 +260,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxFailedLoginsPerAccount < 0 || h.MaxFailedLoginsPerIP < 0 || h.FailedLoginWindow < 0 {
 		return errors.New("max_failed_logins_per_account, max_failed_logins_per_ip and failed_login_window must not be negative")
 	}
-	h.throttle = store.Throttle{PerAccount: 10, PerIP: 50, Window: 15 * time.Minute}
+	if h.MaxRegistrationsPerIP < 0 {
+		return errors.New("max_registrations_per_ip must not be negative")
+	}
+	h.throttle = store.Throttle{PerAccount: 10, PerIP: 50, RegistrationsPerIP: 5, Window: 15 * time.Minute}
+	if h.MaxRegistrationsPerIP > 0 {
+		h.throttle.RegistrationsPerIP = h.MaxRegistrationsPerIP
+	}
 	if h.MaxFailedLoginsPerAccount > 0 {
 		h.throttle.PerAccount = h.MaxFailedLoginsPerAccount
 	}
@@ -257,8 +283,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("cross_origin_protection must be on or off, not %q", h.CrossOriginProtection)
 	}
+	switch h.CacheControl {
+	case "", "on":
+		h.privateResp = true
+	case "off":
+	default:
+		return fmt.Errorf("cache_control must be on or off, not %q", h.CacheControl)
+	}
 	h.crossSite = http.NewCrossOriginProtection()
+	h.trustedOrigins = make(map[string]bool, len(h.TrustedOrigins))
 	for _, origin := range h.TrustedOrigins {
+		h.trustedOrigins[origin] = true
 		if err := checkOrigin(origin); err != nil {
 			return fmt.Errorf("trusted_origins: %w", err)
 		}
@@ -347,6 +382,7 @@ func (h *Handler) addRoutes() {
 	rt.add(get, api+"/admin/users", admin, h.serveAdminListUsers)
 	rt.add(post, api+"/admin/users", admin, h.serveAdminCreateUser)
 	rt.add(del, api+"/admin/users/{username}", admin, h.serveAdminDeleteUser)
+	rt.add(http.MethodPatch, api+"/admin/users/{username}", admin, h.serveAdminChangeUser)
 	rt.add(get, api+"/admin/users/{username}/sessions", admin, h.serveAdminUserSessions)
 	rt.add(del, api+"/admin/users/{username}/sessions", admin, h.serveAdminEndUserSessions)
 	rt.add(del, api+"/admin/sessions/{id}", admin, h.serveAdminEndSession)
@@ -356,11 +392,14 @@ func (h *Handler) addRoutes() {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	r.Header.Del(HeaderUserID)
 	r.Header.Del(HeaderUsername)
+	if smugglesIdentity(r) {
+		writeJSONError(w, http.StatusBadRequest, "Identity headers may not be sent as trailers")
+		return nil
+	}
 	// The admin token is taken out of the request at once, so no upstream
 	// sees it. (Caddy's access log copied the request before any handler ran:
 	// see the README for keeping the header out of it.)
-	adminToken := r.Header.Get(HeaderAdminToken)
-	r.Header.Del(HeaderAdminToken)
+	adminToken := h.takeAdminToken(r)
 
 	if rte, params, allowed := h.router.match(r); rte != nil || allowed != nil {
 		return h.serveRoute(w, r, rte, params, allowed, adminToken)
@@ -377,15 +416,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				repl.Set("http.auth.user.id", "")
 				repl.Set("http.auth.user.username", "")
 			}
+			h.stripSessionCookie(r)
 			return next.ServeHTTP(w, r)
 		}
 	}
 
 	// A cookie makes every request from the browser carry the user's
-	// authority, so a cross-site form or fetch must not reach the site.
+	// authority, so a cross-site form, fetch or WebSocket must not reach
+	// the site.
 	token, hadCookie := h.token(r)
 	if hadCookie && h.guardSite {
-		if err := h.crossSite.Check(r); err != nil {
+		if err := h.crossSite.Check(r); err != nil || isUpgrade(r) && h.crossOriginUpgrade(r) {
 			writeJSONError(w, http.StatusForbidden, "Cross-origin request refused")
 			return nil
 		}
@@ -405,6 +446,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	h.identify(r, sess)
 	h.renew(r, sess)
+	h.stripSessionCookie(r)
+	if h.privateResp {
+		w = &privateWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -429,8 +474,8 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 
 	c := &caller{}
 	if rte.access == admin {
-		// Caddy's access log records request headers, Authorization aside;
-		// a bearer token is the way to keep the admin token out of it.
+		// A bearer token other than the admin token is still an attempt at
+		// it here, and refused as such.
 		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && adminToken == "" {
 			adminToken = bearer
 		}
@@ -574,6 +619,18 @@ func wantsHTML(r *http.Request) bool {
 		return false
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// checkRenewal refuses a renewal interval longer than half the idle
+// timeout: a session is written back at most once per interval, so with a
+// longer one a user active all along would still reach the idle timeout
+// between two write-backs and be logged out.
+func checkRenewal(idle, renewal caddy.Duration) error {
+	if idle <= 0 || renewal <= 0 || renewal <= idle/2 {
+		return nil
+	}
+	return fmt.Errorf("renewal_interval %s is more than half of idle_timeout %s: an active user would be logged out "+
+		"between two renewals; use renewal_interval %s or less", time.Duration(renewal), time.Duration(idle), time.Duration(idle/2))
 }
 
 // checkOrigin accepts an origin as browsers send it in the Origin header:

@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,9 +102,10 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool)
 }
 
 // serveLogin checks a username and password and starts a new session.
-// Failed logins are counted per account and per client IP in the database,
-// so the limit holds across every server; past it, even the right password
-// gets 429 until the window has passed.
+// Each check is reserved against the failed-login limits before the
+// password is hashed (see store.ReserveLoginAttempt), so the limits hold
+// under parallel guessing and across every server; past them, even the
+// right password gets 429 until the window has passed.
 func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	c, ok := readCredentials(w, r)
 	if !ok {
@@ -113,35 +115,33 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 		return nil
 	}
 	ip := clientIP(r)
-	if h.throttled(w, r, c.Username, ip) {
+	attempt, ok := h.reserveLogin(w, r, c.Username, ip)
+	if !ok {
 		return nil
 	}
 	user, err := h.store.VerifyPassword(r.Context(), c.Username, c.Password)
 	if errors.Is(err, store.ErrInvalidCredentials) {
 		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", ip))
-		if err := h.store.RecordLoginFailure(r.Context(), c.Username, ip, h.throttle); err != nil {
-			h.storeUnavailable(w, err)
-			return nil
-		}
-		if c.form {
-			return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
-		}
-		writeJSONError(w, http.StatusUnauthorized, msgInvalidCredentials)
-		return nil
-	}
-	if errors.Is(err, store.ErrBusy) {
-		h.hashersBusy(w)
-		return nil
+		return h.refuseLogin(w, r, c)
 	}
 	if err != nil {
-		h.storeUnavailable(w, err)
+		h.releaseAttempt(attempt)
+		h.passwordCheckFailed(w, err)
 		return nil
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), c.Username); err != nil {
 		h.storeUnavailable(w, err)
 		return nil
 	}
-	if !h.startSession(w, r, user, c.Remember) {
+	switch err := h.startSession(w, r, user, c.Remember); {
+	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
+		// The password was changed, or the user deleted, while this login
+		// was being checked: what was verified is no longer valid.
+		h.logger.Info("login failed: credentials changed during the login", zap.String("username", user.Username),
+			zap.String("client_ip", ip))
+		return h.refuseLogin(w, r, c)
+	case err != nil:
+		h.storeUnavailable(w, err)
 		return nil
 	}
 	if c.form {
@@ -152,21 +152,56 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 	return nil
 }
 
-// throttled answers 429 when username or ip has failed too often lately.
-func (h *Handler) throttled(w http.ResponseWriter, r *http.Request, username, ip string) bool {
-	f, err := h.store.CheckLoginFailures(r.Context(), username, ip, h.throttle)
+// refuseLogin answers a login whose name and password do not match.
+func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, c credentials) error {
+	if c.form {
+		return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
+	}
+	writeJSONError(w, http.StatusUnauthorized, msgInvalidCredentials)
+	return nil
+}
+
+// reserveLogin reserves a password check for username from ip, or answers
+// 429 past the failed-login limits (503 when the database fails).
+func (h *Handler) reserveLogin(w http.ResponseWriter, r *http.Request, username, ip string) (store.Attempt, bool) {
+	a, err := h.store.ReserveLoginAttempt(r.Context(), username, ip, h.throttle)
 	if err != nil {
 		h.storeUnavailable(w, err)
-		return true
+		return a, false
 	}
-	if !f.Throttled() {
-		return false
+	if a.Throttled() {
+		h.logger.Warn("login throttled", zap.String("username", username), zap.String("client_ip", ip),
+			zap.Int("account_failures", a.Account), zap.Int("ip_failures", a.IP))
+		h.tooManyAttempts(w, a, "Too many failed logins, try again later")
+		return a, false
 	}
-	h.logger.Warn("login throttled", zap.String("username", username), zap.String("client_ip", ip),
-		zap.Int("account_failures", f.Account), zap.Int("ip_failures", f.IP))
-	w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter.Round(time.Second)/time.Second)))
-	writeJSONError(w, http.StatusTooManyRequests, "Too many failed logins, try again later")
-	return true
+	return a, true
+}
+
+// tooManyAttempts answers 429 with the wait until a counted attempt ages out.
+func (h *Handler) tooManyAttempts(w http.ResponseWriter, a store.Attempt, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(a.RetryAfter.Round(time.Second)/time.Second)))
+	writeJSONError(w, http.StatusTooManyRequests, msg)
+}
+
+// releaseAttempt forgets a reservation whose password was never checked, so
+// a busy server or a failing database does not count against the user. It
+// is best effort and outlives the request, whose client may be gone.
+func (h *Handler) releaseAttempt(a store.Attempt) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.store.ReleaseAttempt(ctx, a); err != nil {
+		h.logger.Warn("releasing a reserved password check", zap.Error(err))
+	}
+}
+
+// passwordCheckFailed answers a password check that could not be made.
+func (h *Handler) passwordCheckFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrBusy) {
+		h.hashersBusy(w)
+		return
+	}
+	h.storeUnavailable(w, err)
 }
 
 // hashersBusy answers a login that waited too long for its password check:
@@ -191,7 +226,10 @@ func (h *Handler) cookieCanBeSet(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// serveRegister creates an account and logs it in, when registration is on.
+// serveRegister creates an account and logs it in, when registration is
+// on. Registrations are counted per client address, each costing a
+// password hash: a client past max_registrations_per_ip (or its address past
+// max_failed_logins_per_ip) gets 429 before anything is hashed.
 func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if !h.Registration {
 		writeJSONError(w, http.StatusNotFound, "Registration is not enabled")
@@ -201,20 +239,36 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *calle
 	if !ok || !h.cookieCanBeSet(w, r) {
 		return nil
 	}
-	user, err := h.store.CreateUser(r.Context(), c.Username, c.Password, false)
-	var inputErr *store.InputError
 	status, msg := 0, ""
-	switch {
-	case errors.Is(err, store.ErrBusy):
-		h.hashersBusy(w)
-		return nil
-	case errors.As(err, &inputErr):
+	var inputErr *store.InputError
+	if err := errors.Join(store.ValidateUsername(c.Username), store.ValidatePassword(c.Password)); errors.As(err, &inputErr) {
 		status, msg = http.StatusBadRequest, capitalize(inputErr.Msg)
-	case errors.Is(err, store.ErrUserExists):
-		status, msg = http.StatusConflict, msgUsernameTaken
-	case err != nil:
-		h.storeUnavailable(w, err)
-		return nil
+	}
+	var user *store.User
+	if status == 0 {
+		ip := clientIP(r)
+		attempt, err := h.store.ReserveRegistration(r.Context(), ip, h.throttle)
+		if err != nil {
+			h.storeUnavailable(w, err)
+			return nil
+		}
+		if attempt.Throttled() {
+			h.logger.Warn("registration throttled", zap.String("client_ip", ip),
+				zap.Int("registrations", attempt.Account), zap.Int("ip_attempts", attempt.IP))
+			h.tooManyAttempts(w, attempt, "Too many sign-ups from your address, try again later")
+			return nil
+		}
+		user, err = h.store.CreateUser(r.Context(), c.Username, c.Password, false)
+		switch {
+		case errors.As(err, &inputErr):
+			status, msg = http.StatusBadRequest, capitalize(inputErr.Msg)
+		case errors.Is(err, store.ErrUserExists):
+			status, msg = http.StatusConflict, msgUsernameTaken
+		case err != nil:
+			h.releaseAttempt(attempt)
+			h.passwordCheckFailed(w, err)
+			return nil
+		}
 	}
 	if status != 0 {
 		if c.form {
@@ -224,7 +278,8 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *calle
 		return nil
 	}
 	h.logger.Info("user registered", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
-	if !h.startSession(w, r, user, c.Remember) {
+	if err := h.startSession(w, r, user, c.Remember); err != nil {
+		h.storeUnavailable(w, err)
 		return nil
 	}
 	if c.form {
@@ -237,12 +292,13 @@ func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *calle
 
 // startSession creates a session with a fresh token and sets its cookie. A
 // session the request already carried is ended first, so a token planted in
-// a browser before login never becomes a logged-in one.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) bool {
+// a browser before login never becomes a logged-in one. The session is
+// created only while user's credentials are still the ones verified; else
+// the error is store.ErrCredentialsChanged (or store.ErrUserNotFound).
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) error {
 	if old, ok := h.token(r); ok {
 		if err := h.store.DeleteSession(r.Context(), old); err != nil {
-			h.storeUnavailable(w, err)
-			return false
+			return err
 		}
 	}
 	remember = remember && h.rememberFor > 0
@@ -251,7 +307,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 		lifetime = h.rememberFor
 	}
 	token, _, err := h.store.CreateSession(r.Context(), store.NewSession{
-		UserID:      user.ID,
+		User:        *user,
 		Lifetime:    lifetime,
 		IdleTimeout: time.Duration(h.IdleTimeout),
 		MaxPerUser:  h.MaxSessionsPerUser,
@@ -259,8 +315,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 		IP:          clientIP(r),
 	})
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return false
+		return err
 	}
 	// Without remember me the cookie lasts as long as the browser session;
 	// with it, as long as the session itself.
@@ -270,7 +325,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 	}
 	http.SetCookie(w, cookie)
 	h.logger.Info("login", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
-	return true
+	return nil
 }
 
 // serveLogout ends the session server-side and clears the cookie; it

@@ -55,7 +55,7 @@ func BenchmarkGate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	token, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour})
+	token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -55,12 +55,15 @@ type site struct {
 	HandlerOptions  string // lines inside the site's pg_session block
 	Upstream        string // host:port to reverse_proxy to; empty serves a fixed body
 	UpstreamOptions string // lines inside the reverse_proxy block
+	Root            string // a folder to serve with file_server, instead of Upstream
+	GlobalOptions   string // lines inside the global options block
 	Port, AdminPort int
 }
 
 const caddyfileTemplate = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	auto_https off
+	{{.GlobalOptions}}
 	pg_session {
 		database_url {{.DatabaseURL}}
 		cleanup_interval {{or .CleanupInterval "1h"}}
@@ -77,7 +80,8 @@ http://127.0.0.1:{{.Port}} {
 	{{if .Upstream}}reverse_proxy {{.Upstream}} {
 		flush_interval -1
 		{{.UpstreamOptions}}
-	}{{else}}respond "hello {http.auth.user.username}" 200{{end}}
+	}{{else if .Root}}root * {{.Root}}
+	file_server{{else}}respond "hello {http.auth.user.username}" 200{{end}}
 }
 `
 

@@ -146,11 +146,11 @@ func TestCleanupJobDeletesExpiredSessionsAndLogsIt(t *testing.T) {
 	db := newDatabase(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
 	for range 3 {
-		_, _, err := db.store.CreateSession(context.Background(), store.NewSession{UserID: alice.ID, Lifetime: time.Hour})
+		_, _, err := db.store.CreateSession(context.Background(), store.NewSession{User: *alice, Lifetime: time.Hour})
 		require.NoError(t, err)
 	}
 	db.exec(t, `UPDATE pgsession.sessions SET expires_at = now() - interval '1 hour'`)
-	live, _, err := db.store.CreateSession(context.Background(), store.NewSession{UserID: alice.ID, Lifetime: time.Hour})
+	live, _, err := db.store.CreateSession(context.Background(), store.NewSession{User: *alice, Lifetime: time.Hour})
 	require.NoError(t, err)
 
 	c := startCaddy(t, site{DatabaseURL: db.url, CleanupInterval: "1s"})
@@ -204,6 +204,9 @@ func TestCaddyfileErrorsNameFileLineAndOption(t *testing.T) {
 		{"bad duration", "lifetime 7x", `lifetime: "7x" is not a duration`},
 		{"same_site none without secure", "same_site none", "same_site none needs secure on"},
 		{"bad on/off", "registration yes", `registration must be on or off, not "yes"`},
+		// A user clicking every 30 s would be logged out after a minute.
+		{"renewal longer than half the idle timeout", "renewal_interval 5m\n\t\tidle_timeout 1m",
+			"renewal_interval 5m0s is more than half of idle_timeout 1m0s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -114,7 +114,7 @@ func quickUser(t *testing.T, db *database, name, password string, isAdmin bool) 
 // value and the session's public handle.
 func sessionInDB(t *testing.T, db *database, u *store.User) (token, handle string) {
 	t.Helper()
-	token, sess, err := db.store.CreateSession(context.Background(), store.NewSession{UserID: u.ID, Lifetime: time.Hour, IP: "127.0.0.1"})
+	token, sess, err := db.store.CreateSession(context.Background(), store.NewSession{User: *u, Lifetime: time.Hour, IP: "127.0.0.1"})
 	require.NoError(t, err)
 	return token, sess.Handle
 }
@@ -301,7 +301,6 @@ func TestForgedForwardedForDoesNotEscapeTheLimits(t *testing.T) {
 type csrfRequest struct {
 	method, path, contentType, body string
 	token                           string // the session cookie, if any
-	header                          []string
 }
 
 // A page on another site makes the victim's browser send each of the

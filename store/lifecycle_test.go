@@ -15,7 +15,7 @@ func TestIdleSessionEndsBeforeItsLifetime(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, store.Options{})
 	alice := newUser(t, s, "alice")
-	token, created, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
+	token, created, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
 	require.NoError(t, err)
 	require.NotNil(t, created.IdleExpiresAt)
 	assert.WithinDuration(t, created.CreatedAt.Add(10*time.Minute), *created.IdleExpiresAt, time.Second)
@@ -39,7 +39,7 @@ func TestTouchSessionWritesAtMostOncePerInterval(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, store.Options{})
 	alice := newUser(t, s, "alice")
-	token, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
+	token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
 	require.NoError(t, err)
 	id := store.HashToken(token)
 
@@ -74,7 +74,7 @@ func TestMaxSessionsPerUserEndsTheLeastRecentlyUsed(t *testing.T) {
 	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
 	bobs := login(t, s, bob)
 	create := func() string {
-		token, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour, MaxPerUser: 2})
+		token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, MaxPerUser: 2})
 		require.NoError(t, err)
 		return token
 	}

@@ -40,7 +40,11 @@ type Session struct {
 
 // NewSession describes a session to create.
 type NewSession struct {
-	UserID string
+	// User is who logs in, as read when their password was verified: the
+	// session is created only if the user's credentials have not changed
+	// since (User.CredentialVersion), so a password change that commits
+	// while a login with the old password is in flight ends that login too.
+	User User
 	// Lifetime is how long the session lasts from now at most; it must be positive.
 	Lifetime time.Duration
 	// IdleTimeout, when positive, ends the session after that long without use.
@@ -54,12 +58,14 @@ type NewSession struct {
 }
 
 // CreateSession starts a session and returns its token, which exists only in
-// the return value: the database keeps its hash.
+// the return value: the database keeps its hash. It returns
+// ErrCredentialsChanged when the user's password was set after ns.User was
+// read, and ErrUserNotFound when the user is gone.
 func (s *Store) CreateSession(ctx context.Context, ns NewSession) (string, *Session, error) {
 	if ns.Lifetime <= 0 {
 		return "", nil, errors.New("creating session: lifetime must be positive")
 	}
-	if !validUUID(ns.UserID) {
+	if !validUUID(ns.User.ID) {
 		return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
 	}
 	var idle *int32
@@ -68,8 +74,8 @@ func (s *Store) CreateSession(ctx context.Context, ns NewSession) (string, *Sess
 		idle = &secs
 	}
 	token := newToken()
-	args := []any{HashToken(token), ns.UserID, ns.Lifetime.Seconds(),
-		trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64), idle}
+	args := []any{HashToken(token), ns.User.ID, ns.Lifetime.Seconds(),
+		trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64), idle, ns.User.CredentialVersion}
 	var sess *Session
 	var err error
 	if ns.MaxPerUser <= 0 {
@@ -81,9 +87,17 @@ func (s *Store) CreateSession(ctx context.Context, ns NewSession) (string, *Sess
 			if sess, err = scanSession(tx.QueryRow(ctx, s.q.createSession, args...)); err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, s.q.trimSessions, ns.UserID, ns.MaxPerUser)
+			_, err = tx.Exec(ctx, s.q.trimSessions, ns.User.ID, ns.MaxPerUser)
 			return err
 		})
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The user is gone or their credentials moved on; which one is
+		// asked only now, off the common path.
+		if _, lookupErr := s.GetUser(ctx, ns.User.ID); errors.Is(lookupErr, ErrUserNotFound) {
+			return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
+		}
+		return "", nil, fmt.Errorf("creating session: %w", ErrCredentialsChanged)
 	}
 	if err != nil {
 		if pgErrorCode(err) == foreignKeyViolation {
@@ -230,7 +244,7 @@ func scanSession(row pgx.Row) (*Session, error) {
 	var sess Session
 	err := row.Scan(&sess.ID, &sess.Handle, &sess.ExpiresAt, &sess.IdleExpiresAt, &sess.CreatedAt, &sess.LastSeenAt,
 		&sess.UserAgent, &sess.IP, &sess.User.ID, &sess.User.Username, &sess.User.IsAdmin, &sess.User.CreatedAt,
-		&sess.User.UpdatedAt, &sess.CheckedAt)
+		&sess.User.UpdatedAt, &sess.User.CredentialVersion, &sess.CheckedAt)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,10 @@ var (
 	ErrUserNotFound       = errors.New("user not found")
 	ErrUserExists         = errors.New("a user with that name already exists")
 	ErrInvalidCredentials = errors.New("invalid username or password")
+	// ErrCredentialsChanged means the user's password was set between the
+	// check of the old one and the creation of a session: the login must
+	// fail as if the password had been wrong.
+	ErrCredentialsChanged = errors.New("the user's credentials changed since they were verified")
 )
 
 // Options configure a Store; the zero value works.
@@ -59,6 +64,8 @@ type Store struct {
 	q         queries
 	hashSlots chan struct{}
 	hashWait  time.Duration
+	timing    checkTiming
+	calibrate sync.Once
 }
 
 // New returns a Store using pool. It does not touch the database; call
@@ -118,9 +125,15 @@ func (s *Store) Schema() string { return s.schema }
 // Pool returns the connection pool the store uses.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Migrate installs or upgrades the schema and returns how many migrations it applied.
+// Migrate installs or upgrades the schema and returns how many migrations it
+// applied. It also gives usernames from before the username profile their
+// key (see LegacyUsernames).
 func (s *Store) Migrate(ctx context.Context) (int, error) {
-	return migrations.Migrate(ctx, s.pool, s.schema)
+	n, err := migrations.Migrate(ctx, s.pool, s.schema)
+	if err != nil {
+		return n, err
+	}
+	return n, s.keyUsernames(ctx)
 }
 
 // Ping checks that the database answers.
@@ -137,33 +150,50 @@ type queries struct {
 	createSession, trimSessions, getSession, deleteSession, cleanupSessions string
 	touchSession, deleteSessionByHandle, deleteSessionByHandleOfUser        string
 	deleteUserSessions, getUserSessions, deleteOtherSessions                string
-	createUser, getUserByName, getUserByID, listUsers                       string
+	createUser, getUserByName, getUserByID, listUsers, setAdmin             string
 	deleteUser, setPassword, setPasswordHash, getUserCredential             string
-	countLoginFailures, recordLoginFailure, clearLoginFailures              string
-	cleanupLoginAttempts, anyAdmin                                          string
+	keepSession, reserveAttempt, releaseAttempt, clearLoginFailures         string
+	cleanupLoginAttempts, anyAdmin, unkeyedUsers, setUsernameKey            string
 }
+
+// userColumns are what scanUser reads from users.
+const userColumns = `id::text, username, is_admin, created_at, updated_at, credential_version`
 
 // sessionColumns are what scanSession reads, from sessions s joined with users u.
 const sessionColumns = `s.id, s.handle::text, s.expires_at, s.idle_expires_at, s.created_at, s.last_seen_at,
-	s.user_agent, s.ip, u.id::text, u.username, u.is_admin, u.created_at, u.updated_at, now()`
+	s.user_agent, s.ip, u.id::text, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version, now()`
 
-// liveSession is the condition a session row must meet to count.
-const liveSession = `s.expires_at > now() AND (s.idle_expires_at IS NULL OR s.idle_expires_at > now())`
+// liveSession is the condition a session row s, joined with its user u, must
+// meet to count: not expired, not idle too long, and created under the user's
+// current credentials.
+const liveSession = `s.expires_at > now() AND (s.idle_expires_at IS NULL OR s.idle_expires_at > now())
+	AND s.credential_version = u.credential_version`
+
+// byName finds a user by name: by the profile key ($1), or, for a legacy row
+// without one, by lower(username) ($2); a keyed row wins over a legacy one.
+const byName = `(username_key = $1 OR (username_key IS NULL AND lower(username) = lower($2)))`
 
 func newQueries(schema string) queries {
 	r := strings.NewReplacer(
 		"{users}", pgx.Identifier{schema, "users"}.Sanitize(),
 		"{sessions}", pgx.Identifier{schema, "sessions"}.Sanitize(),
 		"{attempts}", pgx.Identifier{schema, "login_attempts"}.Sanitize(),
+		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
 		"{columns}", sessionColumns,
+		"{user_columns}", userColumns,
 		"{live}", liveSession,
+		"{by_name}", byName,
 	)
 	return queries{
-		// createSession returns the row joined with its user in the same round trip.
+		// createSession inserts only while the user's credentials are still
+		// the ones verified ($7), and returns the row joined with its user in
+		// the same round trip.
 		createSession: r.Replace(`WITH s AS (
-				INSERT INTO {sessions} (id, user_id, expires_at, user_agent, ip, idle_timeout_seconds, idle_expires_at)
-				VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5, $6::integer,
-					now() + make_interval(secs => $6::integer))
+				INSERT INTO {sessions} (id, user_id, expires_at, user_agent, ip, idle_timeout_seconds, idle_expires_at,
+					credential_version)
+				SELECT $1, u.id, now() + make_interval(secs => $3), $4, $5, $6::integer,
+					now() + make_interval(secs => $6::integer), u.credential_version
+				FROM {users} u WHERE u.id = $2 AND u.credential_version = $7
 				RETURNING *)
 			SELECT {columns} FROM s JOIN {users} u ON u.id = s.user_id`),
 		// trimSessions keeps a user's $2 most recently used sessions.
@@ -193,32 +223,35 @@ func newQueries(schema string) queries {
 			WHERE s.user_id = $1 AND {live}
 			ORDER BY s.last_seen_at DESC, s.created_at DESC`),
 		deleteOtherSessions: r.Replace(`DELETE FROM {sessions} WHERE user_id = $1 AND id <> $2`),
-		createUser: r.Replace(`INSERT INTO {users} (username, password_hash, is_admin) VALUES ($1, $2, $3)
-			RETURNING id::text, username, is_admin, created_at, updated_at`),
-		getUserByName: r.Replace(`SELECT id::text, username, is_admin, created_at, updated_at
-			FROM {users} WHERE lower(username) = lower($1)`),
-		getUserByID: r.Replace(`SELECT id::text, username, is_admin, created_at, updated_at
-			FROM {users} WHERE id = $1`),
-		listUsers: r.Replace(`SELECT id::text, username, is_admin, created_at, updated_at
-			FROM {users} ORDER BY lower(username)`),
-		deleteUser:  r.Replace(`DELETE FROM {users} WHERE lower(username) = lower($1)`),
-		setPassword: r.Replace(`UPDATE {users} SET password_hash = $2, updated_at = now() WHERE id = $1`),
-		// setPasswordHash upgrades an old hash only if nobody changed it meanwhile.
+		// keepSession carries the session a password change was made from
+		// over to the new credentials.
+		keepSession: r.Replace(`UPDATE {sessions} SET credential_version = $3 WHERE user_id = $1 AND id = $2`),
+		createUser: r.Replace(`INSERT INTO {users} (username, username_key, password_hash, is_admin) VALUES ($1, $2, $3, $4)
+			RETURNING {user_columns}`),
+		getUserByName: r.Replace(`SELECT {user_columns} FROM {users} WHERE {by_name}
+			ORDER BY username_key IS NULL LIMIT 1`),
+		getUserByID: r.Replace(`SELECT {user_columns} FROM {users} WHERE id = $1`),
+		listUsers:   r.Replace(`SELECT {user_columns} FROM {users} ORDER BY coalesce(username_key, lower(username))`),
+		deleteUser: r.Replace(`DELETE FROM {users} WHERE id = (
+				SELECT id FROM {users} WHERE {by_name} ORDER BY username_key IS NULL LIMIT 1)`),
+		// setPassword moves the user to new credentials: every session made
+		// under the old ones stops counting at once.
+		setPassword: r.Replace(`UPDATE {users} SET password_hash = $2, updated_at = now(),
+				credential_version = credential_version + 1
+			WHERE id = $1 RETURNING credential_version`),
+		// setPasswordHash upgrades an old hash only if nobody changed it
+		// meanwhile; the password is the same, so the sessions stay.
 		setPasswordHash: r.Replace(`UPDATE {users} SET password_hash = $3 WHERE id = $1 AND password_hash = $2`),
-		getUserCredential: r.Replace(`SELECT id::text, username, is_admin, created_at, updated_at, password_hash
-			FROM {users} WHERE lower(username) = lower($1)`),
-		anyAdmin: r.Replace(`SELECT EXISTS (SELECT 1 FROM {users} WHERE is_admin)`),
-		countLoginFailures: r.Replace(`SELECT
-				count(*) FILTER (WHERE username_key = $1),
-				count(*) FILTER (WHERE ip = $2),
-				min(attempted_at) FILTER (WHERE username_key = $1),
-				min(attempted_at) FILTER (WHERE ip = $2),
-				now()
-			FROM {attempts}
-			WHERE (username_key = $1 OR ip = $2) AND attempted_at > now() - make_interval(secs => $3)`),
-		recordLoginFailure: r.Replace(`INSERT INTO {attempts} (username_key, ip, expires_at)
-			VALUES ($1, $2, now() + make_interval(secs => $3))`),
-		clearLoginFailures: r.Replace(`DELETE FROM {attempts} WHERE username_key = $1`),
+		setAdmin:        r.Replace(`UPDATE {users} SET is_admin = $2, updated_at = now() WHERE id = $1`),
+		getUserCredential: r.Replace(`SELECT {user_columns}, password_hash FROM {users} WHERE {by_name}
+			ORDER BY username_key IS NULL LIMIT 1`),
+		unkeyedUsers:   r.Replace(`SELECT id::text, username FROM {users} WHERE username_key IS NULL ORDER BY created_at, id`),
+		setUsernameKey: r.Replace(`UPDATE {users} SET username_key = $2 WHERE id = $1 AND username_key IS NULL`),
+		anyAdmin:       r.Replace(`SELECT EXISTS (SELECT 1 FROM {users} WHERE is_admin)`),
+		reserveAttempt: r.Replace(`SELECT attempt_id, account_count, ip_count, retry_after
+			FROM {reserve_attempt}($1, $2, $3, $4, $5, $6)`),
+		releaseAttempt:     r.Replace(`DELETE FROM {attempts} WHERE id = $1`),
+		clearLoginFailures: r.Replace(`DELETE FROM {attempts} WHERE username_key = $1 AND kind = 'login'`),
 		cleanupLoginAttempts: r.Replace(`DELETE FROM {attempts} WHERE id IN (
 				SELECT id FROM {attempts} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`),
 	}

@@ -46,7 +46,7 @@ func newUser(tb testing.TB, s *store.Store, name string) *store.User {
 
 func login(tb testing.TB, s *store.Store, u *store.User) string {
 	tb.Helper()
-	token, _, err := s.CreateSession(context.Background(), store.NewSession{UserID: u.ID, Lifetime: time.Hour})
+	token, _, err := s.CreateSession(context.Background(), store.NewSession{User: *u, Lifetime: time.Hour})
 	require.NoError(tb, err)
 	return token
 }
@@ -71,7 +71,7 @@ func TestSessionCreateGetDelete(t *testing.T) {
 	alice := newUser(t, s, "alice")
 
 	token, created, err := s.CreateSession(ctx, store.NewSession{
-		UserID: alice.ID, Lifetime: 7 * 24 * time.Hour, UserAgent: "Firefox", IP: "192.0.2.1",
+		User: *alice, Lifetime: 7 * 24 * time.Hour, UserAgent: "Firefox", IP: "192.0.2.1",
 	})
 	require.NoError(t, err)
 	assert.Len(t, token, store.TokenLength)
@@ -109,7 +109,7 @@ func TestEveryLoginGetsANewToken(t *testing.T) {
 func TestCreateSessionForUnknownUser(t *testing.T) {
 	s := newStore(t, store.Options{})
 	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "not-a-uuid", ""} {
-		_, _, err := s.CreateSession(context.Background(), store.NewSession{UserID: id, Lifetime: time.Hour})
+		_, _, err := s.CreateSession(context.Background(), store.NewSession{User: store.User{ID: id}, Lifetime: time.Hour})
 		assert.ErrorIs(t, err, store.ErrUserNotFound, "user id %q", id)
 	}
 }
@@ -345,7 +345,7 @@ func TestConcurrentUseIsSafe(t *testing.T) {
 	errs := make(chan error, 20)
 	for range 20 {
 		wg.Go(func() {
-			token, _, err := s.CreateSession(ctx, store.NewSession{UserID: alice.ID, Lifetime: time.Hour})
+			token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour})
 			if err != nil {
 				errs <- err
 				return

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +26,9 @@ type User struct {
 	IsAdmin   bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// CredentialVersion counts the times the password was set; a session
+	// counts only while it matches the one it was created under.
+	CredentialVersion int64
 }
 
 // InputError says why a username or password was refused; its message is
@@ -35,28 +36,6 @@ type User struct {
 type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return e.Msg }
-
-// ValidateUsername reports why name cannot be a username, or nil.
-func ValidateUsername(name string) error {
-	if name == "" {
-		return &InputError{"username is empty"}
-	}
-	if !utf8.ValidString(name) {
-		return &InputError{"username is not valid UTF-8"}
-	}
-	if utf8.RuneCountInString(name) > MaxUsernameLength {
-		return &InputError{fmt.Sprintf("username is longer than %d characters", MaxUsernameLength)}
-	}
-	if strings.TrimSpace(name) != name {
-		return &InputError{"username starts or ends with a space"}
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return &InputError{"username contains a control character"}
-		}
-	}
-	return nil
-}
 
 // ValidatePassword reports why password cannot be set as a password, or nil.
 func ValidatePassword(password string) error {
@@ -69,7 +48,9 @@ func ValidatePassword(password string) error {
 	return nil
 }
 
-// CreateUser adds a user with an argon2id hash of password.
+// CreateUser adds a user with an argon2id hash of password. The name is
+// stored in its prepared form (see PrepareUsername): a name that looks like
+// an existing one is ErrUserExists.
 func (s *Store) CreateUser(ctx context.Context, username, password string, isAdmin bool) (*User, error) {
 	if err := ValidatePassword(password); err != nil {
 		return nil, err
@@ -87,13 +68,14 @@ func (s *Store) CreateUser(ctx context.Context, username, password string, isAdm
 // CreateUserWithHash adds a user whose password hash was made elsewhere,
 // argon2id or bcrypt, to import users from htpasswd files or basic_auth.
 func (s *Store) CreateUserWithHash(ctx context.Context, username, hash string, isAdmin bool) (*User, error) {
-	if err := ValidateUsername(username); err != nil {
+	name, err := PrepareUsername(username)
+	if err != nil {
 		return nil, err
 	}
 	if err := CheckPasswordHash(hash); err != nil {
 		return nil, &InputError{err.Error()}
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, s.q.createUser, username, hash, isAdmin))
+	u, err := scanUser(s.pool.QueryRow(ctx, s.q.createUser, name.Display, name.Key, hash, isAdmin))
 	if pgErrorCode(err) == uniqueViolation {
 		return nil, ErrUserExists
 	}
@@ -103,12 +85,13 @@ func (s *Store) CreateUserWithHash(ctx context.Context, username, hash string, i
 	return u, nil
 }
 
-// GetUserByName finds a user by name, ignoring case.
+// GetUserByName finds a user by name as PrepareUsername compares names:
+// "ＢＯＢ", "BOB" and "bob" find the same user.
 func (s *Store) GetUserByName(ctx context.Context, username string) (*User, error) {
-	if ValidateUsername(username) != nil {
+	if !utf8.ValidString(username) || len(username) > 4*MaxUsernameLength {
 		return nil, ErrUserNotFound
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, s.q.getUserByName, username))
+	u, err := scanUser(s.pool.QueryRow(ctx, s.q.getUserByName, lookupKey(username), username))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrUserNotFound
 	}
@@ -161,12 +144,13 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	return users, nil
 }
 
-// DeleteUser removes a user; their sessions go with them.
+// DeleteUser removes a user; their sessions go with them, and a login of
+// theirs still in flight cannot create one afterwards.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
-	if ValidateUsername(username) != nil {
+	if !utf8.ValidString(username) || len(username) > 4*MaxUsernameLength {
 		return ErrUserNotFound
 	}
-	tag, err := s.pool.Exec(ctx, s.q.deleteUser, username)
+	tag, err := s.pool.Exec(ctx, s.q.deleteUser, lookupKey(username), username)
 	if err != nil {
 		return fmt.Errorf("deleting user: %w", err)
 	}
@@ -176,41 +160,55 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	return nil
 }
 
-// VerifyPassword returns the user when username and password match, and
-// ErrInvalidCredentials when they do not. An unknown name costs the same
-// hash computation as a wrong password, so timing does not tell them apart.
-// A bcrypt or weaker argon2id hash is upgraded after a successful login.
-func (s *Store) VerifyPassword(ctx context.Context, username, password string) (*User, error) {
-	if len(password) > MaxPasswordLength || ValidateUsername(username) != nil {
-		return nil, ErrInvalidCredentials
+// SetAdmin grants or removes a user's admin rights. Every session reads the
+// flag at lookup, so the change holds from the next request on.
+func (s *Store) SetAdmin(ctx context.Context, userID string, isAdmin bool) error {
+	if !validUUID(userID) {
+		return ErrUserNotFound
 	}
+	tag, err := s.pool.Exec(ctx, s.q.setAdmin, userID, isAdmin)
+	if err != nil {
+		return fmt.Errorf("setting admin rights: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrUserNotFound
+	}
+	return nil
+}
+
+// VerifyPassword returns the user when username and password match, and
+// ErrInvalidCredentials when they do not. Every failure takes as long as
+// the slowest password check seen lately, whatever the user's hash and
+// whether the user exists, so timing tells neither which names exist nor
+// how their passwords are hashed. A bcrypt or weaker argon2id hash is
+// upgraded after a successful login.
+func (s *Store) VerifyPassword(ctx context.Context, username, password string) (*User, error) {
 	var u User
 	var hash string
-	err := s.pool.QueryRow(ctx, s.q.getUserCredential, username).
-		Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt, &hash)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("looking up user: %w", err)
+	found := len(password) <= MaxPasswordLength && utf8.ValidString(username) && len(username) <= 4*MaxUsernameLength
+	if found {
+		err := s.pool.QueryRow(ctx, s.q.getUserCredential, lookupKey(username), username).
+			Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt, &u.CredentialVersion, &hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found = false
+		} else if err != nil {
+			return nil, fmt.Errorf("looking up user: %w", err)
+		}
 	}
-	// An unknown user waits for a turn and hashes like a known one.
-	release, slotErr := s.hashSlot(ctx)
-	if slotErr != nil {
-		return nil, slotErr
+	if !found {
+		// An unknown user waits for a turn and hashes like a known one.
+		hash, password = fakeHash(), trimUTF8(password, MaxPasswordLength)
 	}
-	defer release()
-	if errors.Is(err, pgx.ErrNoRows) {
-		ComparePassword(fakeHash(), password)
-		return nil, ErrInvalidCredentials
-	}
-	ok, rehash, err := ComparePassword(hash, password)
+	ok, rehash, err := s.comparePassword(ctx, hash, password)
 	if err != nil {
 		return nil, fmt.Errorf("verifying password of %s: %w", u.Username, err)
 	}
-	if !ok {
+	if !ok || !found {
 		return nil, ErrInvalidCredentials
 	}
 	if rehash {
 		// Best effort: a failed upgrade leaves a working old hash in place.
-		if newHash, err := HashPassword(password); err == nil {
+		if newHash, err := s.hashPassword(ctx, password); err == nil {
 			s.pool.Exec(ctx, s.q.setPasswordHash, u.ID, hash, newHash)
 		}
 	}
@@ -219,7 +217,9 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 
 // ChangePassword sets a user's password and ends their other sessions: every
 // session except the one of keepToken, which may be empty to end them all.
-// It returns how many sessions it ended.
+// It returns how many sessions it ended. Sessions created by logins that
+// checked the old password but had not finished yet end as well: they carry
+// the old credential version.
 func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepToken string) (int64, error) {
 	if err := ValidatePassword(newPassword); err != nil {
 		return 0, err
@@ -233,15 +233,22 @@ func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepTok
 	}
 	var ended int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.q.setPassword, userID, hash)
+		var version int64
+		if err := tx.QueryRow(ctx, s.q.setPassword, userID, hash).Scan(&version); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrUserNotFound
+			}
+			return err
+		}
+		keep := HashToken(keepToken)
+		tag, err := tx.Exec(ctx, s.q.deleteOtherSessions, userID, keep)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return ErrUserNotFound
-		}
-		tag, err = tx.Exec(ctx, s.q.deleteOtherSessions, userID, HashToken(keepToken))
 		ended = tag.RowsAffected()
+		if keepToken != "" {
+			_, err = tx.Exec(ctx, s.q.keepSession, userID, keep, version)
+		}
 		return err
 	})
 	if errors.Is(err, ErrUserNotFound) {
@@ -251,6 +258,53 @@ func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepTok
 		return 0, fmt.Errorf("changing password: %w", err)
 	}
 	return ended, nil
+}
+
+// keyUsernames gives rows from before usernames had keys their key, so
+// look-alike names resolve to one account. A name that does not fit the
+// profile, or whose key an older account already has, keeps no key and is
+// still found by lower(username): LegacyUsernames lists those.
+func (s *Store) keyUsernames(ctx context.Context) error {
+	rows, err := s.pool.Query(ctx, s.q.unkeyedUsers)
+	if err != nil {
+		return fmt.Errorf("reading usernames without a key: %w", err)
+	}
+	type row struct{ ID, Username string }
+	legacy, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
+		return fmt.Errorf("reading usernames without a key: %w", err)
+	}
+	for _, r := range legacy {
+		name, err := PrepareUsername(r.Username)
+		if err != nil {
+			continue
+		}
+		_, err = s.pool.Exec(ctx, s.q.setUsernameKey, r.ID, name.Key)
+		if err != nil && pgErrorCode(err) != uniqueViolation {
+			return fmt.Errorf("setting username key: %w", err)
+		}
+	}
+	return nil
+}
+
+// LegacyUsernames lists the names that fit no key: created before names
+// were checked against the username profile, and either outside it or
+// looking like an older account's name. They can still log in by their
+// exact name (ignoring case), unless an account with their key exists.
+func (s *Store) LegacyUsernames(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, s.q.unkeyedUsers)
+	if err != nil {
+		return nil, fmt.Errorf("reading usernames without a key: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
+		var id, name string
+		err := row.Scan(&id, &name)
+		return name, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading usernames without a key: %w", err)
+	}
+	return names, nil
 }
 
 // hashPassword hashes a new password when its turn comes.
@@ -265,7 +319,7 @@ func (s *Store) hashPassword(ctx context.Context, password string) (string, erro
 
 func scanUser(row pgx.Row) (*User, error) {
 	var u User
-	if err := row.Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt, &u.CredentialVersion); err != nil {
 		return nil, err
 	}
 	return &u, nil

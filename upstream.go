@@ -1,0 +1,241 @@
+package pgsession
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// What the gate does to a request before the site sees it, and to the
+// site's response on its way back, so that neither the session token nor
+// what it protects leaks past the gate.
+
+// forbiddenTrailers are the headers the gate vouches for or consumes; a
+// client that declares them as trailers could have an upstream read its own
+// values next to the real ones, so such a request is refused.
+var forbiddenTrailers = []string{HeaderUserID, HeaderUsername, HeaderAdminToken}
+
+// smugglesIdentity reports whether r declares an identity header as a trailer.
+func smugglesIdentity(r *http.Request) bool {
+	for name := range r.Trailer {
+		for _, forbidden := range forbiddenTrailers {
+			if strings.EqualFold(name, forbidden) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// takeAdminToken removes the admin token from r, from X-Admin-Token and
+// from an Authorization header that carries it as a bearer token, and
+// returns it ("" when absent). Any other Authorization header is the site's
+// own business and passes through untouched.
+func (h *Handler) takeAdminToken(r *http.Request) string {
+	token := r.Header.Get(HeaderAdminToken)
+	r.Header.Del(HeaderAdminToken)
+	if h.adminToken == nil {
+		return token
+	}
+	values := r.Header.Values("Authorization")
+	kept := values[:0:0]
+	for _, v := range values {
+		if bearer, ok := strings.CutPrefix(v, "Bearer "); ok && subtle.ConstantTimeCompare([]byte(bearer), h.adminToken) == 1 {
+			if token == "" {
+				token = bearer
+			}
+			continue
+		}
+		kept = append(kept, v)
+	}
+	if len(kept) != len(values) {
+		if len(kept) == 0 {
+			r.Header.Del("Authorization")
+		} else {
+			r.Header["Authorization"] = kept
+		}
+	}
+	return token
+}
+
+// stripSessionCookie removes the plugin's own cookie from the Cookie header,
+// keeping every other cookie as sent: the site has no use for the token, and
+// an upstream's logs or a compromised upstream could replay it.
+func (h *Handler) stripSessionCookie(r *http.Request) {
+	lines := r.Header["Cookie"]
+	prefix := h.CookieName + "="
+	changed := false
+	kept := lines[:0:0]
+	for _, line := range lines {
+		if !strings.Contains(line, prefix) {
+			kept = append(kept, line)
+			continue
+		}
+		var parts []string
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name == h.CookieName {
+				changed = true
+				continue
+			}
+			if p := strings.TrimSpace(part); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(kept) == 0 {
+		r.Header.Del("Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
+}
+
+// isUpgrade reports whether r asks to switch to another protocol on the same
+// connection: a WebSocket handshake over HTTP/1.1 (Upgrade) or over HTTP/2
+// (an extended CONNECT), as browsers mark it with Sec-Fetch-Mode.
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect ||
+		r.Header.Get("Sec-Fetch-Mode") == "websocket"
+}
+
+// crossOriginUpgrade reports whether an upgrade comes from a page of another
+// origin. A WebSocket handshake is a GET, which CrossOriginProtection lets
+// through as safe, yet it opens a channel that acts with the user's cookie:
+// a page on another site must not open one (cross-site WebSocket hijacking).
+// Browsers always send Origin on a handshake, so a request without Origin
+// or Sec-Fetch-Site is not a browser's and carries no ambient authority.
+func (h *Handler) crossOriginUpgrade(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin != "" && h.trustedOrigins[origin] {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return false
+	case "":
+	default:
+		return true
+	}
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
+}
+
+// privateResponse keeps a response the gate let through out of shared
+// caches, and a protected page out of the browser's cache, so neither a CDN
+// nor the back button after logout shows it to someone else: HTML gets
+// "no-store"; anything else keeps the site's directives but "public" and
+// "s-maxage", and gains "private" (with "no-cache" when the site said
+// nothing, so a static file is revalidated, cheaply with a 304, through the
+// gate rather than downloaded again).
+func privateResponse(hdr http.Header, status int) {
+	if status != http.StatusNotModified && mayBeHTML(hdr.Get("Content-Type")) {
+		hdr.Set("Cache-Control", "no-store")
+		return
+	}
+	var kept []string
+	private, noStore := false, false
+	for _, v := range hdr.Values("Cache-Control") {
+		for d := range strings.SplitSeq(v, ",") {
+			d = strings.TrimSpace(d)
+			name, _, _ := strings.Cut(d, "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "":
+				continue
+			case "public", "s-maxage":
+				continue
+			case "private":
+				private = private || !strings.Contains(d, "=")
+			case "no-store":
+				noStore = true
+			}
+			kept = append(kept, d)
+		}
+	}
+	switch {
+	case len(kept) == 0:
+		kept = []string{"private", "no-cache"}
+	case !private && !noStore:
+		kept = append([]string{"private"}, kept...)
+	}
+	hdr.Set("Cache-Control", strings.Join(kept, ", "))
+}
+
+// mayBeHTML reports whether a response of this Content-Type may be rendered
+// as a page; without one, Go sniffs the body, which may turn out to be HTML.
+func mayBeHTML(contentType string) bool {
+	if contentType == "" {
+		return true
+	}
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return true
+	}
+	return mediaType == "text/html" || mediaType == "application/xhtml+xml"
+}
+
+// privateWriter applies privateResponse to the response headers just before
+// they are sent, whichever way the site sends them.
+type privateWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	wroteHeader bool
+}
+
+func (w *privateWriter) WriteHeader(status int) {
+	// Informational answers (103, 101) come before the real one.
+	if !w.wroteHeader && status >= 200 {
+		w.wroteHeader = true
+		privateResponse(w.Header(), status)
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *privateWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriterWrapper.Write(p)
+}
+
+func (w *privateWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriterWrapper.ReadFrom(r)
+}
+
+func (w *privateWriter) Flush() { w.FlushError() }
+
+func (w *privateWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Flush()
+}
+
+// Hijack hands over the connection (a WebSocket upgrade) untouched.
+func (w *privateWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Hijack()
+}
+
+// Interface guards
+var (
+	_ http.Flusher  = (*privateWriter)(nil)
+	_ http.Hijacker = (*privateWriter)(nil)
+	_ io.ReaderFrom = (*privateWriter)(nil)
+)
