@@ -27,6 +27,22 @@
 // so no postgres processes or temporary folders are left behind; the same happens to the shared
 // cluster of a test binary whose TestMain forgot to call Main. Only a killed watchdog can leave an
 // orphan, which then has to be stopped by hand (pg_ctl stop -D /tmp/pgtest-*/data).
+//
+// NewPgBouncer puts a real PgBouncer (apt-get install pgbouncer) in transaction pooling mode in
+// front of such a database, as operators run it in front of many app servers, so tests can prove
+// the code works through it:
+//
+//	dbURL := pgtest.NewDatabase(t)     // direct, e.g. for LISTEN
+//	b := pgtest.NewPgBouncer(t, dbURL) // stopped when the test ends
+//	pool, err := pgxpool.New(ctx, b.URL()+"&default_query_exec_mode=exec") // the same database through pgbouncer
+//	b.Pool(t)["sv_active"]             // a column of SHOW POOLS; b.Console(t, "SHOW STATS") for the rest
+//
+// It opens at most PgBouncerPoolSize (4) server connections, so a few clients already take turns
+// on them. Through it, pgx's default QueryExecModeCacheStatement fails on prepared statements that
+// already exist or do not exist, and QueryExecModeDescribeExec may silently run another client's
+// statement; QueryExecModeExec, QueryExecModeSimpleProtocol and QueryExecModeCacheDescribe work.
+// pgbouncer runs as the postgres OS user when the tests run as root, and a watchdog like the
+// clusters' stops it and removes its folder if the test process dies.
 package pgtest
 
 import (
