@@ -60,3 +60,11 @@ fuzz-short:
 
 fuzz:
 	$(call fuzz-each,$(FUZZTIME))
+
+# The gate side by side with a plain site and basic_auth in one run (ratios,
+# since the machine is shared), logout reaching a second server, and memory
+# per session; needs wrk. Flags through ARGS, e.g.
+# make bench-gate ARGS='-rounds 2 -duration 3s' (go run ./bench/gate -h lists them).
+.PHONY: bench-gate
+bench-gate:
+	go run ./bench/gate $(ARGS)

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// filePath is the one file every variant serves; fileSize is its size, small
+// enough that the cost of a request, not of the transfer, is measured.
+const (
+	filePath = "/bench.txt"
+	fileSize = 1024
+)
+
+// variant is one way of serving the file, loaded side by side with the others.
+type variant struct {
+	name string
+	// directives go in the site block before file_server.
+	directives func(env *environment) string
+	// header returns the request header wrk sends ("Name: value"), or "".
+	header func(env *environment) string
+	// guarded variants must refuse a request without the header with 401,
+	// which shows the guard really is in front of the file.
+	guarded bool
+}
+
+// variants are the sites the harness knows, in the order the table lists them.
+var variants = []variant{
+	{
+		name:       "plain",
+		directives: func(*environment) string { return "" },
+		header:     func(*environment) string { return "" },
+	},
+	{
+		name:       "gate_cache_on",
+		directives: func(*environment) string { return "pg_session" },
+		header:     sessionHeader,
+		guarded:    true,
+	},
+	{
+		name:       "gate_cache_off",
+		directives: func(*environment) string { return "pg_session {\n\t\tcache_size 0\n\t}" },
+		header:     sessionHeader,
+		guarded:    true,
+	},
+	{
+		// Caddy's Caddyfile adapter always turns basic_auth's hash cache on
+		// (caddyauth/caddyfile.go sets HashCache), so after the first request
+		// this measures a cache hit, not bcrypt.
+		name: "basic_auth",
+		directives: func(env *environment) string {
+			return fmt.Sprintf("basic_auth {\n\t\t%s %s\n\t}", basicAuthUser, env.basicAuth.hash)
+		},
+		header: func(env *environment) string {
+			return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(basicAuthUser+":"+env.basicAuth.password))
+		},
+		guarded: true,
+	},
+}
+
+func sessionHeader(env *environment) string { return "Cookie: session=" + env.token }
+
+func variantNames() []string {
+	names := make([]string, len(variants))
+	for i, v := range variants {
+		names[i] = v.name
+	}
+	return names
+}
+
+func variantByName(name string) (variant, bool) {
+	for _, v := range variants {
+		if v.name == name {
+			return v, true
+		}
+	}
+	return variant{}, false
+}
+
+// environment is what every measurement shares.
+type environment struct {
+	cfg       config
+	binary    string
+	root      string // the folder file_server serves
+	wrkScript string // the path of wrkScript
+	dbURL     string
+	store     *store.Store
+	user      *store.User // owns every session
+	token     string      // a live session for the gated variants
+	basicAuth basicAuth
+	ports     map[string]int // server A's port of each site
+	meter     cpuMeter       // server A's and PostgreSQL's CPU time
+}
+
+const basicAuthUser = "bench"
+
+// basicAuth is the one account of the basic_auth variant.
+type basicAuth struct {
+	password, hash string
+}
+
+// newBasicAuth hashes a password at bcrypt's default cost; with Caddy's
+// hash cache only the first request pays for it.
+func newBasicAuth() (basicAuth, error) {
+	const password = "correct horse battery staple"
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return basicAuth{}, fmt.Errorf("hashing the basic_auth password: %w", err)
+	}
+	return basicAuth{password: password, hash: string(hash)}, nil
+}
+
+// writeSite writes the file every variant serves.
+func writeSite(root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(root, filePath), fileContent(), 0o644)
+}
+
+// fileContent is printable, so a response is easy to read when debugging.
+func fileContent() []byte {
+	line := "caddy-pgsession benchmark: the same kilobyte behind each variant.\n"
+	return bytes.Repeat([]byte(line), fileSize/len(line)+1)[:fileSize]
+}
+
+// globalOptions starts every Caddyfile: no automatic HTTPS, since all sites
+// are plain HTTP on loopback, and the app pointed at the bench database.
+func (env *environment) globalOptions(admin string) string {
+	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpg_session {\n\t\tdatabase_url %s\n\t}\n}\n", admin, env.dbURL)
+}
+
+func (env *environment) siteBlock(v variant, port int) string {
+	directives := v.directives(env)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n# %s\nhttp://127.0.0.1:%d {\n\troot * %q\n", v.name, port, env.root)
+	if directives != "" {
+		fmt.Fprintf(&b, "\t%s\n", directives)
+	}
+	b.WriteString("\tfile_server\n}\n")
+	return b.String()
+}
+
+// startServerA starts the Caddy that serves every variant, one port each,
+// so all variants share one process, one pool and one set of caches.
+func (env *environment) startServerA(sites []string) (*caddytest.Process, error) {
+	ports, err := caddytest.FreePorts(len(sites))
+	if err != nil {
+		return nil, err
+	}
+	env.ports = make(map[string]int, len(sites))
+	caddyfile := env.globalOptions("off")
+	for i, name := range sites {
+		v, _ := variantByName(name)
+		env.ports[name] = ports[i]
+		caddyfile += env.siteBlock(v, ports[i])
+	}
+	progress("starting Caddy (server A) with %s", strings.Join(sites, ", "))
+	p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(env.ports["plain"]))
+	if err != nil && strings.Contains(err.Error(), "cache_size") {
+		err = fmt.Errorf("%w\nthe gate_cache_off variant needs the pg_session cache_size option; leave it out with -variants plain,gate_cache_on,basic_auth", err)
+	}
+	return p, err
+}
+
+// serverB is the second Caddy: the gated site alone, on the same database,
+// with an admin endpoint so its Go heap can be read.
+type serverB struct {
+	*caddytest.Process
+	port, adminPort int
+}
+
+func (env *environment) startServerB() (*serverB, error) {
+	ports, err := caddytest.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	v, _ := variantByName("gate_cache_on")
+	caddyfile := env.globalOptions(fmt.Sprintf("127.0.0.1:%d", ports[1])) + env.siteBlock(v, ports[0])
+	progress("starting a second Caddy (server B) with gate_cache_on")
+	p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(ports[0]))
+	if err != nil {
+		return nil, err
+	}
+	return &serverB{Process: p, port: ports[0], adminPort: ports[1]}, nil
+}
+
+func siteURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d%s", port, filePath) }
+
+// rawGet sends the request wrk would send on a connection of its own and
+// returns the status, the body and how many bytes the whole response took
+// on the wire, which is what wrk counts.
+func rawGet(port int, header string) (status int, body []byte, wireBytes int64, err error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return 0, nil, 0, err
+	}
+	req := "GET " + filePath + " HTTP/1.1\r\nHost: " + addr + "\r\n"
+	if header != "" {
+		req += header + "\r\n"
+	}
+	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+		return 0, nil, 0, err
+	}
+	counter := &countingReader{r: conn}
+	br := bufio.NewReader(counter)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	return resp.StatusCode, body, counter.n - int64(br.Buffered()), nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// preflight checks that a variant serves the file with its header and, if
+// guarded, refuses without it; it returns the size of a full response,
+// against which wrk's byte count is checked.
+func (env *environment) preflight(v variant) (int64, error) {
+	port := env.ports[v.name]
+	status, body, size, err := rawGet(port, v.header(env))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", v.name, err)
+	}
+	if status != http.StatusOK || !bytes.Equal(body, fileContent()) {
+		return 0, fmt.Errorf("%s: got %d with %d bytes, want 200 with the %d-byte file", v.name, status, len(body), fileSize)
+	}
+	if v.guarded {
+		status, _, _, err := rawGet(port, "")
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", v.name, err)
+		}
+		if status != http.StatusUnauthorized {
+			return 0, fmt.Errorf("%s: a request without credentials got %d, want 401: the guard is not in front of the file", v.name, status)
+		}
+	}
+	return size, nil
+}
