@@ -11,7 +11,7 @@ vet:
 	go vet ./...
 
 bench:
-	go test -run '^$$' -bench . -benchmem ./store/ ./bench/
+	go test -run '^$$' -bench . -benchmem . ./store/ ./bench/
 
 build:
 	go build -o caddy ./cmd/caddy

@@ -2,10 +2,12 @@ package pgsession
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -21,20 +23,38 @@ import (
 // Defaults of the app's options.
 const (
 	DefaultCleanupInterval = time.Hour
+	DefaultOfflineGrace    = time.Minute
 	defaultDatabaseURL     = "{env.DATABASE_URL}"
 	// startTimeout bounds the first connection and the migrations at start,
 	// so a database that does not answer fails the start instead of hanging it.
 	startTimeout = 30 * time.Second
+	// lookupTimeout bounds a request's look-up of its session: through a
+	// pooler whose database is gone a query would otherwise wait minutes,
+	// and a prompt 503 is better.
+	lookupTimeout = 3 * time.Second
+	// pingInterval is how often the listening connection proves it is
+	// caught up; memory is trusted for trustWindow after the last proof,
+	// which bounds how long a silently stalled connection can go unnoticed.
+	pingInterval = 250 * time.Millisecond
+	trustWindow  = 2 * time.Second
 )
 
-// App is the pg_session app: it owns the connection pool, installs the
-// schema at start and runs the cleanup job. Handlers find it by name, so a
-// site needs the `pg_session` global option for its handlers to work.
+// App is the pg_session app: it owns the connection pool, the memory of
+// checked sessions and the connection that keeps it up to date, installs
+// the schema at start and runs the cleanup job. Handlers find it by name,
+// so a site needs the `pg_session` global option for its handlers to work.
 type App struct {
 	// DatabaseURL is the PostgreSQL connection string (URL or key=value
-	// form); placeholders such as {env.DATABASE_URL} are expanded.
+	// form); placeholders such as {env.DATABASE_URL} are expanded. It may
+	// go through a transaction pooler such as PgBouncer.
 	// Default: {env.DATABASE_URL}.
 	DatabaseURL string `json:"database_url,omitempty"`
+
+	// ListenDatabaseURL is a direct connection to the same database, used
+	// only to LISTEN for changes that end kept sessions, when DatabaseURL
+	// goes through a transaction pooler, where LISTEN cannot work.
+	// Default: DatabaseURL.
+	ListenDatabaseURL string `json:"listen_database_url,omitempty"`
 
 	// Schema is the PostgreSQL schema holding the plugin's tables.
 	// Default: pgsession.
@@ -47,10 +67,25 @@ type App struct {
 	// pgx's, the larger of 4 and the number of CPUs.
 	MaxConnections int `json:"max_connections,omitempty"`
 
-	store   *store.Store
-	poolKey string
-	target  string // host:port/database, for messages: never the password
-	logger  *zap.Logger
+	// CacheSize is how many checked sessions this server keeps in memory,
+	// so their requests need no query; 0 turns the memory off. Default: 10000.
+	CacheSize *int `json:"cache_size,omitempty"`
+
+	// OfflineGrace is how long after this server last saw a session live
+	// in the database it keeps serving the session while the database
+	// cannot be reached; 0 turns it off. Default: 1m.
+	OfflineGrace *caddy.Duration `json:"offline_grace,omitempty"`
+
+	store    *store.Store
+	pool     sharedPool
+	poolKey  string
+	target   string // host:port/database, for messages: never the password
+	listenTo string
+	logger   *zap.Logger
+	cache    *sessionCache
+	inflight *inflight
+	health   *storeHealth
+	server   string // names this server in the maintenance table
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -69,8 +104,13 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // and a reload neither drops nor doubles connections.
 var pools = caddy.NewUsagePool()
 
-// sharedPool is the value pools holds.
-type sharedPool struct{ pool *pgxpool.Pool }
+// sharedPool is the value pools holds: the pool, and how its connections
+// run statements, found out once by the first config that starts.
+type sharedPool struct {
+	pool     *pgxpool.Pool
+	mode     *store.StatementMode
+	detected *sync.Once
+}
 
 // Destruct closes the pool once no config uses it.
 func (p sharedPool) Destruct() error {
@@ -100,22 +140,41 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxConnections < 0 {
 		return fmt.Errorf("max_connections must not be negative")
 	}
+	cacheSize := DefaultCacheSize
+	if a.CacheSize != nil {
+		if cacheSize = *a.CacheSize; cacheSize < 0 {
+			return fmt.Errorf("cache_size must not be negative")
+		}
+	}
+	grace := DefaultOfflineGrace
+	if a.OfflineGrace != nil {
+		if grace = time.Duration(*a.OfflineGrace); grace < 0 {
+			return fmt.Errorf("offline_grace must not be negative")
+		}
+	}
 
-	url := caddy.NewReplacer().ReplaceAll(a.DatabaseURL, "")
+	repl := caddy.NewReplacer()
+	url := repl.ReplaceAll(a.DatabaseURL, "")
 	if url == "" {
 		return errors.New("database_url is empty: set it in the pg_session global option or set DATABASE_URL")
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, mode, err := store.PoolConfig(url, "caddy-pgsession")
 	if err != nil {
-		// pgx's own message may quote the URL, password included, so it is not passed on.
-		return errors.New("database_url cannot be parsed: it should look like " +
-			"postgres://user:password@host:5432/database, with special characters in the password percent-encoded")
+		return fmt.Errorf("database_url: %w", err)
 	}
 	if a.MaxConnections > 0 {
 		cfg.MaxConns = int32(a.MaxConnections)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "caddy-pgsession"
-	a.target = net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))) + "/" + cfg.ConnConfig.Database
+	a.target = store.Target(cfg.ConnConfig)
+	a.listenTo = url
+	if a.ListenDatabaseURL != "" {
+		if a.listenTo = repl.ReplaceAll(a.ListenDatabaseURL, ""); a.listenTo == "" {
+			return errors.New("listen_database_url is empty")
+		}
+		if _, _, err := store.PoolConfig(a.listenTo, ""); err != nil {
+			return fmt.Errorf("listen_database_url: %w", err)
+		}
+	}
 
 	// The key holds a hash of the URL rather than the URL, which may carry a password.
 	sum := sha256.Sum256([]byte(url + "\x00" + strconv.Itoa(a.MaxConnections)))
@@ -125,25 +184,39 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return sharedPool{pool}, nil
+		return sharedPool{pool: pool, mode: mode, detected: new(sync.Once)}, nil
 	})
 	if err != nil {
 		a.poolKey = ""
 		return fmt.Errorf("creating connection pool for %s: %w", a.target, err)
 	}
-	a.store, err = store.New(val.(sharedPool).pool, store.Options{Schema: a.Schema})
+	a.pool = val.(sharedPool)
+	a.store, err = store.New(a.pool.pool, store.Options{Schema: a.Schema})
 	if err != nil {
 		return err
 	}
+	a.cache = newSessionCache(cacheSize, grace, trustWindow)
+	a.inflight = newInflight()
+	a.health = &storeHealth{logger: a.logger, target: a.target}
+	host, _ := os.Hostname()
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	a.server = host + "/" + hex.EncodeToString(nonce[:])
 	return nil
 }
 
-// Start connects, installs or upgrades the schema and starts the cleanup job.
+// Start connects, installs or upgrades the schema, and starts the cleanup
+// job, the listening connection and the watch over long requests.
 func (a *App) Start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := a.store.Ping(ctx); err != nil {
 		return fmt.Errorf("pg_session: connecting to PostgreSQL at %s: %w", a.target, err)
+	}
+	var detectErr error
+	a.pool.detected.Do(func() { detectErr = a.detectPooler(ctx) })
+	if detectErr != nil {
+		return detectErr
 	}
 	n, err := a.store.Migrate(ctx)
 	if err != nil {
@@ -161,12 +234,22 @@ func (a *App) Start() error {
 	loopCtx, stop := context.WithCancel(context.Background())
 	a.cancel = stop
 	a.wg = new(sync.WaitGroup)
-	a.wg.Add(1)
-	go a.cleanupLoop(loopCtx)
+	a.wg.Go(func() { a.cleanupLoop(loopCtx) })
+	if a.pool.mode.Pooled() && a.ListenDatabaseURL == "" {
+		// LISTEN cannot work through a transaction pooler; memory is then
+		// never trusted, and every request is checked in the database.
+		a.logger.Warn("database_url goes through a transaction pooler, where LISTEN cannot work: "+
+			"set listen_database_url to a direct connection to the same database; until then "+
+			"sessions are not served from memory and every request is checked in the database",
+			zap.String("database", a.target))
+	} else {
+		a.wg.Go(func() { a.listen(loopCtx) })
+	}
+	a.wg.Go(func() { a.inflight.watch(loopCtx, 250*time.Millisecond, a.lookUpByID) })
 	return nil
 }
 
-// Stop ends the cleanup job and waits for a round in progress.
+// Stop ends the background work and waits for a round in progress.
 func (a *App) Stop() error {
 	if a.cancel != nil {
 		a.cancel()
@@ -178,6 +261,9 @@ func (a *App) Stop() error {
 // Cleanup releases this config's hold on the shared pool; it is safe after a
 // partial Provision.
 func (a *App) Cleanup() error {
+	if a.cache != nil {
+		a.cache.stop()
+	}
 	if a.poolKey == "" {
 		return nil
 	}
@@ -189,10 +275,162 @@ func (a *App) Cleanup() error {
 // Store returns the session store the app manages.
 func (a *App) Store() *store.Store { return a.store }
 
+// session returns the live session of token: from memory while memory is
+// known to be up to date, else from the database, and from memory again
+// during an outage for a session confirmed within offline_grace. A missing
+// or expired session is (nil, nil); an error means the database could not
+// answer (and was counted as such, unless the client went away).
+func (a *App) session(ctx context.Context, token string) (*cachedSession, error) {
+	if len(token) != store.TokenLength {
+		return nil, nil
+	}
+	// Memory holds only sessions of well-formed tokens, so a hit needs no
+	// check of the token's shape; a miss does, before any query.
+	key := keyOf(token)
+	now := time.Now()
+	if a.cache.trusted(now) {
+		if s, ok := a.cache.get(key); ok && s.live(now) {
+			return s, nil
+		}
+	}
+	if !store.ValidToken(token) {
+		return nil, nil
+	}
+	if a.health.recentlyFailed(now) {
+		if s, ok := a.cache.graceFor(key, now); ok {
+			a.health.servedFromMemory()
+			return s, nil
+		}
+	}
+	epoch := a.cache.epoch.Load()
+	lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	row, err := a.store.GetSession(lookCtx, token)
+	cancel()
+	now = time.Now()
+	if err != nil {
+		if clientGone(ctx, err) {
+			return nil, err
+		}
+		if s, ok := a.cache.graceFor(key, now); ok {
+			a.health.failed(err, true)
+			return s, nil
+		}
+		a.health.failed(err, false)
+		return nil, err
+	}
+	a.health.ok()
+	a.cache.reached(now)
+	if row == nil {
+		a.cache.forget(key)
+		return nil, nil
+	}
+	s := fromStore(row, now)
+	a.cache.put(s, epoch)
+	return s, nil
+}
+
+// detectPooler finds out whether the database URL leads through a
+// transaction pooler, and makes the pool's connections run statements
+// accordingly: named and prepared once when direct, unnamed when pooled.
+func (a *App) detectPooler(ctx context.Context) error {
+	mode := a.pool.mode
+	pooled, err := store.DetectPooler(ctx, a.databaseURL(), time.Second)
+	if err != nil {
+		return fmt.Errorf("pg_session: connecting to PostgreSQL at %s: %w", a.target, err)
+	}
+	if pooled != mode.Pooled() {
+		mode.SetPooled(pooled)
+		if !mode.Explicit() {
+			a.pool.pool.Reset() // connections made before now follow the new mode too
+		}
+	}
+	if pooled && !mode.Explicit() {
+		a.logger.Info("the database URL leads through a transaction pooler: statements run unnamed",
+			zap.String("database", a.target))
+	}
+	return nil
+}
+
+// databaseURL is database_url with its placeholders expanded.
+func (a *App) databaseURL() string { return caddy.NewReplacer().ReplaceAll(a.DatabaseURL, "") }
+
+// lookUpByID checks a session in the database by its id.
+func (a *App) lookUpByID(ctx context.Context, id string) (*cachedSession, error) {
+	row, err := a.store.GetSessionByID(ctx, id)
+	if err != nil || row == nil {
+		return nil, err
+	}
+	return fromStore(row, time.Now()), nil
+}
+
+// renewed records that the session's use was written back at now, so this
+// server does not write it again within the renewal interval; wrote says
+// whether this server's write changed the row (else another server's did).
+func (a *App) renewed(s *cachedSession, now time.Time, wrote bool) {
+	next := *s
+	next.lastSeen = now
+	if wrote && next.idleTimeout > 0 {
+		next.idleExpires = now.Add(next.idleTimeout)
+	}
+	a.cache.put(&next, a.cache.epoch.Load())
+}
+
+// invalidate applies what the database announced to memory and to the
+// requests in progress.
+func (a *App) invalidate(inv store.Invalidation) {
+	a.cache.invalidate(inv)
+	a.inflight.invalidate(inv)
+}
+
+// listen keeps memory up to date through the listening connection, and
+// says in the log when it cannot.
+func (a *App) listen(ctx context.Context) {
+	var mu sync.Mutex
+	lostSince, warnedNoEcho, listening := time.Time{}, false, false
+	l := &store.Listener{
+		Store:        a.store,
+		ConnString:   a.listenTo,
+		PingInterval: pingInterval,
+		Invalidate:   a.invalidate,
+		Confirmed: func(sent time.Time) {
+			a.cache.confirmed(sent)
+			mu.Lock()
+			defer mu.Unlock()
+			if !listening {
+				listening = true
+				a.logger.Info("listening for session changes: known sessions are served from memory",
+					zap.Int("cache_size", a.cache.size()))
+			}
+			if !lostSince.IsZero() {
+				a.logger.Info("listening for session changes again: sessions are served from memory",
+					zap.Duration("was_down_for", time.Since(lostSince).Round(time.Millisecond)))
+				lostSince = time.Time{}
+			}
+		},
+		Lost: func(err error) {
+			a.cache.lost()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, store.ErrNoEcho) && !warnedNoEcho:
+				warnedNoEcho = true
+				a.logger.Warn("cannot listen for session changes through "+a.target+": notifications do not come back "+
+					"(a transaction pooler such as PgBouncer?); set listen_database_url to a direct connection. "+
+					"Until then every request is checked in the database", zap.Error(err))
+			case errors.Is(err, store.ErrNoEcho):
+			case lostSince.IsZero():
+				lostSince = time.Now()
+				a.logger.Warn("lost the connection that listens for session changes: every request is checked "+
+					"in the database until it is back", zap.Error(err))
+			}
+		},
+	}
+	l.Run(ctx)
+}
+
 // cleanupLoop deletes expired sessions now and then every CleanupInterval,
 // in the manner of the tls app's storage cleaner.
 func (a *App) cleanupLoop(ctx context.Context) {
-	defer a.wg.Done()
 	ticker := time.NewTicker(time.Duration(a.CleanupInterval))
 	defer ticker.Stop()
 	for {
@@ -205,67 +443,29 @@ func (a *App) cleanupLoop(ctx context.Context) {
 	}
 }
 
-// cleanupLockKey is held by the one server that runs a cleanup round; the
-// others sharing the database skip that round.
-func cleanupLockKey(schema string) int64 {
-	sum := sha256.Sum256([]byte("caddy-pgsession cleanup " + schema))
-	var k int64
-	for _, b := range sum[:8] {
-		k = k<<8 | int64(b)
-	}
-	return k
-}
-
 func (a *App) cleanupRound(ctx context.Context) {
 	defer func() {
 		if err := recover(); err != nil {
 			a.logger.Error("panic in session cleanup", zap.Any("error", err), zap.Stack("stack"))
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(a.CleanupInterval))
+	interval := time.Duration(a.CleanupInterval)
+	ctx, cancel := context.WithTimeout(ctx, interval)
 	defer cancel()
-
-	conn, err := a.store.Pool().Acquire(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			a.logger.Error("session cleanup: connecting", zap.String("database", a.target), zap.Error(err))
-		}
-		return
-	}
-	defer conn.Release()
-	key := cleanupLockKey(a.Schema)
-	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&locked); err != nil {
-		if ctx.Err() == nil {
-			a.logger.Error("session cleanup: taking lock", zap.Error(err))
-		}
-		return
-	}
-	if !locked {
-		a.logger.Debug("session cleanup: another server is running this round")
-		return
-	}
-	defer func() {
-		unlockCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(unlockCtx, "SELECT pg_advisory_unlock($1)", key); err != nil {
-			// Closing the connection is what releases a session-level lock.
-			conn.Conn().Close(unlockCtx)
-		}
-	}()
-
 	start := time.Now()
-	n, err := a.store.CleanupExpiredSessions(ctx)
-	if err != nil && ctx.Err() == nil {
-		a.logger.Error("session cleanup", zap.Int64("deleted", n), zap.Error(err))
-		return
+	// A round counts as taken for most of an interval, so the server that
+	// ran it runs the next one, and another takes over if it is gone.
+	c, ran, err := a.store.RunCleanup(ctx, a.server, interval*9/10)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.logger.Error("session cleanup", zap.String("database", a.target), zap.Int64("deleted", c.Sessions), zap.Error(err))
+	case err != nil:
+	case !ran:
+		a.logger.Debug("session cleanup: another server ran this round")
+	default:
+		a.logger.Info("deleted expired sessions", zap.Int64("deleted", c.Sessions),
+			zap.Int64("login_attempts_deleted", c.LoginAttempts), zap.Duration("took", time.Since(start)))
 	}
-	attempts, err := a.store.CleanupLoginAttempts(ctx)
-	if err != nil && ctx.Err() == nil {
-		a.logger.Error("login attempt cleanup", zap.Int64("deleted", attempts), zap.Error(err))
-	}
-	a.logger.Info("deleted expired sessions", zap.Int64("deleted", n),
-		zap.Int64("login_attempts_deleted", attempts), zap.Duration("took", time.Since(start)))
 }
 
 // Interface guards

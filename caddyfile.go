@@ -28,10 +28,13 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 // UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
 //
 //	pg_session {
-//	    database_url     <url>        # default {env.DATABASE_URL}
-//	    schema           <name>       # default pgsession
-//	    cleanup_interval <duration>   # default 1h
-//	    max_connections  <n>          # default pgx's: max(4, CPUs)
+//	    database_url        <url>        # default {env.DATABASE_URL}; may go through PgBouncer
+//	    listen_database_url <url>        # default database_url; a direct connection for LISTEN
+//	    schema              <name>       # default pgsession
+//	    cleanup_interval    <duration>   # default 1h
+//	    max_connections     <n>          # default pgx's: max(4, CPUs)
+//	    cache_size          <n>          # default 10000 sessions in memory; 0 turns it off
+//	    offline_grace       <duration>   # default 1m; 0 turns it off
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name
@@ -44,10 +47,35 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := singleArg(d, &a.DatabaseURL); err != nil {
 				return err
 			}
+		case "listen_database_url":
+			if err := singleArg(d, &a.ListenDatabaseURL); err != nil {
+				return err
+			}
 		case "schema":
 			if err := singleArg(d, &a.Schema); err != nil {
 				return err
 			}
+		case "cache_size":
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return d.Errf("cache_size: %q is not a whole number (0 turns the cache off)", s)
+			}
+			a.CacheSize = &n
+		case "offline_grace":
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 {
+				return d.Errf("offline_grace: %q is not a duration (examples: 30s, 1m; 0 turns it off)", s)
+			}
+			cd := caddy.Duration(dur)
+			a.OfflineGrace = &cd
 		case "cleanup_interval":
 			dur, err := durationArg(d)
 			if err != nil {

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -309,19 +307,15 @@ func (c *cliState) open(cmd *cobra.Command, migrate bool) (*store.Store, error) 
 	if err := migrations.ValidateSchema(c.schema); err != nil {
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	// Statements run unnamed, so the command works through a transaction
+	// pooler too; it runs too few of them for preparing to pay.
+	cfg, _, err := store.PoolConfig(dbURL, "caddy pg-session")
 	if err != nil {
-		// pgx redacts passwords from parse errors only on a best-effort basis,
-		// so none of its message is repeated.
-		return nil, errors.New("the database URL cannot be parsed: it should look like " +
-			"postgres://user:password@host:5432/database, with special characters in the password percent-encoded")
+		return nil, err
 	}
 	c.secret = cfg.ConnConfig.Password
 	cfg.MaxConns = 2
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "caddy pg-session"
-	}
-	target := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))) + "/" + cfg.ConnConfig.Database
+	target := store.Target(cfg.ConnConfig)
 
 	ctx, cancel := c.context(cmd)
 	defer cancel()

@@ -162,6 +162,7 @@ type Handler struct {
 	// characters. Default: none (admin routes need an admin's session).
 	AdminToken string `json:"admin_token,omitempty"`
 
+	app            *App
 	store          *store.Store
 	logger         *zap.Logger
 	public         caddyhttp.MatchPath
@@ -199,7 +200,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("pg_session app: %w", err)
 	}
-	h.store = appIface.(*App).Store()
+	h.app = appIface.(*App)
+	h.store = h.app.Store()
 
 	if h.CookieName == "" {
 		h.CookieName = DefaultCookieName
@@ -431,11 +433,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil
 		}
 	}
-	var sess *store.Session
+	var sess *cachedSession
 	if hadCookie {
 		var err error
-		if sess, err = h.store.GetSession(r.Context(), token); err != nil {
-			h.storeUnavailable(w, err)
+		if sess, err = h.app.session(r.Context(), token); err != nil {
+			h.lookupFailed(w, r, err)
 			return nil
 		}
 	}
@@ -444,13 +446,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 
-	h.identify(r, sess)
+	h.identify(r, sess.userID, sess.username)
 	h.renew(r, sess)
 	h.stripSessionCookie(r)
 	if h.privateResp {
-		w = &privateWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+		w = newPrivateWriter(w)
 	}
-	return next.ServeHTTP(w, r)
+	// The request ends if its session does, however long its response runs.
+	fl := h.app.inflight.start(r, sess)
+	defer h.app.inflight.finish(fl)
+	return next.ServeHTTP(w, fl.request)
+}
+
+// lookupFailed answers a request whose session could not be looked up:
+// 503, unless the client went away, which needs no answer.
+func (h *Handler) lookupFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if clientGone(r.Context(), err) {
+		return
+	}
+	w.Header().Set("Retry-After", retryAfterSeconds)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSONError(w, http.StatusServiceUnavailable, "Session store unavailable, try again shortly")
 }
 
 // serveRoute checks method, origin and access for an own route, then serves it.
@@ -515,8 +531,8 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 			return nil
 		}
 		c.session, c.token = sess, h.tokenValue(r)
-		h.identify(r, sess)
-		h.renew(r, sess)
+		h.identify(r, sess.User.ID, sess.User.Username)
+		h.renew(r, fromStore(sess, time.Now()))
 	}
 	return rte.serve(w, r, c)
 }
@@ -534,19 +550,23 @@ func (h *Handler) refuseAPI(w http.ResponseWriter, r *http.Request, hadCookie bo
 // renew records the session's use, at most once per renewal interval, so
 // an idle timeout counts from the last use without a write per request.
 // A failure is logged and the request goes on: the session is still valid.
-func (h *Handler) renew(r *http.Request, sess *store.Session) {
-	if sess.CheckedAt.Sub(sess.LastSeenAt) < time.Duration(h.RenewalInterval) {
+func (h *Handler) renew(r *http.Request, sess *cachedSession) {
+	now := time.Now()
+	if now.Sub(sess.lastSeen) < time.Duration(h.RenewalInterval) {
 		return
 	}
-	if _, busy := h.renewing.LoadOrStore(sess.ID, struct{}{}); busy {
+	if _, busy := h.renewing.LoadOrStore(sess.key, struct{}{}); busy {
 		return
 	}
-	defer h.renewing.Delete(sess.ID)
-	if _, err := h.store.TouchSession(r.Context(), sess.ID, time.Duration(h.RenewalInterval)); err != nil {
+	defer h.renewing.Delete(sess.key)
+	wrote, err := h.store.TouchSession(r.Context(), sess.id, time.Duration(h.RenewalInterval))
+	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
 			c.Write(zap.Error(err))
 		}
+		return
 	}
+	h.app.renewed(sess, now, wrote)
 }
 
 // session returns the live session of the request's cookie; nil with a nil
@@ -557,6 +577,9 @@ func (h *Handler) session(r *http.Request) (*store.Session, bool, error) {
 		return nil, false, nil
 	}
 	sess, err := h.store.GetSession(r.Context(), token)
+	if err == nil {
+		h.app.health.ok()
+	}
 	return sess, true, err
 }
 
@@ -566,26 +589,39 @@ func (h *Handler) tokenValue(r *http.Request) string {
 	return t
 }
 
-// token returns the session cookie's value, if the request has one.
+// token returns the session cookie's value, if the request has one. It
+// reads the Cookie header as net/http's Request.Cookie does, without
+// parsing every other cookie on every request.
 func (h *Handler) token(r *http.Request) (string, bool) {
-	c, err := r.Cookie(h.CookieName)
-	if err != nil || c.Value == "" {
-		return "", false
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || name != h.CookieName {
+				continue
+			}
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if value == "" {
+				return "", false
+			}
+			return value, true
+		}
 	}
-	return c.Value, true
+	return "", false
 }
 
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
 // and the identity headers for an upstream.
-func (h *Handler) identify(r *http.Request, sess *store.Session) {
+func (h *Handler) identify(r *http.Request, userID, username string) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		repl.Set("http.auth.user.id", sess.User.ID)
-		repl.Set("http.auth.user.username", sess.User.Username)
+		repl.Set("http.auth.user.id", userID)
+		repl.Set("http.auth.user.username", username)
 	}
-	r.Header.Set(HeaderUserID, sess.User.ID)
-	r.Header.Set(HeaderUsername, sess.User.Username)
+	r.Header.Set(HeaderUserID, userID)
+	r.Header.Set(HeaderUsername, username)
 }
 
 // unauthenticated sends a browser to the login page and tells an API client why it was refused.
@@ -604,9 +640,7 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, hadCoo
 // storeUnavailable answers 503 when the database fails. The cookie is left
 // alone: users are not logged out because the database blinked.
 func (h *Handler) storeUnavailable(w http.ResponseWriter, err error) {
-	if c := h.logger.Check(zapcore.ErrorLevel, "session store unavailable"); c != nil {
-		c.Write(zap.Error(err))
-	}
+	h.app.health.failed(err, false)
 	w.Header().Set("Retry-After", retryAfterSeconds)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSONError(w, http.StatusServiceUnavailable, "Session store unavailable, try again shortly")

@@ -3,6 +3,7 @@ package pgsession
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,10 +39,17 @@ type caller struct {
 // through to the gate, so an application may use paths next to the plugin's.
 type router struct {
 	routes []route
+	// firsts are the routes' first path segments: a path starting with
+	// none of them, as almost every request to the site does, is no route,
+	// and is told so without splitting it.
+	firsts []string
 }
 
 func (rt *router) add(method, path string, acc access, serve func(http.ResponseWriter, *http.Request, *caller) error) {
 	rt.routes = append(rt.routes, route{method: method, pattern: splitPath(path), access: acc, serve: serve})
+	if first := splitPath(path)[0]; !slices.Contains(rt.firsts, first) {
+		rt.firsts = append(rt.firsts, first)
+	}
 	if method == http.MethodGet {
 		rt.routes = append(rt.routes, route{method: http.MethodHead, pattern: splitPath(path), access: acc, serve: serve})
 	}
@@ -50,7 +58,12 @@ func (rt *router) add(method, path string, acc access, serve func(http.ResponseW
 // match finds the route for r. When the path matches but the method does
 // not, it returns the methods the path allows instead.
 func (rt *router) match(r *http.Request) (*route, map[string]string, []string) {
-	segments := splitPath(r.URL.EscapedPath())
+	path := r.URL.EscapedPath()
+	first, _, _ := strings.Cut(strings.TrimLeft(path, "/"), "/")
+	if !slices.Contains(rt.firsts, first) {
+		return nil, nil, nil
+	}
+	segments := splitPath(path)
 	var allowed []string
 	for i := range rt.routes {
 		rte := &rt.routes[i]

@@ -330,11 +330,19 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 
 // serveLogout ends the session server-side and clears the cookie; it
 // succeeds with or without a session, so a double click does no harm.
+// While the database cannot be reached the browser's cookie and this
+// server's memory of the session are cleared all the same, and the answer
+// (503) says that the session could not be ended everywhere.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	var storeErr error
 	if token, ok := h.token(r); ok {
+		h.app.cache.forget(keyOf(token))
 		if err := h.store.DeleteSession(r.Context(), token); err != nil {
-			h.storeUnavailable(w, err)
-			return nil
+			if clientGone(r.Context(), err) {
+				return nil
+			}
+			h.app.health.failed(err, false)
+			storeErr = err
 		}
 	}
 	http.SetCookie(w, h.clearCookie(r))
@@ -343,6 +351,12 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller)
 		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
 	} else {
 		w.Header().Set("Clear-Site-Data", `"cookies"`)
+	}
+	if storeErr != nil {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		writeJSONError(w, http.StatusServiceUnavailable, "Signed out in this browser and on this server, but the session store is unavailable, "+
+			"so the session could not be ended everywhere")
+		return nil
 	}
 	if r.URL.Path == h.LogoutPath {
 		http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/subtle"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -177,23 +176,47 @@ func privateResponse(hdr http.Header, status int) {
 }
 
 // mayBeHTML reports whether a response of this Content-Type may be rendered
-// as a page; without one, Go sniffs the body, which may turn out to be HTML.
+// as a page: HTML, or no type or a malformed one, for which browsers sniff
+// the body, which may turn out to be HTML. It reads the media type by hand,
+// as it runs on every gated response.
 func mayBeHTML(contentType string) bool {
-	if contentType == "" {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	mediaType = strings.TrimSpace(mediaType)
+	kind, sub, ok := strings.Cut(mediaType, "/")
+	if !ok || !isToken(kind) || !isToken(sub) {
 		return true
 	}
-	mediaType, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return true
+	return strings.EqualFold(mediaType, "text/html") || strings.EqualFold(mediaType, "application/xhtml+xml")
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110), as a media type's
+// parts must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
 	}
-	return mediaType == "text/html" || mediaType == "application/xhtml+xml"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // privateWriter applies privateResponse to the response headers just before
 // they are sent, whichever way the site sends them.
 type privateWriter struct {
 	*caddyhttp.ResponseWriterWrapper
+	wrapper     caddyhttp.ResponseWriterWrapper
 	wroteHeader bool
+}
+
+// newPrivateWriter wraps w in one allocation.
+func newPrivateWriter(w http.ResponseWriter) *privateWriter {
+	p := &privateWriter{wrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	p.ResponseWriterWrapper = &p.wrapper
+	return p
 }
 
 func (w *privateWriter) WriteHeader(status int) {

@@ -57,6 +57,7 @@ type site struct {
 	UpstreamOptions string // lines inside the reverse_proxy block
 	Root            string // a folder to serve with file_server, instead of Upstream
 	GlobalOptions   string // lines inside the global options block
+	AppOptions      string // lines inside the global pg_session block
 	Port, AdminPort int
 }
 
@@ -67,6 +68,7 @@ const caddyfileTemplate = `{
 	pg_session {
 		database_url {{.DatabaseURL}}
 		cleanup_interval {{or .CleanupInterval "1h"}}
+		{{.AppOptions}}
 	}
 }
 http://127.0.0.1:{{.Port}} {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,7 +169,8 @@ func TestProtectedResponsesAreNotCachedWhereTheyMustNotBe(t *testing.T) {
 		{"text/html; charset=utf-8", "", "no-store"},
 		{"text/html", "public, max-age=3600", "no-store"},
 		{"application/xhtml+xml", "private, max-age=60", "no-store"},
-		{"", "", "no-store"}, // Go would sniff the body, which may be HTML
+		{"", "", "no-store"},          // Go would sniff the body, which may be HTML
+		{"text html", "", "no-store"}, // so would a browser, for a malformed type
 		{"text/css", "", "private, no-cache"},
 		{"application/json", "public, max-age=600, s-maxage=3600", "private, max-age=600"},
 		{"image/png", "max-age=86400, immutable", "private, max-age=86400, immutable"},
@@ -196,9 +198,7 @@ func TestProtectedResponsesAreNotCachedWhereTheyMustNotBe(t *testing.T) {
 	assert.Equal(t, "no-store", page.Header.Get("Cache-Control"), "a protected page stays out of the back button")
 }
 
-func urlQuery(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, " ", "+"), ";", "%3B")
-}
+func urlQuery(s string) string { return url.QueryEscape(s) }
 
 // The app behind the gate gets who the user is, never the session token:
 // an app's logs, or a compromised upstream, could otherwise replay it.

@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,9 +99,12 @@ func lockKey(schema string) int64 {
 }
 
 // Migrate applies every embedded migration that schema lacks and returns how
-// many it applied. It holds a PostgreSQL advisory lock while it runs, so
-// several servers starting at once against an empty database take turns and
-// all succeed.
+// many it applied. Each migration runs in a transaction of its own that
+// first takes a transaction-scoped advisory lock, so several servers
+// starting at once against an empty database take turns and all succeed,
+// and no lock can outlive its transaction, even through a transaction
+// pooler such as PgBouncer, which would hand a session-level lock to
+// another client's server connection.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error) {
 	if err := ValidateSchema(schema); err != nil {
 		return 0, err
@@ -111,83 +113,80 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (int, error
 	if err != nil {
 		return 0, err
 	}
-
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("connecting to migrate: %w", err)
-	}
-	defer conn.Release()
-
-	key := lockKey(schema)
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		return 0, fmt.Errorf("taking the migration lock: %w", err)
-	}
-	defer func() {
-		// The unlock must run even when ctx is done; if it fails, closing the
-		// connection is what releases a session-level advisory lock.
-		unlockCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(unlockCtx, "SELECT pg_advisory_unlock($1)", key); err != nil {
-			conn.Conn().Close(unlockCtx)
+	count := 0
+	for {
+		var applied *Migration
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			var err error
+			applied, err = applyNext(ctx, tx, schema, all)
+			return err
+		})
+		if err != nil {
+			return count, err
 		}
-	}()
+		if applied == nil {
+			return count, nil
+		}
+		count++
+	}
+}
 
+// applyNext applies, in tx, the first migration that schema lacks and
+// returns it; nil when the schema is up to date.
+func applyNext(ctx context.Context, tx pgx.Tx, schema string, all []Migration) (*Migration, error) {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(schema)); err != nil {
+		return nil, fmt.Errorf("taking the migration lock: %w", err)
+	}
 	// Existence is checked before any CREATE, because even CREATE ... IF NOT
 	// EXISTS needs the privilege to create: a role that may only use an
 	// installed schema can still start.
 	quoted := pgx.Identifier{schema}.Sanitize()
 	var haveSchema, haveTable bool
-	if err := conn.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL`,
+	if err := tx.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL`,
 		quoted, quoted+".schema_migrations").Scan(&haveSchema, &haveTable); err != nil {
-		return 0, fmt.Errorf("looking for schema %s: %w", schema, err)
+		return nil, fmt.Errorf("looking for schema %s: %w", schema, err)
 	}
 	if !haveSchema {
-		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
-			return 0, fmt.Errorf("creating schema %s: %w", schema, err)
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+quoted); err != nil {
+			return nil, fmt.Errorf("creating schema %s: %w", schema, err)
 		}
 	}
 	if !haveTable {
-		if _, err := conn.Exec(ctx, `CREATE TABLE `+quoted+`.schema_migrations (
+		if _, err := tx.Exec(ctx, `CREATE TABLE `+quoted+`.schema_migrations (
 			version    integer     PRIMARY KEY,
 			name       text        NOT NULL,
 			applied_at timestamptz NOT NULL DEFAULT now()
 		)`); err != nil {
-			return 0, fmt.Errorf("creating %s.schema_migrations: %w", schema, err)
+			return nil, fmt.Errorf("creating %s.schema_migrations: %w", schema, err)
 		}
 	}
 
-	rows, err := conn.Query(ctx, "SELECT version FROM "+quoted+".schema_migrations")
+	rows, err := tx.Query(ctx, "SELECT version FROM "+quoted+".schema_migrations")
 	if err != nil {
-		return 0, fmt.Errorf("reading applied migrations: %w", err)
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
 	}
 	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return 0, fmt.Errorf("reading applied migrations: %w", err)
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
 	}
 	applied := make(map[int]bool, len(done))
 	for _, v := range done {
 		applied[int(v)] = true
 	}
-
-	count := 0
 	for _, m := range all {
 		if applied[m.Version] {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+quoted); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
-			return err
-		})
-		if err != nil {
-			return count, fmt.Errorf("applying migration %04d_%s: %w", m.Version, m.Name, err)
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+quoted); err != nil {
+			return nil, fmt.Errorf("applying migration %04d_%s: %w", m.Version, m.Name, err)
 		}
-		count++
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return nil, fmt.Errorf("applying migration %04d_%s: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+quoted+".schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return nil, fmt.Errorf("applying migration %04d_%s: %w", m.Version, m.Name, err)
+		}
+		return &m, nil
 	}
-	return count, nil
+	return nil, nil
 }

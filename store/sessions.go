@@ -29,10 +29,12 @@ type Session struct {
 	ExpiresAt time.Time
 	// IdleExpiresAt, when set, is when the session ends unless used again.
 	IdleExpiresAt *time.Time
-	CreatedAt     time.Time
-	LastSeenAt    time.Time
-	UserAgent     string
-	IP            string
+	// IdleTimeout is how long the session may go unused; 0 for none.
+	IdleTimeout time.Duration
+	CreatedAt   time.Time
+	LastSeenAt  time.Time
+	UserAgent   string
+	IP          string
 	// CheckedAt is the database's clock when the row was read, so callers
 	// measure the session's age by the clock every server shares.
 	CheckedAt time.Time
@@ -116,6 +118,20 @@ func (s *Store) GetSession(ctx context.Context, token string) (*Session, error) 
 		return nil, nil
 	}
 	sess, err := scanSession(s.pool.QueryRow(ctx, s.q.getSession, HashToken(token)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up session: %w", err)
+	}
+	return sess, nil
+}
+
+// GetSessionByID returns the live session whose id (the token's hash,
+// Session.ID) is id; nil with a nil error when there is none. It serves a
+// server that must check again a session it already knows, without the token.
+func (s *Store) GetSessionByID(ctx context.Context, id string) (*Session, error) {
+	sess, err := scanSession(s.pool.QueryRow(ctx, s.q.getSession, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -242,11 +258,15 @@ func (s *Store) CleanupExpiredSessions(ctx context.Context) (int64, error) {
 
 func scanSession(row pgx.Row) (*Session, error) {
 	var sess Session
-	err := row.Scan(&sess.ID, &sess.Handle, &sess.ExpiresAt, &sess.IdleExpiresAt, &sess.CreatedAt, &sess.LastSeenAt,
+	var idleSeconds *int32
+	err := row.Scan(&sess.ID, &sess.Handle, &sess.ExpiresAt, &sess.IdleExpiresAt, &idleSeconds, &sess.CreatedAt, &sess.LastSeenAt,
 		&sess.UserAgent, &sess.IP, &sess.User.ID, &sess.User.Username, &sess.User.IsAdmin, &sess.User.CreatedAt,
 		&sess.User.UpdatedAt, &sess.User.CredentialVersion, &sess.CheckedAt)
 	if err != nil {
 		return nil, err
+	}
+	if idleSeconds != nil {
+		sess.IdleTimeout = time.Duration(*idleSeconds) * time.Second
 	}
 	return &sess, nil
 }

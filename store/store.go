@@ -154,14 +154,15 @@ type queries struct {
 	deleteUser, setPassword, setPasswordHash, getUserCredential             string
 	keepSession, reserveAttempt, releaseAttempt, clearLoginFailures         string
 	cleanupLoginAttempts, anyAdmin, unkeyedUsers, setUsernameKey            string
+	claimCleanup, notify                                                    string
 }
 
 // userColumns are what scanUser reads from users.
 const userColumns = `id::text, username, is_admin, created_at, updated_at, credential_version`
 
 // sessionColumns are what scanSession reads, from sessions s joined with users u.
-const sessionColumns = `s.id, s.handle::text, s.expires_at, s.idle_expires_at, s.created_at, s.last_seen_at,
-	s.user_agent, s.ip, u.id::text, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version, now()`
+const sessionColumns = `s.id, s.handle::text, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
+	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version, now()`
 
 // liveSession is the condition a session row s, joined with its user u, must
 // meet to count: not expired, not idle too long, and created under the user's
@@ -178,6 +179,7 @@ func newQueries(schema string) queries {
 		"{users}", pgx.Identifier{schema, "users"}.Sanitize(),
 		"{sessions}", pgx.Identifier{schema, "sessions"}.Sanitize(),
 		"{attempts}", pgx.Identifier{schema, "login_attempts"}.Sanitize(),
+		"{maintenance}", pgx.Identifier{schema, "maintenance"}.Sanitize(),
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
 		"{columns}", sessionColumns,
 		"{user_columns}", userColumns,
@@ -203,6 +205,11 @@ func newQueries(schema string) queries {
 		getSession: r.Replace(`SELECT {columns}
 			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
 			WHERE s.id = $1 AND {live}`),
+		notify: `SELECT pg_notify($1, $2)`,
+		// claimCleanup moves the round's start forward only if the last one
+		// started at least $1 seconds ago, so one server runs each round.
+		claimCleanup: r.Replace(`UPDATE {maintenance} SET last_started = now(), last_server = $2
+			WHERE task = 'cleanup' AND last_started <= now() - make_interval(secs => $1)`),
 		// touchSession writes only when the last write is older than $2
 		// seconds, so servers racing to renew one session update it once.
 		touchSession: r.Replace(`UPDATE {sessions} SET last_seen_at = now(),

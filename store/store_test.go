@@ -21,7 +21,13 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // newStore returns a migrated store on a fresh database.
 func newStore(tb testing.TB, opts store.Options) *store.Store {
 	tb.Helper()
-	pool := newPool(tb, pgtest.NewDatabase(tb))
+	return newStoreAt(tb, pgtest.NewDatabase(tb), opts)
+}
+
+// newStoreAt returns a migrated store on the database at url.
+func newStoreAt(tb testing.TB, url string, opts store.Options) *store.Store {
+	tb.Helper()
+	pool := newPool(tb, url)
 	s, err := store.New(pool, opts)
 	require.NoError(tb, err)
 	_, err = s.Migrate(context.Background())

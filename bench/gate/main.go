@@ -190,12 +190,15 @@ func run(ctx context.Context, cfg config) (err error) {
 	if cfg.revocationTrials > 0 && !slices.Contains(sites, "gate_cache_on") {
 		sites = append(sites, "gate_cache_on")
 	}
-	a, err := env.startServerA(sites)
+	procs, err := env.startServerA(sites)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, a.Stop()) }()
-	env.meter.caddyPID = a.PID()
+	defer func() {
+		for _, p := range procs {
+			err = errors.Join(err, p.Stop())
+		}
+	}()
 	if env.meter.postmasterPID, err = cluster.ServerPID(); err != nil {
 		return err
 	}

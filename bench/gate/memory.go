@@ -191,7 +191,7 @@ func (b *serverB) heapAfterGC() (int64, error) {
 }
 
 func (r *memoryResult) print(w io.Writer) {
-	fmt.Fprintf(w, "Memory of server B (gate_cache_on, pg_session defaults) serving %s distinct sessions once each\n",
+	fmt.Fprintf(w, "Memory of server B (gate_cache_on, cache_size 200000) serving %s distinct sessions once each\n",
 		thousands(float64(r.sessions)))
 	fmt.Fprintf(w, "(%d at a time, %s, %s req/s):\n", memoryWorkers, r.took.Round(100*time.Millisecond),
 		thousands(float64(r.sessions)/r.took.Seconds()))

@@ -30,6 +30,9 @@ type revocationResult struct {
 	// returned; trialsServed counts the trials with at least one.
 	servedAfter, trialsServed int
 	timedOut                  int
+	// servedAgain counts 200s to requests sent after B's first 401: a
+	// refused session must stay refused.
+	servedAgain int
 }
 
 // measureRevocation logs sessions out on server A (its gated site) and polls server B until
@@ -76,6 +79,11 @@ func (env *environment) measureRevocation(ctx context.Context, b *serverB) (*rev
 			}
 			if status == http.StatusUnauthorized {
 				res.delays = append(res.delays, now.Sub(loggedOut))
+				for range 5 {
+					if status, err := get(client, pageURL, cookie); err == nil && status == http.StatusOK {
+						res.servedAgain++
+					}
+				}
 				break
 			}
 			if status != http.StatusOK {
@@ -122,7 +130,9 @@ func (r *revocationResult) print(w io.Writer) {
 		fmt.Fprintf(w, "  logout returned → B's first 401: p50 %s, p99 %s, max %s\n",
 			latency(percentile(r.delays, 50)), latency(percentile(r.delays, 99)), latency(r.delays[len(r.delays)-1]))
 	}
-	fmt.Fprintf(w, "  200s served by B after the logout returned: %d, in %d of %d trials\n", r.servedAfter, r.trialsServed, r.trials)
+	fmt.Fprintf(w, "  200s served by B between the logout's return and B's first 401: %d, in %d of %d trials\n",
+		r.servedAfter, r.trialsServed, r.trials)
+	fmt.Fprintf(w, "  200s served by B after its first 401 (5 more requests a trial): %d\n", r.servedAgain)
 	if r.timedOut > 0 {
 		fmt.Fprintf(w, "  trials where B still served the session after %s: %d\n", revocationTimeout, r.timedOut)
 	}

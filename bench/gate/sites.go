@@ -31,6 +31,10 @@ type variant struct {
 	name string
 	// directives go in the site block before file_server.
 	directives func(env *environment) string
+	// appOptions go in the global pg_session block; a variant with options
+	// of its own is served by a Caddy process of its own, since the app,
+	// and so its session cache, is one per process.
+	appOptions string
 	// header returns the request header wrk sends ("Name: value"), or "".
 	header func(env *environment) string
 	// guarded variants must refuse a request without the header with 401,
@@ -53,7 +57,8 @@ var variants = []variant{
 	},
 	{
 		name:       "gate_cache_off",
-		directives: func(*environment) string { return "pg_session {\n\t\tcache_size 0\n\t}" },
+		directives: func(*environment) string { return "pg_session" },
+		appOptions: "cache_size 0",
 		header:     sessionHeader,
 		guarded:    true,
 	},
@@ -102,8 +107,9 @@ type environment struct {
 	user      *store.User // owns every session
 	token     string      // a live session for the gated variants
 	basicAuth basicAuth
-	ports     map[string]int // server A's port of each site
-	meter     cpuMeter       // server A's and PostgreSQL's CPU time
+	ports     map[string]int // the port of each site
+	pids      map[string]int // the Caddy process serving each site
+	meter     cpuMeter       // the loaded Caddy's and PostgreSQL's CPU time
 }
 
 const basicAuthUser = "bench"
@@ -140,8 +146,9 @@ func fileContent() []byte {
 
 // globalOptions starts every Caddyfile: no automatic HTTPS, since all sites
 // are plain HTTP on loopback, and the app pointed at the bench database.
-func (env *environment) globalOptions(admin string) string {
-	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpg_session {\n\t\tdatabase_url %s\n\t}\n}\n", admin, env.dbURL)
+func (env *environment) globalOptions(admin, appOptions string) string {
+	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpg_session {\n\t\tdatabase_url %s\n\t\t%s\n\t}\n}\n",
+		admin, env.dbURL, appOptions)
 }
 
 func (env *environment) siteBlock(v variant, port int) string {
@@ -155,26 +162,48 @@ func (env *environment) siteBlock(v variant, port int) string {
 	return b.String()
 }
 
-// startServerA starts the Caddy that serves every variant, one port each,
-// so all variants share one process, one pool and one set of caches.
-func (env *environment) startServerA(sites []string) (*caddytest.Process, error) {
+// startServerA starts the Caddy that serves the variants, one port each, so
+// they share one process, one pool and one set of caches; a variant with
+// app options of its own gets a process of its own (and the loaded
+// process's CPU time is what is measured for each).
+func (env *environment) startServerA(sites []string) ([]*caddytest.Process, error) {
 	ports, err := caddytest.FreePorts(len(sites))
 	if err != nil {
 		return nil, err
 	}
 	env.ports = make(map[string]int, len(sites))
-	caddyfile := env.globalOptions("off")
+	env.pids = make(map[string]int, len(sites))
+	groups := map[string][]string{}
+	var order []string
 	for i, name := range sites {
 		v, _ := variantByName(name)
 		env.ports[name] = ports[i]
-		caddyfile += env.siteBlock(v, ports[i])
+		if _, ok := groups[v.appOptions]; !ok {
+			order = append(order, v.appOptions)
+		}
+		groups[v.appOptions] = append(groups[v.appOptions], name)
 	}
-	progress("starting Caddy (server A) with %s", strings.Join(sites, ", "))
-	p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(env.ports["plain"]))
-	if err != nil && strings.Contains(err.Error(), "cache_size") {
-		err = fmt.Errorf("%w\nthe gate_cache_off variant needs the pg_session cache_size option; leave it out with -variants plain,gate_cache_on,basic_auth", err)
+	var procs []*caddytest.Process
+	for _, opts := range order {
+		caddyfile := env.globalOptions("off", opts)
+		for _, name := range groups[opts] {
+			v, _ := variantByName(name)
+			caddyfile += env.siteBlock(v, env.ports[name])
+		}
+		progress("starting Caddy with %s", strings.Join(groups[opts], ", "))
+		p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(env.ports[groups[opts][0]]))
+		if err != nil {
+			for _, q := range procs {
+				q.Stop()
+			}
+			return nil, err
+		}
+		procs = append(procs, p)
+		for _, name := range groups[opts] {
+			env.pids[name] = p.PID()
+		}
 	}
-	return p, err
+	return procs, nil
 }
 
 // serverB is the second Caddy: the gated site alone, on the same database,
@@ -190,7 +219,7 @@ func (env *environment) startServerB() (*serverB, error) {
 		return nil, err
 	}
 	v, _ := variantByName("gate_cache_on")
-	caddyfile := env.globalOptions(fmt.Sprintf("127.0.0.1:%d", ports[1])) + env.siteBlock(v, ports[0])
+	caddyfile := env.globalOptions(fmt.Sprintf("127.0.0.1:%d", ports[1]), "cache_size 200000") + env.siteBlock(v, ports[0])
 	progress("starting a second Caddy (server B) with gate_cache_on")
 	p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(ports[0]))
 	if err != nil {

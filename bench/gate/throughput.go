@@ -43,6 +43,7 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 		sizes[name], headers[name] = size, v.header(env)
 	}
 	load := func(name string, d time.Duration) (loadRun, error) {
+		env.meter.caddyPID = env.pids[name]
 		before, err := env.meter.sample()
 		if err != nil {
 			return loadRun{}, err

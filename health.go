@@ -1,0 +1,116 @@
+package pgsession
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+)
+
+// During a database outage every request that needs the database fails the
+// same way, and a line for each would bury the log (86,000 lines for a 10 s
+// outage under load). So the gate says once, at ERROR, that the store became
+// unreachable, at most once per summaryInterval how it is going, and once,
+// at INFO, that it is back.
+
+// summaryInterval is how often an ongoing outage is summed up in the log.
+const summaryInterval = 10 * time.Second
+
+// storeHealth follows whether the session store answers.
+type storeHealth struct {
+	logger *zap.Logger
+	target string // host:port/database
+
+	down    atomic.Bool
+	lastErr atomic.Int64 // when a look-up last failed, Unix nanoseconds
+	refused atomic.Int64 // requests answered 503 during this outage
+	graced  atomic.Int64 // requests served from memory during this outage
+
+	mu          sync.Mutex
+	since       time.Time
+	lastSummary time.Time
+}
+
+// isOutage tells a failure to reach the database from an error the database
+// itself reported (a bug, a constraint): only the former is an outage.
+func isOutage(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08 (connection exception) and 57P (operator intervention:
+		// shutdown, crash) mean the server is going or gone.
+		return len(pgErr.Code) >= 2 && (pgErr.Code[:2] == "08" || pgErr.Code[:3] == "57P")
+	}
+	return true
+}
+
+// failed records a failure of the store, and logs it as the outage's
+// first, in a summary, or, when the database itself reported it, on its
+// own. served says whether memory answered the request all the same.
+func (h *storeHealth) failed(err error, served bool) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away: the store did nothing wrong
+	}
+	if !isOutage(err) {
+		h.logger.Error("session store query failed", zap.String("database", h.target), zap.Error(err))
+		return
+	}
+	h.refused.Add(1)
+	now := time.Now()
+	h.lastErr.Store(now.UnixNano())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.down.Load() {
+		h.down.Store(true)
+		h.since, h.lastSummary = now, now
+		h.logger.Error("session store unreachable: answering 503 except to sessions confirmed within offline_grace",
+			zap.String("database", h.target), zap.Error(err))
+		return
+	}
+	if now.Sub(h.lastSummary) >= summaryInterval {
+		h.lastSummary = now
+		h.logger.Warn("session store still unreachable", zap.String("database", h.target),
+			zap.Duration("for", now.Sub(h.since).Round(time.Millisecond)),
+			zap.Int64("requests_refused", h.refused.Load()), zap.Int64("requests_served_from_memory", h.graced.Load()),
+			zap.Error(err))
+	}
+}
+
+// recentlyFailed reports whether the store is down and was tried within
+// the last retryEvery: a session memory can answer for need not wait for
+// yet another failed connection, and a recovering database is not flooded.
+func (h *storeHealth) recentlyFailed(now time.Time) bool {
+	return h.down.Load() && now.UnixNano()-h.lastErr.Load() < int64(retryEvery)
+}
+
+// retryEvery is how often, during an outage, a request that memory could
+// answer still tries the database, which notices its return.
+const retryEvery = 250 * time.Millisecond
+
+// servedFromMemory counts a request answered from memory during an outage.
+func (h *storeHealth) servedFromMemory() { h.graced.Add(1) }
+
+// ok records that the store answered; it costs one atomic load while all is well.
+func (h *storeHealth) ok() {
+	if !h.down.Load() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.down.Load() {
+		return
+	}
+	h.down.Store(false)
+	h.logger.Info("session store reachable again", zap.String("database", h.target),
+		zap.Duration("was_down_for", time.Since(h.since).Round(time.Millisecond)),
+		zap.Int64("requests_refused", h.refused.Swap(0)), zap.Int64("requests_served_from_memory", h.graced.Swap(0)))
+}
+
+// clientGone reports whether err only says the client went away: that is
+// no failure of the store, and deserves neither a 503 nor a log line.
+func clientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,234 @@
+package pgsession
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// The gate keeps the sessions it has checked in memory, so a request with a
+// live session costs no round trip to PostgreSQL. Memory is trusted only
+// while it is known to be up to date: the database's triggers announce every
+// session that ends or is shortened and every user who changes (see
+// store.Listener), and the listening connection proves it is caught up by
+// receiving its own pings. While it is not, every request is checked in the
+// database, except during an outage, when offline_grace applies.
+
+// DefaultCacheSize is how many sessions a server keeps in memory unless
+// cache_size says otherwise: a few megabytes.
+const DefaultCacheSize = 10_000
+
+// cachedSession is what the gate needs of a live session. It is never
+// changed once made, so readers need no lock; a renewal stores a new one.
+// Times are on this server's clock: the database's, moved by the offset
+// measured when the row was read, so a clock skew between the two does not
+// stretch a session.
+type cachedSession struct {
+	key         sessionKey
+	id          string // the token's hash as the store names it
+	userID      string
+	username    string
+	isAdmin     bool
+	expires     time.Time
+	idleExpires time.Time // zero without an idle timeout
+	idleTimeout time.Duration
+	lastSeen    time.Time // the use the database last recorded
+	confirmed   time.Time // when the database last said it was live
+}
+
+// sessionKey is the SHA-256 of a token: the session's id, as bytes.
+type sessionKey [sha256.Size]byte
+
+func keyOf(token string) sessionKey { return sha256.Sum256([]byte(token)) }
+
+func keyOfID(id string) (sessionKey, bool) {
+	var k sessionKey
+	n, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil && n == len(k)
+}
+
+// live reports whether the session has not ended by now, as far as this
+// server knows: an idle end another server pushed back is not known here,
+// which sends the request to the database rather than refusing it.
+func (s *cachedSession) live(now time.Time) bool {
+	return now.Before(s.expires) && (s.idleExpires.IsZero() || now.Before(s.idleExpires))
+}
+
+// ends is when the session ends unless renewed.
+func (s *cachedSession) ends() time.Time {
+	if !s.idleExpires.IsZero() && s.idleExpires.Before(s.expires) {
+		return s.idleExpires
+	}
+	return s.expires
+}
+
+// fromStore converts a session row read at local time now.
+func fromStore(sess *store.Session, now time.Time) *cachedSession {
+	offset := now.Sub(sess.CheckedAt)
+	c := &cachedSession{
+		id:          sess.ID,
+		userID:      sess.User.ID,
+		username:    sess.User.Username,
+		isAdmin:     sess.User.IsAdmin,
+		expires:     sess.ExpiresAt.Add(offset),
+		idleTimeout: sess.IdleTimeout,
+		lastSeen:    sess.LastSeenAt.Add(offset),
+		confirmed:   now,
+	}
+	c.key, _ = keyOfID(sess.ID)
+	if sess.IdleExpiresAt != nil {
+		c.idleExpires = sess.IdleExpiresAt.Add(offset)
+	}
+	return c
+}
+
+// sessionCache is the memory of checked sessions, with what decides whether
+// it may be trusted.
+type sessionCache struct {
+	entries *otter.Cache[sessionKey, *cachedSession] // nil when cache_size is 0
+
+	// mu orders stores against invalidations: a session read from the
+	// database before an invalidation must not be stored after it.
+	mu    sync.Mutex
+	epoch atomic.Uint64
+
+	// caughtUp is when the last ping that came back was sent (Unix
+	// nanoseconds): every change committed before it has been applied. It
+	// is 0 while the listening connection is down.
+	caughtUp    atomic.Int64
+	trustWindow time.Duration
+
+	// reachedSinceLoss is set when the database answered after the
+	// listening connection was lost: changes since may have been missed,
+	// so memory must not stand in for the database in an outage.
+	reachedSinceLoss atomic.Bool
+	grace            time.Duration
+}
+
+func newSessionCache(size int, grace, trustWindow time.Duration) *sessionCache {
+	c := &sessionCache{grace: grace, trustWindow: trustWindow}
+	c.reachedSinceLoss.Store(true) // nothing was ever caught up
+	if size > 0 {
+		c.entries = otter.Must(&otter.Options[sessionKey, *cachedSession]{MaximumSize: size})
+	}
+	return c
+}
+
+// size is how many sessions memory may hold.
+func (c *sessionCache) size() int {
+	if c.entries == nil {
+		return 0
+	}
+	return int(c.entries.GetMaximum())
+}
+
+// trusted reports whether memory is up to date enough to answer alone.
+func (c *sessionCache) trusted(now time.Time) bool {
+	t := c.caughtUp.Load()
+	return t != 0 && now.UnixNano()-t <= int64(c.trustWindow)
+}
+
+// get returns the kept session of key, if any.
+func (c *sessionCache) get(key sessionKey) (*cachedSession, bool) {
+	if c.entries == nil {
+		return nil, false
+	}
+	return c.entries.GetIfPresent(key)
+}
+
+// put keeps s, unless an invalidation came since epoch was read.
+func (c *sessionCache) put(s *cachedSession, epoch uint64) {
+	if c.entries == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch.Load() == epoch {
+		c.entries.Set(s.key, s)
+	}
+}
+
+// forget drops the session of key, which the database no longer has.
+func (c *sessionCache) forget(key sessionKey) {
+	if c.entries == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch.Add(1)
+	c.entries.Invalidate(key)
+}
+
+// invalidate applies what the database announced.
+func (c *sessionCache) invalidate(inv store.Invalidation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch.Add(1)
+	if c.entries == nil {
+		return
+	}
+	if inv.All {
+		c.entries.InvalidateAll()
+		return
+	}
+	for _, id := range inv.Sessions {
+		if k, ok := keyOfID(id); ok {
+			c.entries.Invalidate(k)
+		}
+	}
+	if len(inv.Users) > 0 {
+		users := make(map[string]bool, len(inv.Users))
+		for _, u := range inv.Users {
+			users[u] = true
+		}
+		for k, s := range c.entries.All() {
+			if users[s.userID] {
+				c.entries.Invalidate(k)
+			}
+		}
+	}
+}
+
+// confirmed records that every change committed before sent has been applied.
+func (c *sessionCache) confirmed(sent time.Time) {
+	c.caughtUp.Store(sent.UnixNano())
+	c.reachedSinceLoss.Store(false)
+}
+
+// lost records that the listening connection is gone.
+func (c *sessionCache) lost() { c.caughtUp.Store(0) }
+
+// reached records that the database answered a lookup.
+func (c *sessionCache) reached(now time.Time) {
+	if !c.trusted(now) && !c.reachedSinceLoss.Load() {
+		c.reachedSinceLoss.Store(true)
+	}
+}
+
+// graceFor returns the kept session of key if it may be served while the
+// database cannot be asked: confirmed within offline_grace, still live, and
+// kept across an outage that took the listening connection down with it, so
+// no revocation can have been missed.
+func (c *sessionCache) graceFor(key sessionKey, now time.Time) (*cachedSession, bool) {
+	if c.grace <= 0 || c.reachedSinceLoss.Load() {
+		return nil, false
+	}
+	s, ok := c.get(key)
+	if !ok || !s.live(now) || now.Sub(s.confirmed) > c.grace {
+		return nil, false
+	}
+	return s, true
+}
+
+// stop ends the cache's background work.
+func (c *sessionCache) stop() {
+	if c.entries != nil {
+		c.entries.StopAllGoroutines()
+	}
+}

@@ -1,0 +1,145 @@
+package pgsession
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+func testSession(token, userID string, now time.Time) *cachedSession {
+	key := keyOf(token)
+	return &cachedSession{key: key, id: store.HashToken(token), userID: userID, username: "u",
+		expires: now.Add(time.Hour), lastSeen: now, confirmed: now}
+}
+
+// A session read from the database before an invalidation must not be
+// kept after it, whichever of the two finishes first: else a revoked
+// session would be served from memory until it expired.
+func TestCacheNeverKeepsWhatWasInvalidatedDuringItsLookup(t *testing.T) {
+	now := time.Now()
+	c := newSessionCache(100, time.Minute, time.Second)
+	s := testSession("token-a", "user-1", now)
+
+	epoch := c.epoch.Load() // a lookup starts
+	c.invalidate(store.Invalidation{Sessions: []string{s.id}})
+	c.put(s, epoch) // and ends after the invalidation
+	_, ok := c.get(s.key)
+	assert.False(t, ok, "kept after an invalidation that came during its lookup")
+
+	c.put(s, c.epoch.Load())
+	_, ok = c.get(s.key)
+	assert.True(t, ok)
+
+	// Puts and invalidations racing: once an invalidation of the user has
+	// returned, no put that began before it may leave an entry behind.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				e := c.epoch.Load()
+				c.put(s, e)
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 1000 {
+			c.invalidate(store.Invalidation{Users: []string{"user-1"}})
+		}
+	})
+	wg.Wait()
+	c.invalidate(store.Invalidation{Users: []string{"user-1"}})
+	_, ok = c.get(s.key)
+	assert.False(t, ok)
+}
+
+func TestCacheInvalidationsByUserAndAll(t *testing.T) {
+	now := time.Now()
+	c := newSessionCache(100, time.Minute, time.Second)
+	a1, a2, b := testSession("a1", "alice", now), testSession("a2", "alice", now), testSession("b", "bob", now)
+	for _, s := range []*cachedSession{a1, a2, b} {
+		c.put(s, c.epoch.Load())
+	}
+	c.invalidate(store.Invalidation{Users: []string{"alice"}})
+	for _, s := range []*cachedSession{a1, a2} {
+		_, ok := c.get(s.key)
+		assert.False(t, ok)
+	}
+	_, ok := c.get(b.key)
+	assert.True(t, ok, "another user's session stays")
+	c.invalidate(store.Invalidation{All: true})
+	_, ok = c.get(b.key)
+	assert.False(t, ok)
+}
+
+// Memory answers alone only while the listening connection has proved,
+// lately, that it is caught up; during an outage it answers only for
+// sessions confirmed within the grace, and only if the outage took the
+// listening connection down with it.
+func TestCacheTrustAndGrace(t *testing.T) {
+	now := time.Now()
+	c := newSessionCache(100, time.Minute, 2*time.Second)
+	s := testSession("t", "alice", now)
+	c.put(s, c.epoch.Load())
+	assert.False(t, c.trusted(now), "never caught up")
+	_, ok := c.graceFor(s.key, now)
+	assert.False(t, ok, "no grace before the listening connection was ever caught up")
+
+	c.confirmed(now)
+	assert.True(t, c.trusted(now.Add(time.Second)))
+	assert.False(t, c.trusted(now.Add(3*time.Second)), "a connection that stopped proving itself is not trusted")
+
+	c.lost()
+	assert.False(t, c.trusted(now))
+	_, ok = c.graceFor(s.key, now.Add(30*time.Second))
+	assert.True(t, ok, "confirmed 30 s ago, within the grace")
+	_, ok = c.graceFor(s.key, now.Add(2*time.Minute))
+	assert.False(t, ok, "confirmed longer ago than the grace")
+
+	c.reached(now) // the database answered after the connection was lost
+	_, ok = c.graceFor(s.key, now.Add(time.Second))
+	assert.False(t, ok, "changes may have been missed since: no grace")
+}
+
+func TestCacheOffKeepsNothing(t *testing.T) {
+	c := newSessionCache(0, time.Minute, time.Second)
+	s := testSession("t", "alice", time.Now())
+	c.put(s, c.epoch.Load())
+	_, ok := c.get(s.key)
+	assert.False(t, ok)
+	c.invalidate(store.Invalidation{All: true})
+}
+
+// Requests in progress end when their session is found ended, and are
+// looked at again when their session would end.
+func TestRequestsInProgressEndWithTheirSession(t *testing.T) {
+	f := newInflight()
+	now := time.Now()
+	s := testSession("t", "alice", now)
+	s.expires = now.Add(time.Minute)
+	fl := f.start(httptest.NewRequest("GET", "/", nil), s)
+	r := fl.request
+	defer f.finish(fl)
+
+	assert.Empty(t, f.due(now), "nothing to look at yet")
+	f.invalidate(store.Invalidation{Users: []string{"bob"}})
+	assert.Empty(t, f.due(now), "another user's change")
+	f.invalidate(store.Invalidation{Users: []string{"alice"}})
+	assert.Equal(t, []string{s.id}, f.due(now))
+	f.settle(s.id, s) // still live
+	require.NoError(t, r.Context().Err())
+
+	assert.Equal(t, []string{s.id}, f.due(now.Add(2*time.Minute)), "its end came")
+	f.settle(s.id, nil)
+	assert.ErrorIs(t, context.Cause(r.Context()), errSessionEnded)
+
+	f.finish(fl)
+	f.invalidate(store.Invalidation{All: true})
+	assert.Empty(t, f.due(now), "a finished request is forgotten")
+}

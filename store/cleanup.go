@@ -1,0 +1,33 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Cleanup is what one cleanup round removed.
+type Cleanup struct {
+	Sessions      int64 // expired sessions
+	LoginAttempts int64 // failed logins and sign-ups that no longer count
+}
+
+// RunCleanup runs one cleanup round, unless another server sharing the
+// database started one less than every ago; ran says whether this one did.
+// The round is claimed with one UPDATE of the maintenance table, not a
+// lock, so nothing stays held through a transaction pooler or after a
+// server dies. server names the claimant in the table, for operators.
+func (s *Store) RunCleanup(ctx context.Context, server string, every time.Duration) (c Cleanup, ran bool, err error) {
+	tag, err := s.pool.Exec(ctx, s.q.claimCleanup, every.Seconds(), server)
+	if err != nil {
+		return c, false, fmt.Errorf("claiming the cleanup round: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return c, false, nil
+	}
+	if c.Sessions, err = s.CleanupExpiredSessions(ctx); err != nil {
+		return c, true, err
+	}
+	c.LoginAttempts, err = s.CleanupLoginAttempts(ctx)
+	return c, true, err
+}

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrBadConnString is returned for a connection string pgx cannot parse.
+// pgx's own message may quote the string, password included, so it is not
+// passed on.
+var ErrBadConnString = errors.New("the database URL cannot be parsed: it should look like " +
+	"postgres://user:password@host:5432/database, with special characters in the password percent-encoded")
+
+// StatementMode is how a pool's connections run statements. Named prepared
+// statements (pgx's default, QueryExecModeCacheStatement) let PostgreSQL
+// parse and plan each statement once per connection, which more than halves
+// what a lookup costs the server; but a transaction pooler such as PgBouncer
+// hands a client's server connection to other clients between transactions,
+// and their names collide ("prepared statement already exists"). Through a
+// pooler, statements are described once and run unnamed
+// (QueryExecModeCacheDescribe).
+type StatementMode struct {
+	pooled   atomic.Bool
+	explicit bool // the connection string names a mode, which wins
+}
+
+// Pooled reports whether statements run unnamed, for a transaction pooler.
+func (m *StatementMode) Pooled() bool { return m.pooled.Load() }
+
+// SetPooled decides the mode of the connections made from now on.
+func (m *StatementMode) SetPooled(pooled bool) { m.pooled.Store(pooled) }
+
+// Explicit reports whether the connection string chose the mode itself.
+func (m *StatementMode) Explicit() bool { return m.explicit }
+
+// PoolConfig parses a connection string for a pool the store can use
+// directly or through a transaction pooler: its connections run statements
+// as the returned StatementMode says when they are made, unnamed until
+// SetPooled(false) (the safe choice before DetectPooler has run), unless the
+// string names a default_query_exec_mode. applicationName is what
+// pg_stat_activity shows, unless the string names one.
+func PoolConfig(connString, applicationName string) (*pgxpool.Config, *StatementMode, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, nil, ErrBadConnString
+	}
+	mode := &StatementMode{explicit: strings.Contains(connString, "default_query_exec_mode")}
+	mode.pooled.Store(true)
+	if !mode.explicit {
+		cfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+			if mode.Pooled() {
+				cc.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+			} else {
+				cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+			}
+			return nil
+		}
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok && applicationName != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = applicationName
+	}
+	return cfg, mode, nil
+}
+
+// Target names the server and database of a connection config as
+// host:port/database, for messages: never the password.
+func Target(cfg *pgx.ConnConfig) string {
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
+}
+
+// DetectPooler reports whether connString leads through a transaction
+// pooler. It LISTENs on one connection and NOTIFYs from another: directly,
+// or through a pooler in session mode, the notification arrives at once;
+// through a transaction pooler, the listening client holds no server
+// connection between its transactions and nothing arrives within wait.
+func DetectPooler(ctx context.Context, connString string, wait time.Duration) (bool, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return false, ErrBadConnString
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	listener, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("connecting to %s: %w", Target(cfg), err)
+	}
+	defer listener.Close(context.Background())
+	sender, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("connecting to %s: %w", Target(cfg), err)
+	}
+	defer sender.Close(context.Background())
+
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	channel := "pgsession_probe_" + hex.EncodeToString(nonce[:])
+	if _, err := listener.Exec(ctx, "LISTEN "+channel); err != nil {
+		return false, fmt.Errorf("probing %s: %w", Target(cfg), err)
+	}
+	if _, err := sender.Exec(ctx, "NOTIFY "+channel); err != nil {
+		return false, fmt.Errorf("probing %s: %w", Target(cfg), err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := listener.WaitForNotification(waitCtx); err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return true, nil
+	}
+	return false, nil
+}
