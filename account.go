@@ -38,7 +38,7 @@ func toSessionsJSON(sessions []store.Session, current *store.Session) []sessionJ
 	out := make([]sessionJSON, 0, len(sessions))
 	for _, s := range sessions {
 		out = append(out, sessionJSON{
-			ID:         s.Handle,
+			ID:         string(s.Handle),
 			UserAgent:  s.UserAgent,
 			IP:         s.IP,
 			CreatedAt:  s.CreatedAt,
@@ -65,7 +65,7 @@ func (h *Handler) serveOwnSessions(w http.ResponseWriter, r *http.Request, c *ca
 // one is a logout.
 func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	handle := r.PathValue("id")
-	ended, err := h.store.DeleteSessionByHandle(r.Context(), handle, c.session.User.ID)
+	ended, err := h.store.DeleteUserSessionByHandle(r.Context(), c.session.User.ID, store.Handle(handle))
 	if err != nil {
 		h.storeUnavailable(w, err)
 		return nil
@@ -83,7 +83,7 @@ func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *
 
 // sameHandle compares two session handles as the UUIDs they are, so
 // "ABCD…" names the same session as "abcd…" (PostgreSQL accepts both).
-func sameHandle(a, b string) bool { return strings.EqualFold(a, b) }
+func sameHandle(a string, b store.Handle) bool { return strings.EqualFold(a, string(b)) }
 
 // serveEndOtherSessions ends every session of the caller but this one.
 func (h *Handler) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -205,7 +205,7 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	for _, s := range sessions {
 		page.Sessions = append(page.Sessions, web.AccountSession{
-			Handle:     s.Handle,
+			Handle:     string(s.Handle),
 			Device:     web.DescribeUserAgent(s.UserAgent),
 			UserAgent:  s.UserAgent,
 			IP:         s.IP,
@@ -254,7 +254,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 	switch r.PostFormValue("action") {
 	case "revoke":
 		handle := r.PostFormValue("handle")
-		ended, err := h.store.DeleteSessionByHandle(r.Context(), handle, sess.User.ID)
+		ended, err := h.store.DeleteUserSessionByHandle(r.Context(), sess.User.ID, store.Handle(handle))
 		if err != nil {
 			h.storeUnavailable(w, err)
 			return nil

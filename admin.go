@@ -24,7 +24,7 @@ type adminUserJSON struct {
 }
 
 func toAdminUserJSON(u store.User) adminUserJSON {
-	return adminUserJSON{ID: u.ID, Username: u.Username, IsAdmin: u.IsAdmin, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+	return adminUserJSON{ID: string(u.ID), Username: u.Username, IsAdmin: u.IsAdmin, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
 // adminName names who did something, for the log.
@@ -203,7 +203,7 @@ func (h *Handler) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Reque
 }
 
 func (h *Handler) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ended, err := h.store.DeleteSessionByHandle(r.Context(), r.PathValue("id"), "")
+	ended, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
 	switch {
 	case err != nil:
 		h.storeUnavailable(w, err)

@@ -76,16 +76,17 @@ type App struct {
 	// cannot be reached; 0 turns it off. Default: 1m.
 	OfflineGrace *caddy.Duration `json:"offline_grace,omitempty"`
 
-	store    *store.Store
-	pool     sharedPool
-	poolKey  string
-	target   string // host:port/database, for messages: never the password
-	listenTo string
-	logger   *zap.Logger
-	cache    *sessionCache
-	inflight *inflight
-	health   *storeHealth
-	server   string // names this server in the maintenance table
+	store        *store.Store
+	storeOptions store.Options // tests set cheap password hashing here
+	pool         sharedPool
+	poolKey      string
+	target       string // host:port/database, for messages: never the password
+	listenTo     string
+	logger       *zap.Logger
+	cache        *sessionCache
+	inflight     *inflight
+	health       *storeHealth
+	server       string // names this server in the maintenance table
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -191,7 +192,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("creating connection pool for %s: %w", a.target, err)
 	}
 	a.pool = val.(sharedPool)
-	a.store, err = store.New(a.pool.pool, store.Options{Schema: a.Schema})
+	opts := a.storeOptions
+	opts.Schema = a.Schema
+	a.store, err = store.New(a.pool.pool, opts)
 	if err != nil {
 		return err
 	}
@@ -355,7 +358,7 @@ func (a *App) detectPooler(ctx context.Context) error {
 func (a *App) databaseURL() string { return caddy.NewReplacer().ReplaceAll(a.DatabaseURL, "") }
 
 // lookUpByID checks a session in the database by its id.
-func (a *App) lookUpByID(ctx context.Context, id string) (*cachedSession, error) {
+func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSession, error) {
 	row, err := a.store.GetSessionByID(ctx, id)
 	if err != nil || row == nil {
 		return nil, err

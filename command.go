@@ -296,22 +296,31 @@ func (c *cliState) run(f func(*cobra.Command, []string) error) func(*cobra.Comma
 
 // open connects to the database and, if migrate is set, installs or upgrades
 // the schema quietly. The caller closes the store's pool.
-func (c *cliState) open(cmd *cobra.Command, migrate bool) (*store.Store, error) {
+// cliOpened is a store with the pool the command opened for it.
+type cliOpened struct {
+	*store.Store
+	pool *pgxpool.Pool
+}
+
+// Close closes the pool.
+func (s cliOpened) Close() { s.pool.Close() }
+
+func (c *cliState) open(cmd *cobra.Command, migrate bool) (cliOpened, error) {
 	dbURL := c.databaseURL
 	if dbURL == "" {
 		dbURL = os.Getenv(cliDatabaseURLEnv)
 	}
 	if dbURL == "" {
-		return nil, errors.New("no database given: pass --database-url or set " + cliDatabaseURLEnv)
+		return cliOpened{}, errors.New("no database given: pass --database-url or set " + cliDatabaseURLEnv)
 	}
 	if err := migrations.ValidateSchema(c.schema); err != nil {
-		return nil, err
+		return cliOpened{}, err
 	}
 	// Statements run unnamed, so the command works through a transaction
 	// pooler too; it runs too few of them for preparing to pay.
 	cfg, _, err := store.PoolConfig(dbURL, "caddy pg-session")
 	if err != nil {
-		return nil, err
+		return cliOpened{}, err
 	}
 	c.secret = cfg.ConnConfig.Password
 	cfg.MaxConns = 2
@@ -321,7 +330,7 @@ func (c *cliState) open(cmd *cobra.Command, migrate bool) (*store.Store, error) 
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the database at %s: %w", target, err)
+		return cliOpened{}, fmt.Errorf("connecting to the database at %s: %w", target, err)
 	}
 	s, err := store.New(pool, store.Options{Schema: c.schema})
 	if err == nil {
@@ -337,9 +346,9 @@ func (c *cliState) open(cmd *cobra.Command, migrate bool) (*store.Store, error) 
 	}
 	if err != nil {
 		pool.Close()
-		return nil, err
+		return cliOpened{}, err
 	}
-	return s, nil
+	return cliOpened{Store: s, pool: pool}, nil
 }
 
 // context bounds one stretch of database work.
@@ -356,7 +365,7 @@ func (c *cliState) migrate(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 	ctx, cancel := c.context(cmd)
 	defer cancel()
 	n, err := s.Migrate(ctx)
@@ -383,7 +392,7 @@ func (c *cliState) userAdd(cmd *cobra.Command, name string, admin, fromStdin boo
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 
 	// Look first, so nobody types a password twice for a name that is taken.
 	ctx, cancel := c.context(cmd)
@@ -426,7 +435,7 @@ func (c *cliState) userPasswd(cmd *cobra.Command, name string, fromStdin bool) e
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 
 	u, err := c.lookUp(cmd, s, name)
 	if err != nil {
@@ -455,7 +464,7 @@ func (c *cliState) userAdmin(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 	u, err := c.lookUp(cmd, s, args[0])
 	if err != nil {
 		return err
@@ -481,7 +490,7 @@ func (c *cliState) userDelete(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 	u, err := c.lookUp(cmd, s, args[0])
 	if err != nil {
 		return err
@@ -508,7 +517,7 @@ func (c *cliState) userList(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 	ctx, cancel := c.context(cmd)
 	defer cancel()
 	users, err := s.ListUsers(ctx)
@@ -536,7 +545,7 @@ func (c *cliState) sessionsList(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 	u, err := c.lookUp(cmd, s, args[0])
 	if err != nil {
 		return err
@@ -571,7 +580,7 @@ func (c *cliState) sessionsRevoke(cmd *cobra.Command, name, id string) error {
 	if err != nil {
 		return err
 	}
-	defer s.Pool().Close()
+	defer s.Close()
 	u, err := c.lookUp(cmd, s, name)
 	if err != nil {
 		return err
@@ -579,7 +588,7 @@ func (c *cliState) sessionsRevoke(cmd *cobra.Command, name, id string) error {
 	ctx, cancel := c.context(cmd)
 	defer cancel()
 	if id != "" {
-		ended, err := s.DeleteSessionByHandle(ctx, id, u.ID)
+		ended, err := s.DeleteUserSessionByHandle(ctx, u.ID, store.Handle(id))
 		if err != nil {
 			return err
 		}
@@ -598,7 +607,7 @@ func (c *cliState) sessionsRevoke(cmd *cobra.Command, name, id string) error {
 }
 
 // lookUp finds a user by name, regardless of case.
-func (c *cliState) lookUp(cmd *cobra.Command, s *store.Store, name string) (*store.User, error) {
+func (c *cliState) lookUp(cmd *cobra.Command, s cliOpened, name string) (*store.User, error) {
 	ctx, cancel := c.context(cmd)
 	defer cancel()
 	u, err := s.GetUserByName(ctx, name)

@@ -79,7 +79,7 @@ func cliStore(t *testing.T, url string) *store.Store {
 
 func cliSession(t *testing.T, s *store.Store, u *store.User, ua, ip string) string {
 	t.Helper()
-	token, _, err := s.CreateSession(context.Background(), store.NewSession{User: *u, Lifetime: time.Hour, UserAgent: ua, IP: ip})
+	token, _, err := s.CreateSession(context.Background(), store.SessionParams{User: *u, Lifetime: time.Hour, UserAgent: ua, IP: ip})
 	require.NoError(t, err)
 	return token
 }
@@ -196,7 +196,7 @@ func TestCommandUserAddAndList(t *testing.T) {
 		if u.IsAdmin {
 			admin = "yes"
 		}
-		assert.Equal(t, []string{u.Username, admin, u.CreatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), u.ID}, rows[i+1])
+		assert.Equal(t, []string{u.Username, admin, u.CreatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), string(u.ID)}, rows[i+1])
 	}
 	assert.Equal(t, "yes", rows[1][1], "alice is an admin")
 	assert.Equal(t, "no", rows[2][1])
@@ -456,13 +456,13 @@ func TestCommandSessionsList(t *testing.T) {
 		"an empty IP and User-Agent show as -; newest session first")
 	for _, token := range []string{t1, t2} {
 		assert.NotContains(t, r.stdout, token)
-		assert.NotContains(t, r.stdout, store.HashToken(token)[:9], "at most 8 characters of a session id")
+		assert.NotContains(t, r.stdout, string(store.HashToken(token))[:9], "at most 8 characters of a session id")
 	}
 	sessions, err := s.GetUserSessions(ctx, alice.ID)
 	require.NoError(t, err)
 	assert.Contains(t, r.stdout, sessions[0].ExpiresAt.UTC().Format("2006-01-02 15:04:05 UTC"))
 	for _, sess := range sessions {
-		assert.Contains(t, r.stdout, sess.Handle, "each session shows the ID that revoke --id takes")
+		assert.Contains(t, r.stdout, string(sess.Handle), "each session shows the ID that revoke --id takes")
 	}
 
 	r = cliDB(t, url, "", "sessions", "list", "carol")
@@ -510,7 +510,7 @@ func TestCommandSessionsRevoke(t *testing.T) {
 	var endID string
 	for _, sess := range sessions {
 		if sess.UserAgent == "end" {
-			endID = sess.Handle
+			endID = string(sess.Handle)
 		}
 	}
 	r = cliDB(t, url, "", "sessions", "revoke", "bob", "--id", endID)

@@ -200,8 +200,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("pg_session app: %w", err)
 	}
-	h.app = appIface.(*App)
-	h.store = h.app.Store()
+	return h.provision(ctx, appIface.(*App))
+}
+
+// provision sets the handler up on app; tests call it with an app of their
+// own, as Caddy's config would otherwise have to hold the app.
+func (h *Handler) provision(ctx caddy.Context, app *App) error {
+	h.logger = ctx.Logger()
+	h.app = app
+	h.store = app.Store()
+	var err error
 
 	if h.CookieName == "" {
 		h.CookieName = DefaultCookieName
@@ -614,13 +622,13 @@ func (h *Handler) token(r *http.Request) (string, bool) {
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
 // and the identity headers for an upstream.
-func (h *Handler) identify(r *http.Request, userID, username string) {
+func (h *Handler) identify(r *http.Request, userID store.UserID, username string) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		repl.Set("http.auth.user.id", userID)
+		repl.Set("http.auth.user.id", string(userID))
 		repl.Set("http.auth.user.username", username)
 	}
-	r.Header.Set(HeaderUserID, userID)
+	r.Header.Set(HeaderUserID, string(userID))
 	r.Header.Set(HeaderUsername, username)
 }
 

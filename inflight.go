@@ -22,8 +22,8 @@ var errSessionEnded = errors.New("the session ended")
 // flight is one request in progress.
 type flight struct {
 	request   *http.Request // the request passed on, whose context ends with the session
-	sessionID string
-	userID    string
+	sessionID store.SessionID
+	userID    store.UserID
 	cancel    context.CancelCauseFunc
 	ends      time.Time // when to check the session again, unless renewed
 }
@@ -34,14 +34,14 @@ type flight struct {
 type inflight struct {
 	mu      sync.Mutex
 	flights map[*flight]struct{}
-	recheck map[string]bool // sessions to look up again
+	recheck map[store.SessionID]bool // sessions to look up again
 	wake    chan struct{}
 }
 
 func newInflight() *inflight {
 	return &inflight{
 		flights: make(map[*flight]struct{}),
-		recheck: make(map[string]bool),
+		recheck: make(map[store.SessionID]bool),
 		wake:    make(chan struct{}, 1),
 	}
 }
@@ -68,15 +68,16 @@ func (f *inflight) finish(fl *flight) {
 // invalidate marks the requests whose sessions the announcement names for a
 // fresh look-up: a shortened session may still be live.
 func (f *inflight) invalidate(inv store.Invalidation) {
-	var sessions, users map[string]bool
+	var sessions map[store.SessionID]bool
+	var users map[store.UserID]bool
 	if len(inv.Sessions) > 0 {
-		sessions = make(map[string]bool, len(inv.Sessions))
+		sessions = make(map[store.SessionID]bool, len(inv.Sessions))
 		for _, id := range inv.Sessions {
 			sessions[id] = true
 		}
 	}
 	if len(inv.Users) > 0 {
-		users = make(map[string]bool, len(inv.Users))
+		users = make(map[store.UserID]bool, len(inv.Users))
 		for _, u := range inv.Users {
 			users[u] = true
 		}
@@ -99,7 +100,7 @@ func (f *inflight) invalidate(inv store.Invalidation) {
 
 // due takes the sessions to look up again: those marked, and those whose
 // end has come by now.
-func (f *inflight) due(now time.Time) []string {
+func (f *inflight) due(now time.Time) []store.SessionID {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for fl := range f.flights {
@@ -107,7 +108,7 @@ func (f *inflight) due(now time.Time) []string {
 			f.recheck[fl.sessionID] = true
 		}
 	}
-	ids := make([]string, 0, len(f.recheck))
+	ids := make([]store.SessionID, 0, len(f.recheck))
 	for id := range f.recheck {
 		ids = append(ids, id)
 	}
@@ -117,7 +118,7 @@ func (f *inflight) due(now time.Time) []string {
 
 // settle applies a look-up: an ended session's requests are cancelled, a
 // live one's are checked again when it would end next.
-func (f *inflight) settle(id string, sess *cachedSession) {
+func (f *inflight) settle(id store.SessionID, sess *cachedSession) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for fl := range f.flights {
@@ -135,7 +136,7 @@ func (f *inflight) settle(id string, sess *cachedSession) {
 // watch looks up, until ctx ends, the sessions of requests in progress
 // that were announced or whose end came, every tick or at once when woken.
 // A look-up that fails leaves the requests alone: an outage ends nobody.
-func (f *inflight) watch(ctx context.Context, tick time.Duration, lookUp func(context.Context, string) (*cachedSession, error)) {
+func (f *inflight) watch(ctx context.Context, tick time.Duration, lookUp func(context.Context, store.SessionID) (*cachedSession, error)) {
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {

@@ -38,7 +38,7 @@ type userJSON struct {
 }
 
 func toUserJSON(u store.User) userJSON {
-	return userJSON{ID: u.ID, Username: u.Username, IsAdmin: u.IsAdmin}
+	return userJSON{ID: string(u.ID), Username: u.Username, IsAdmin: u.IsAdmin}
 }
 
 // credentials is what login and register read, from JSON or a form.
@@ -306,7 +306,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 	if remember {
 		lifetime = h.rememberFor
 	}
-	token, _, err := h.store.CreateSession(r.Context(), store.NewSession{
+	token, _, err := h.store.CreateSession(r.Context(), store.SessionParams{
 		User:        *user,
 		Lifetime:    lifetime,
 		IdleTimeout: time.Duration(h.IdleTimeout),

@@ -31,8 +31,8 @@ const DefaultCacheSize = 10_000
 // stretch a session.
 type cachedSession struct {
 	key         sessionKey
-	id          string // the token's hash as the store names it
-	userID      string
+	id          store.SessionID
+	userID      store.UserID
 	username    string
 	isAdmin     bool
 	expires     time.Time
@@ -47,7 +47,7 @@ type sessionKey [sha256.Size]byte
 
 func keyOf(token string) sessionKey { return sha256.Sum256([]byte(token)) }
 
-func keyOfID(id string) (sessionKey, bool) {
+func keyOfID(id store.SessionID) (sessionKey, bool) {
 	var k sessionKey
 	n, err := hex.Decode(k[:], []byte(id))
 	return k, err == nil && n == len(k)
@@ -183,7 +183,7 @@ func (c *sessionCache) invalidate(inv store.Invalidation) {
 		}
 	}
 	if len(inv.Users) > 0 {
-		users := make(map[string]bool, len(inv.Users))
+		users := make(map[store.UserID]bool, len(inv.Users))
 		for _, u := range inv.Users {
 			users[u] = true
 		}

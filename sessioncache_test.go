@@ -13,7 +13,7 @@ import (
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
-func testSession(token, userID string, now time.Time) *cachedSession {
+func testSession(token string, userID store.UserID, now time.Time) *cachedSession {
 	key := keyOf(token)
 	return &cachedSession{key: key, id: store.HashToken(token), userID: userID, username: "u",
 		expires: now.Add(time.Hour), lastSeen: now, confirmed: now}
@@ -28,7 +28,7 @@ func TestCacheNeverKeepsWhatWasInvalidatedDuringItsLookup(t *testing.T) {
 	s := testSession("token-a", "user-1", now)
 
 	epoch := c.epoch.Load() // a lookup starts
-	c.invalidate(store.Invalidation{Sessions: []string{s.id}})
+	c.invalidate(store.Invalidation{Sessions: []store.SessionID{s.id}})
 	c.put(s, epoch) // and ends after the invalidation
 	_, ok := c.get(s.key)
 	assert.False(t, ok, "kept after an invalidation that came during its lookup")
@@ -50,11 +50,11 @@ func TestCacheNeverKeepsWhatWasInvalidatedDuringItsLookup(t *testing.T) {
 	}
 	wg.Go(func() {
 		for range 1000 {
-			c.invalidate(store.Invalidation{Users: []string{"user-1"}})
+			c.invalidate(store.Invalidation{Users: []store.UserID{"user-1"}})
 		}
 	})
 	wg.Wait()
-	c.invalidate(store.Invalidation{Users: []string{"user-1"}})
+	c.invalidate(store.Invalidation{Users: []store.UserID{"user-1"}})
 	_, ok = c.get(s.key)
 	assert.False(t, ok)
 }
@@ -66,7 +66,7 @@ func TestCacheInvalidationsByUserAndAll(t *testing.T) {
 	for _, s := range []*cachedSession{a1, a2, b} {
 		c.put(s, c.epoch.Load())
 	}
-	c.invalidate(store.Invalidation{Users: []string{"alice"}})
+	c.invalidate(store.Invalidation{Users: []store.UserID{"alice"}})
 	for _, s := range []*cachedSession{a1, a2} {
 		_, ok := c.get(s.key)
 		assert.False(t, ok)
@@ -128,14 +128,14 @@ func TestRequestsInProgressEndWithTheirSession(t *testing.T) {
 	defer f.finish(fl)
 
 	assert.Empty(t, f.due(now), "nothing to look at yet")
-	f.invalidate(store.Invalidation{Users: []string{"bob"}})
+	f.invalidate(store.Invalidation{Users: []store.UserID{"bob"}})
 	assert.Empty(t, f.due(now), "another user's change")
-	f.invalidate(store.Invalidation{Users: []string{"alice"}})
-	assert.Equal(t, []string{s.id}, f.due(now))
+	f.invalidate(store.Invalidation{Users: []store.UserID{"alice"}})
+	assert.Equal(t, []store.SessionID{s.id}, f.due(now))
 	f.settle(s.id, s) // still live
 	require.NoError(t, r.Context().Err())
 
-	assert.Equal(t, []string{s.id}, f.due(now.Add(2*time.Minute)), "its end came")
+	assert.Equal(t, []store.SessionID{s.id}, f.due(now.Add(2*time.Minute)), "its end came")
 	f.settle(s.id, nil)
 	assert.ErrorIs(t, context.Cause(r.Context()), errSessionEnded)
 

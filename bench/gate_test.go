@@ -55,7 +55,7 @@ func BenchmarkGate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour})
+	token, _, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +75,7 @@ http://127.0.0.1:%d {
 	pg_session
 	respond "hello" 200
 }
-`, s.Pool().Config().ConnString(), open, gated)
+`, pool.Config().ConnString(), open, gated)
 	caddytest.Start(b, bin, caddyfile, fmt.Sprintf("http://127.0.0.1:%d/", open), 0)
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -146,11 +146,11 @@ func TestCleanupJobDeletesExpiredSessionsAndLogsIt(t *testing.T) {
 	db := newDatabase(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
 	for range 3 {
-		_, _, err := db.store.CreateSession(context.Background(), store.NewSession{User: *alice, Lifetime: time.Hour})
+		_, _, err := db.store.CreateSession(context.Background(), store.SessionParams{User: *alice, Lifetime: time.Hour})
 		require.NoError(t, err)
 	}
 	db.exec(t, `UPDATE pgsession.sessions SET expires_at = now() - interval '1 hour'`)
-	live, _, err := db.store.CreateSession(context.Background(), store.NewSession{User: *alice, Lifetime: time.Hour})
+	live, _, err := db.store.CreateSession(context.Background(), store.SessionParams{User: *alice, Lifetime: time.Hour})
 	require.NoError(t, err)
 
 	c := startCaddy(t, site{DatabaseURL: db.url, CleanupInterval: "1s"})
@@ -173,7 +173,7 @@ func TestAccessLogNamesTheUser(t *testing.T) {
 	b.login(c, "alice", "correct horse battery")
 	b.get(c.url("/report"))
 	require.Eventually(t, func() bool {
-		return strings.Contains(c.logs(), `"user_id":"`+alice.ID+`"`)
+		return strings.Contains(c.logs(), `"user_id":"`+string(alice.ID)+`"`)
 	}, 10*time.Second, 50*time.Millisecond, "Caddy's access log shows user_id")
 }
 

@@ -63,7 +63,7 @@ func TestLoginWithJSONThenMeThenLogout(t *testing.T) {
 
 	resp := b.postJSON(c.url("/api/auth/login"), map[string]string{"username": "alice", "password": "correct horse battery"})
 	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
-	assert.Equal(t, alice.ID, resp.json(t)["id"])
+	assert.Equal(t, string(alice.ID), resp.json(t)["id"])
 	assert.Equal(t, "alice", resp.json(t)["username"])
 	setCookie := resp.Header.Get("Set-Cookie")
 	for _, attr := range []string{"session=", "Path=/", "HttpOnly", "SameSite=Lax"} {

@@ -114,9 +114,9 @@ func quickUser(t *testing.T, db *database, name, password string, isAdmin bool) 
 // value and the session's public handle.
 func sessionInDB(t *testing.T, db *database, u *store.User) (token, handle string) {
 	t.Helper()
-	token, sess, err := db.store.CreateSession(context.Background(), store.NewSession{User: *u, Lifetime: time.Hour, IP: "127.0.0.1"})
+	token, sess, err := db.store.CreateSession(context.Background(), store.SessionParams{User: *u, Lifetime: time.Hour, IP: "127.0.0.1"})
 	require.NoError(t, err)
-	return token, sess.Handle
+	return token, string(sess.Handle)
 }
 
 func sessionCookie(token string) string { return "session=" + token }

@@ -39,7 +39,7 @@ func BenchmarkCreateSession(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, UserAgent: "bench"}); err != nil {
+			if _, _, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour, UserAgent: "bench"}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -27,7 +27,7 @@ func TestSessionFromACheckBeforeAPasswordChangeIsRefused(t *testing.T) {
 	_, err = s.ChangePassword(ctx, verified.ID, "a brand new password", "")
 	require.NoError(t, err)
 
-	_, _, err = s.CreateSession(ctx, store.NewSession{User: *verified, Lifetime: time.Hour})
+	_, _, err = s.CreateSession(ctx, store.SessionParams{User: *verified, Lifetime: time.Hour})
 	assert.ErrorIs(t, err, store.ErrCredentialsChanged)
 	assert.Zero(t, count(t, s, `SELECT count(*) FROM pgsession.sessions`))
 }
@@ -47,7 +47,7 @@ func TestSessionInsertedDuringAPasswordChangeDiesWithTheOldPassword(t *testing.T
 		credential_version = credential_version + 1 WHERE id = $1`, alice.ID)
 	require.NoError(t, err)
 
-	token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour})
+	token, _, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour})
 	require.NoError(t, err, "the uncommitted change is not visible to the insert")
 	sess, err := s.GetSession(ctx, token)
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func TestPasswordChangeKeepsTheSessionItWasMadeFrom(t *testing.T) {
 
 	relogin, err := s.VerifyPassword(ctx, "alice", "a brand new password")
 	require.NoError(t, err)
-	_, _, err = s.CreateSession(ctx, store.NewSession{User: *relogin, Lifetime: time.Hour})
+	_, _, err = s.CreateSession(ctx, store.SessionParams{User: *relogin, Lifetime: time.Hour})
 	assert.NoError(t, err, "a login with the new password works")
 }
 
@@ -90,7 +90,7 @@ func TestSessionForADeletedUserIsRefused(t *testing.T) {
 	verified, err := s.VerifyPassword(ctx, "alice", "correct horse battery")
 	require.NoError(t, err)
 	require.NoError(t, s.DeleteUser(ctx, "alice"))
-	_, _, err = s.CreateSession(ctx, store.NewSession{User: *verified, Lifetime: time.Hour})
+	_, _, err = s.CreateSession(ctx, store.SessionParams{User: *verified, Lifetime: time.Hour})
 	assert.ErrorIs(t, err, store.ErrUserNotFound)
 }
 
@@ -190,7 +190,7 @@ func TestUsernamesFromBeforeTheProfile(t *testing.T) {
 // timing does not reveal which names are imported accounts.
 func TestWrongPasswordForABcryptUserTakesAsLongAsAnUnknownUser(t *testing.T) {
 	ctx := context.Background()
-	s := newStore(t, store.Options{})
+	s := newStore(t, store.Options{Argon2: store.DefaultArgon2})
 	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse battery"), bcrypt.MinCost)
 	require.NoError(t, err)
 	_, err = s.CreateUserWithHash(ctx, "imported", string(hash), false)

@@ -15,7 +15,7 @@ func TestIdleSessionEndsBeforeItsLifetime(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, store.Options{})
 	alice := newUser(t, s, "alice")
-	token, created, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
+	token, created, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
 	require.NoError(t, err)
 	require.NotNil(t, created.IdleExpiresAt)
 	assert.WithinDuration(t, created.CreatedAt.Add(10*time.Minute), *created.IdleExpiresAt, time.Second)
@@ -39,7 +39,7 @@ func TestTouchSessionWritesAtMostOncePerInterval(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, store.Options{})
 	alice := newUser(t, s, "alice")
-	token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
+	token, _, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour, IdleTimeout: 10 * time.Minute})
 	require.NoError(t, err)
 	id := store.HashToken(token)
 
@@ -74,7 +74,7 @@ func TestMaxSessionsPerUserEndsTheLeastRecentlyUsed(t *testing.T) {
 	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
 	bobs := login(t, s, bob)
 	create := func() string {
-		token, _, err := s.CreateSession(ctx, store.NewSession{User: *alice, Lifetime: time.Hour, MaxPerUser: 2})
+		token, _, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour, MaxPerUser: 2})
 		require.NoError(t, err)
 		return token
 	}
@@ -101,27 +101,27 @@ func TestSessionHandles(t *testing.T) {
 	require.Len(t, sessions, 2)
 	for _, sess := range sessions {
 		assert.Len(t, sess.Handle, 36)
-		assert.NotEqual(t, sess.ID, sess.Handle)
-		assert.NotContains(t, []string{a1, a2, store.HashToken(a1), store.HashToken(a2)}, sess.Handle)
+		assert.NotEqual(t, string(sess.ID), string(sess.Handle))
+		assert.NotContains(t, []string{a1, a2, string(store.HashToken(a1)), string(store.HashToken(a2))}, string(sess.Handle))
 	}
 	handle := sessions[0].Handle
 
-	ended, err := s.DeleteSessionByHandle(ctx, handle, bob.ID)
+	ended, err := s.DeleteUserSessionByHandle(ctx, bob.ID, handle)
 	require.NoError(t, err)
 	assert.False(t, ended, "bob cannot end alice's session")
-	ended, err = s.DeleteSessionByHandle(ctx, handle, alice.ID)
+	ended, err = s.DeleteUserSessionByHandle(ctx, alice.ID, handle)
 	require.NoError(t, err)
 	assert.True(t, ended)
-	ended, err = s.DeleteSessionByHandle(ctx, "not-a-handle", "")
+	ended, err = s.DeleteSessionByHandle(ctx, "not-a-handle")
 	require.NoError(t, err)
 	assert.False(t, ended)
 
 	remaining, err := s.GetUserSessions(ctx, alice.ID)
 	require.NoError(t, err)
 	require.Len(t, remaining, 1)
-	ended, err = s.DeleteSessionByHandle(ctx, remaining[0].Handle, "")
+	ended, err = s.DeleteSessionByHandle(ctx, remaining[0].Handle)
 	require.NoError(t, err)
-	assert.True(t, ended, "an admin (no user given) can end any session")
+	assert.True(t, ended, "an admin can end any session")
 
 	c1, c2 := login(t, s, alice), login(t, s, alice)
 	n, err := s.DeleteOtherSessions(ctx, alice.ID, c1)

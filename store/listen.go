@@ -22,10 +22,10 @@ type Invalidation struct {
 	// TRUNCATE, or a (re)connection after which missed notifications cannot
 	// be known.
 	All bool
-	// Sessions are ids (token hashes) of sessions that ended or were shortened.
-	Sessions []string
-	// Users are ids of users deleted or changed: all their sessions.
-	Users []string
+	// Sessions ended or were shortened.
+	Sessions []SessionID
+	// Users were deleted or changed: all their sessions.
+	Users []UserID
 }
 
 // ParseInvalidation reads a notification payload; ok is false for one that
@@ -35,11 +35,20 @@ func ParseInvalidation(payload string) (inv Invalidation, ok bool) {
 	case payload == "*":
 		return Invalidation{All: true}, true
 	case strings.HasPrefix(payload, "s:"):
-		return Invalidation{Sessions: strings.Split(payload[2:], ",")}, true
+		return Invalidation{Sessions: splitIDs[SessionID](payload[2:])}, true
 	case strings.HasPrefix(payload, "u:"):
-		return Invalidation{Users: strings.Split(payload[2:], ",")}, true
+		return Invalidation{Users: splitIDs[UserID](payload[2:])}, true
 	}
 	return Invalidation{}, false
+}
+
+func splitIDs[ID ~string](list string) []ID {
+	parts := strings.Split(list, ",")
+	ids := make([]ID, len(parts))
+	for i, p := range parts {
+		ids[i] = ID(p)
+	}
+	return ids
 }
 
 // ErrNoEcho means the listening connection works, but a notification it

@@ -132,7 +132,7 @@ func TestChangesThatEndSessionsAreAnnounced(t *testing.T) {
 	marker := login(t, s, carol)
 	require.NoError(t, s.DeleteSession(ctx, marker))
 	h.waitFor(t, "the marker", sessionGone(marker))
-	assert.Equal(t, []store.Invalidation{{Sessions: []string{store.HashToken(marker)}}}, h.all(),
+	assert.Equal(t, []store.Invalidation{{Sessions: []store.SessionID{store.HashToken(marker)}}}, h.all(),
 		"the renewal and the cleanup of 300 expired sessions announced nothing")
 }
 

@@ -7,45 +7,67 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 )
 
-// argon2Params are argon2id's cost settings as the PHC string records them.
-type argon2Params struct {
-	memory  uint32 // KiB
-	time    uint32
-	threads uint8
-	keyLen  uint32
+// Argon2Params are the cost of an argon2id hash, as its PHC string records it.
+type Argon2Params struct {
+	// Memory is in KiB.
+	Memory uint32
+	// Passes is argon2's time cost.
+	Passes uint32
 }
 
-// defaultArgon2 is OWASP's first recommended argon2id setting (19 MiB,
-// two passes, one lane): it costs an attacker as much as the 46 MiB setting
+// DefaultArgon2 is OWASP's first recommended argon2id setting (19 MiB, two
+// passes, one lane): it costs an attacker as much as the 46 MiB setting
 // while using less than half the memory per login on the server.
-var defaultArgon2 = argon2Params{memory: 19 * 1024, time: 2, threads: 1, keyLen: 32}
+var DefaultArgon2 = Argon2Params{Memory: 19 * 1024, Passes: 2}
 
-const argon2SaltLength = 16
+// argon2Lanes and argon2KeyLength are fixed: one lane keeps a login on one
+// core, and 32 bytes is the key length every argon2id guide uses.
+const (
+	argon2Lanes      = 1
+	argon2KeyLength  = 32
+	argon2SaltLength = 16
+)
 
-// HashPassword returns an argon2id hash of password in PHC string format,
-// e.g. $argon2id$v=19$m=19456,t=2,p=1$salt$key.
-func HashPassword(password string) (string, error) {
+func (p Argon2Params) validate() error {
+	if p.Memory < 8 || p.Memory > maxArgon2Memory || p.Passes < 1 || p.Passes > maxArgon2Time {
+		return fmt.Errorf("argon2id cost out of range: memory %d KiB (8 to %d), passes %d (1 to %d)",
+			p.Memory, maxArgon2Memory, p.Passes, maxArgon2Time)
+	}
+	return nil
+}
+
+// hash returns an argon2id hash of password at cost p, in PHC string format.
+func (p Argon2Params) hash(password string) (string, error) {
 	salt := make([]byte, argon2SaltLength)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("generating salt: %w", err)
 	}
-	p := defaultArgon2
-	key := argon2.IDKey([]byte(password), salt, p.time, p.memory, p.threads, p.keyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
+	key := argon2.IDKey([]byte(password), salt, p.Passes, p.Memory, argon2Lanes, argon2KeyLength)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Passes, argon2Lanes,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// HashPassword returns an argon2id hash of password at DefaultArgon2's cost,
+// in PHC string format, e.g. $argon2id$v=19$m=19456,t=2,p=1$salt$key.
+func HashPassword(password string) (string, error) {
+	return DefaultArgon2.hash(password)
 }
 
 // ComparePassword reports whether password matches hash, an argon2id PHC
 // string or a bcrypt hash (as Caddy's basic_auth and htpasswd files hold).
-// needsRehash is true when the hash is bcrypt or weaker than today's
-// argon2id setting, so a caller can upgrade it after a successful login.
+// needsRehash is true when the hash is bcrypt or costs less than
+// DefaultArgon2, so a caller can upgrade it after a successful login.
 func ComparePassword(hash, password string) (ok, needsRehash bool, err error) {
+	return comparePassword(hash, password, DefaultArgon2)
+}
+
+// comparePassword is ComparePassword against the cost target.
+func comparePassword(hash, password string, target Argon2Params) (ok, needsRehash bool, err error) {
 	switch {
 	case strings.HasPrefix(hash, "$argon2id$"):
 		p, salt, key, err := decodeArgon2id(hash)
@@ -54,7 +76,7 @@ func ComparePassword(hash, password string) (ok, needsRehash bool, err error) {
 		}
 		got := argon2.IDKey([]byte(password), salt, p.time, p.memory, p.threads, p.keyLen)
 		ok := subtle.ConstantTimeCompare(got, key) == 1
-		return ok, p.memory < defaultArgon2.memory || p.time < defaultArgon2.time, nil
+		return ok, p.memory < target.Memory || p.time < target.Passes, nil
 	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
 		err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
 		switch {
@@ -68,6 +90,14 @@ func ComparePassword(hash, password string) (ok, needsRehash bool, err error) {
 	default:
 		return false, false, errors.New("password hash is neither argon2id nor bcrypt")
 	}
+}
+
+// argon2Params are the parameters a stored argon2id hash was made with.
+type argon2Params struct {
+	memory  uint32 // KiB
+	time    uint32
+	threads uint8
+	keyLen  uint32
 }
 
 // CheckPasswordHash reports whether hash is a password hash this package can verify.
@@ -119,13 +149,3 @@ func decodeArgon2id(hash string) (p argon2Params, salt, key []byte, err error) {
 	p.keyLen = uint32(len(key))
 	return p, salt, key, nil
 }
-
-// fakeHash is compared against when a login names an unknown user, so that
-// answer takes as long as a wrong password and does not reveal which names exist.
-var fakeHash = sync.OnceValue(func() string {
-	h, err := HashPassword("caddy-pgsession timing defence")
-	if err != nil {
-		panic(err)
-	}
-	return h
-})

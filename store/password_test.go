@@ -69,7 +69,7 @@ func TestTokenShape(t *testing.T) {
 	assert.Len(t, tok, 43)
 	assert.True(t, ValidToken(tok))
 	assert.Len(t, HashToken(tok), 64)
-	assert.Equal(t, strings.ToLower(HashToken(tok)), HashToken(tok))
+	assert.Equal(t, strings.ToLower(string(HashToken(tok))), string(HashToken(tok)))
 }
 
 func TestTrimUTF8(t *testing.T) {

@@ -10,20 +10,24 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // MaxUserAgentLength caps what is kept of a User-Agent header; enough to
 // recognise a device, too little to fill the table with junk.
 const MaxUserAgentLength = 256
 
+// SessionID names a session as the database does: the lowercase hex
+// SHA-256 of its token (see HashToken), never the token itself.
+type SessionID string
+
+// Handle names a session to users and admins: a UUID that, unlike the
+// SessionID, reveals nothing about the token.
+type Handle string
+
 // Session is one login of one user.
 type Session struct {
-	// ID is the hex SHA-256 of the session's token, never the token itself.
-	ID string
-	// Handle names the session to users and admins (a UUID); unlike ID it
-	// reveals nothing about the token.
-	Handle string
+	ID     SessionID
+	Handle Handle
 	User   User
 	// ExpiresAt is the absolute end of the session.
 	ExpiresAt time.Time
@@ -40,8 +44,8 @@ type Session struct {
 	CheckedAt time.Time
 }
 
-// NewSession describes a session to create.
-type NewSession struct {
+// SessionParams describe a session to create.
+type SessionParams struct {
 	// User is who logs in, as read when their password was verified: the
 	// session is created only if the user's credentials have not changed
 	// since (User.CredentialVersion), so a password change that commits
@@ -52,51 +56,51 @@ type NewSession struct {
 	// IdleTimeout, when positive, ends the session after that long without use.
 	IdleTimeout time.Duration
 	// MaxPerUser, when positive, caps the user's sessions: creating one more
-	// ends their least recently used sessions.
+	// ends their least recently used sessiop.
 	MaxPerUser int
-	// UserAgent and IP describe the device, for a user looking at their sessions.
+	// UserAgent and IP describe the device, for a user looking at their sessiop.
 	UserAgent string
 	IP        string
 }
 
 // CreateSession starts a session and returns its token, which exists only in
 // the return value: the database keeps its hash. It returns
-// ErrCredentialsChanged when the user's password was set after ns.User was
+// ErrCredentialsChanged when the user's password was set after p.User was
 // read, and ErrUserNotFound when the user is gone.
-func (s *Store) CreateSession(ctx context.Context, ns NewSession) (string, *Session, error) {
-	if ns.Lifetime <= 0 {
+func (s *Store) CreateSession(ctx context.Context, p SessionParams) (string, *Session, error) {
+	if p.Lifetime <= 0 {
 		return "", nil, errors.New("creating session: lifetime must be positive")
 	}
-	if !validUUID(ns.User.ID) {
+	if !validUUID(string(p.User.ID)) {
 		return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
 	}
 	var idle *int32
-	if ns.IdleTimeout > 0 {
-		secs := int32(min(max(ns.IdleTimeout.Round(time.Second), time.Second), time.Duration(math.MaxInt32)*time.Second) / time.Second)
+	if p.IdleTimeout > 0 {
+		secs := int32(min(max(p.IdleTimeout.Round(time.Second), time.Second), time.Duration(math.MaxInt32)*time.Second) / time.Second)
 		idle = &secs
 	}
 	token := newToken()
-	args := []any{HashToken(token), ns.User.ID, ns.Lifetime.Seconds(),
-		trimUTF8(ns.UserAgent, MaxUserAgentLength), trimUTF8(ns.IP, 64), idle, ns.User.CredentialVersion}
+	args := []any{string(HashToken(token)), string(p.User.ID), p.Lifetime.Seconds(),
+		trimUTF8(p.UserAgent, MaxUserAgentLength), trimUTF8(p.IP, 64), idle, p.User.CredentialVersion}
 	var sess *Session
 	var err error
-	if ns.MaxPerUser <= 0 {
+	if p.MaxPerUser <= 0 {
 		// One statement, one round trip: the common case pays for no transaction.
-		sess, err = scanSession(s.pool.QueryRow(ctx, s.q.createSession, args...))
+		sess, err = collectSession(s.pool.Query(ctx, s.q.createSession, args...))
 	} else {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var err error
-			if sess, err = scanSession(tx.QueryRow(ctx, s.q.createSession, args...)); err != nil {
+			if sess, err = collectSession(tx.Query(ctx, s.q.createSession, args...)); err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, s.q.trimSessions, ns.User.ID, ns.MaxPerUser)
+			_, err = tx.Exec(ctx, s.q.trimSessions, string(p.User.ID), p.MaxPerUser)
 			return err
 		})
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The user is gone or their credentials moved on; which one is
 		// asked only now, off the common path.
-		if _, lookupErr := s.GetUser(ctx, ns.User.ID); errors.Is(lookupErr, ErrUserNotFound) {
+		if _, lookupErr := s.GetUser(ctx, p.User.ID); errors.Is(lookupErr, ErrUserNotFound) {
 			return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
 		}
 		return "", nil, fmt.Errorf("creating session: %w", ErrCredentialsChanged)
@@ -117,7 +121,14 @@ func (s *Store) GetSession(ctx context.Context, token string) (*Session, error) 
 	if !ValidToken(token) {
 		return nil, nil
 	}
-	sess, err := scanSession(s.pool.QueryRow(ctx, s.q.getSession, HashToken(token)))
+	return s.GetSessionByID(ctx, HashToken(token))
+}
+
+// GetSessionByID returns the live session named id; like GetSession, (nil,
+// nil) when there is none. It serves a server that must check again a
+// session it already knows, without the token.
+func (s *Store) GetSessionByID(ctx context.Context, id SessionID) (*Session, error) {
+	sess, err := collectSession(s.pool.Query(ctx, s.q.getSession, string(id)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -127,49 +138,40 @@ func (s *Store) GetSession(ctx context.Context, token string) (*Session, error) 
 	return sess, nil
 }
 
-// GetSessionByID returns the live session whose id (the token's hash,
-// Session.ID) is id; nil with a nil error when there is none. It serves a
-// server that must check again a session it already knows, without the token.
-func (s *Store) GetSessionByID(ctx context.Context, id string) (*Session, error) {
-	sess, err := scanSession(s.pool.QueryRow(ctx, s.q.getSession, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("looking up session: %w", err)
-	}
-	return sess, nil
-}
-
-// TouchSession records that the session of id (its hash, Session.ID) was
-// used now and pushes back its idle expiry, but writes only when the last
-// record is older than minAge: at most one write per minAge, whatever the
-// traffic and however many servers share the database. It reports whether
-// it wrote.
-func (s *Store) TouchSession(ctx context.Context, id string, minAge time.Duration) (bool, error) {
-	tag, err := s.pool.Exec(ctx, s.q.touchSession, id, minAge.Seconds())
+// TouchSession records that the session id was used now and pushes back its
+// idle expiry, but writes only when the last record is older than minAge: at
+// most one write per minAge, whatever the traffic and however many servers
+// share the database. It reports whether it wrote; a session that is gone
+// or expired is not written, and is no error.
+func (s *Store) TouchSession(ctx context.Context, id SessionID, minAge time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, s.q.touchSession, string(id), minAge.Seconds())
 	if err != nil {
 		return false, fmt.Errorf("renewing session: %w", err)
 	}
 	return tag.RowsAffected() > 0, nil
 }
 
-// DeleteSessionByHandle ends the session with that handle. With a userID it
-// ends it only if it belongs to that user, so a user can end only their own.
-// It reports whether a session was ended.
-func (s *Store) DeleteSessionByHandle(ctx context.Context, handle, userID string) (bool, error) {
-	if !validUUID(handle) {
+// DeleteSessionByHandle ends the session with that handle, whoever's it is,
+// for an admin; it reports whether there was one.
+func (s *Store) DeleteSessionByHandle(ctx context.Context, handle Handle) (bool, error) {
+	if !validUUID(string(handle)) {
 		return false, nil
 	}
-	var tag pgconn.CommandTag
-	var err error
-	if userID == "" {
-		tag, err = s.pool.Exec(ctx, s.q.deleteSessionByHandle, handle)
-	} else if validUUID(userID) {
-		tag, err = s.pool.Exec(ctx, s.q.deleteSessionByHandleOfUser, handle, userID)
-	} else {
+	tag, err := s.pool.Exec(ctx, s.q.deleteSessionByHandle, string(handle))
+	if err != nil {
+		return false, fmt.Errorf("deleting session: %w", err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// DeleteUserSessionByHandle ends the session with that handle only if it is
+// userID's, so users can end their own sessions and no one else's; it
+// reports whether there was one.
+func (s *Store) DeleteUserSessionByHandle(ctx context.Context, userID UserID, handle Handle) (bool, error) {
+	if !validUUID(string(handle)) || !validUUID(string(userID)) {
 		return false, nil
 	}
+	tag, err := s.pool.Exec(ctx, s.q.deleteSessionByHandleOfUser, string(handle), string(userID))
 	if err != nil {
 		return false, fmt.Errorf("deleting session: %w", err)
 	}
@@ -178,11 +180,11 @@ func (s *Store) DeleteSessionByHandle(ctx context.Context, handle, userID string
 
 // DeleteOtherSessions ends every session of a user except the one of
 // keepToken, and returns how many it ended.
-func (s *Store) DeleteOtherSessions(ctx context.Context, userID, keepToken string) (int64, error) {
-	if !validUUID(userID) {
+func (s *Store) DeleteOtherSessions(ctx context.Context, userID UserID, keepToken string) (int64, error) {
+	if !validUUID(string(userID)) {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, s.q.deleteOtherSessions, userID, HashToken(keepToken))
+	tag, err := s.pool.Exec(ctx, s.q.deleteOtherSessions, string(userID), string(HashToken(keepToken)))
 	if err != nil {
 		return 0, fmt.Errorf("deleting other sessions: %w", err)
 	}
@@ -194,44 +196,42 @@ func (s *Store) DeleteSession(ctx context.Context, token string) error {
 	if !ValidToken(token) {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, s.q.deleteSession, HashToken(token)); err != nil {
+	if _, err := s.pool.Exec(ctx, s.q.deleteSession, string(HashToken(token))); err != nil {
 		return fmt.Errorf("deleting session: %w", err)
 	}
 	return nil
 }
 
-// DeleteUserSessions ends every session of a user and returns how many there were.
-func (s *Store) DeleteUserSessions(ctx context.Context, userID string) (int64, error) {
-	if !validUUID(userID) {
+// DeleteUserSessions ends every session of a user and returns how many there
+// were; an unknown user has none.
+func (s *Store) DeleteUserSessions(ctx context.Context, userID UserID) (int64, error) {
+	if !validUUID(string(userID)) {
 		return 0, nil
 	}
-	tag, err := s.pool.Exec(ctx, s.q.deleteUserSessions, userID)
+	tag, err := s.pool.Exec(ctx, s.q.deleteUserSessions, string(userID))
 	if err != nil {
 		return 0, fmt.Errorf("deleting sessions of user: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-// GetUserSessions lists a user's live sessions, most recently used first.
-func (s *Store) GetUserSessions(ctx context.Context, userID string) ([]Session, error) {
-	if !validUUID(userID) {
+// GetUserSessions lists a user's live sessions, most recently used first;
+// an unknown user has none.
+func (s *Store) GetUserSessions(ctx context.Context, userID UserID) ([]Session, error) {
+	if !validUUID(string(userID)) {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.q.getUserSessions, userID)
+	rows, err := s.pool.Query(ctx, s.q.getUserSessions, string(userID))
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions of user: %w", err)
 	}
-	defer rows.Close()
-	var out []Session
-	for rows.Next() {
-		sess, err := scanSession(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing sessions of user: %w", err)
-		}
-		out = append(out, *sess)
-	}
-	if err := rows.Err(); err != nil {
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByName[sessionRow])
+	if err != nil {
 		return nil, fmt.Errorf("listing sessions of user: %w", err)
+	}
+	out := make([]Session, len(found))
+	for i, row := range found {
+		out[i] = row.session()
 	}
 	return out, nil
 }
@@ -256,18 +256,51 @@ func (s *Store) CleanupExpiredSessions(ctx context.Context) (int64, error) {
 	}
 }
 
-func scanSession(row pgx.Row) (*Session, error) {
-	var sess Session
-	var idleSeconds *int32
-	err := row.Scan(&sess.ID, &sess.Handle, &sess.ExpiresAt, &sess.IdleExpiresAt, &idleSeconds, &sess.CreatedAt, &sess.LastSeenAt,
-		&sess.UserAgent, &sess.IP, &sess.User.ID, &sess.User.Username, &sess.User.IsAdmin, &sess.User.CreatedAt,
-		&sess.User.UpdatedAt, &sess.User.CredentialVersion, &sess.CheckedAt)
+// sessionRow is a session joined with its user, as sessionColumns name
+// the columns.
+type sessionRow struct {
+	ID                 SessionID  `db:"id"`
+	Handle             Handle     `db:"handle"`
+	ExpiresAt          time.Time  `db:"expires_at"`
+	IdleExpiresAt      *time.Time `db:"idle_expires_at"`
+	IdleTimeoutSeconds *int32     `db:"idle_timeout_seconds"`
+	CreatedAt          time.Time  `db:"created_at"`
+	LastSeenAt         time.Time  `db:"last_seen_at"`
+	UserAgent          string     `db:"user_agent"`
+	IP                 string     `db:"ip"`
+	UserID             UserID     `db:"user_id"`
+	Username           string     `db:"username"`
+	IsAdmin            bool       `db:"is_admin"`
+	UserCreatedAt      time.Time  `db:"user_created_at"`
+	UserUpdatedAt      time.Time  `db:"user_updated_at"`
+	CredentialVersion  int64      `db:"credential_version"`
+	CheckedAt          time.Time  `db:"checked_at"`
+}
+
+func (r sessionRow) session() Session {
+	sess := Session{
+		ID: r.ID, Handle: r.Handle, ExpiresAt: r.ExpiresAt, IdleExpiresAt: r.IdleExpiresAt,
+		CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, UserAgent: r.UserAgent, IP: r.IP, CheckedAt: r.CheckedAt,
+		User: User{ID: r.UserID, Username: r.Username, IsAdmin: r.IsAdmin, CreatedAt: r.UserCreatedAt,
+			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion},
+	}
+	if r.IdleTimeoutSeconds != nil {
+		sess.IdleTimeout = time.Duration(*r.IdleTimeoutSeconds) * time.Second
+	}
+	return sess
+}
+
+// collectSession reads the one session a query returns, by column name;
+// pgx.ErrNoRows when there is none.
+func collectSession(rows pgx.Rows, err error) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if idleSeconds != nil {
-		sess.IdleTimeout = time.Duration(*idleSeconds) * time.Second
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[sessionRow])
+	if err != nil {
+		return nil, err
 	}
+	sess := row.session()
 	return &sess, nil
 }
 

@@ -1,7 +1,3 @@
-// Package store keeps caddy-pgsession's users and sessions in PostgreSQL.
-//
-// It knows nothing of HTTP or Caddy: the plugin, the CLI and the tests all
-// use the same few operations on a pgx pool.
 package store
 
 import (
@@ -54,6 +50,11 @@ type Options struct {
 	// HashWait is how long a password check waits for its turn before
 	// ErrBusy. Default: 2s.
 	HashWait time.Duration
+	// Argon2 is the cost of new password hashes, and of the fake hash an
+	// unknown user is checked against; a stored hash of lower cost is
+	// upgraded at its user's next login. Default: DefaultArgon2, OWASP's
+	// first recommended setting. Tests use a cheap one.
+	Argon2 Argon2Params
 }
 
 // Store is the PostgreSQL session and user store. It is safe for concurrent use.
@@ -64,6 +65,8 @@ type Store struct {
 	q         queries
 	hashSlots chan struct{}
 	hashWait  time.Duration
+	argon2    Argon2Params
+	fakeHash  func() string // of a password nobody has, at argon2's cost
 	timing    checkTiming
 	calibrate sync.Once
 }
@@ -89,6 +92,13 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if opts.HashWait <= 0 {
 		opts.HashWait = 2 * time.Second
 	}
+	if opts.Argon2 == (Argon2Params{}) {
+		opts.Argon2 = DefaultArgon2
+	}
+	if err := opts.Argon2.validate(); err != nil {
+		return nil, err
+	}
+	params := opts.Argon2
 	return &Store{
 		pool:      pool,
 		schema:    opts.Schema,
@@ -96,6 +106,14 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		q:         newQueries(opts.Schema),
 		hashSlots: make(chan struct{}, opts.MaxConcurrentHashes),
 		hashWait:  opts.HashWait,
+		argon2:    params,
+		fakeHash: sync.OnceValue(func() string {
+			h, err := params.hash("caddy-pgsession timing defence")
+			if err != nil {
+				panic(err) // only crypto/rand failing, which crashes the program anyway
+			}
+			return h
+		}),
 	}, nil
 }
 
@@ -121,9 +139,6 @@ func (s *Store) hashSlot(ctx context.Context) (func(), error) {
 
 // Schema returns the PostgreSQL schema the store uses.
 func (s *Store) Schema() string { return s.schema }
-
-// Pool returns the connection pool the store uses.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Migrate installs or upgrades the schema and returns how many migrations it
 // applied. It also gives usernames from before the username profile their
@@ -157,12 +172,14 @@ type queries struct {
 	claimCleanup, notify                                                    string
 }
 
-// userColumns are what scanUser reads from users.
-const userColumns = `id::text, username, is_admin, created_at, updated_at, credential_version`
+// userColumns are what userRow reads from users, by name.
+const userColumns = `id::text AS id, username, is_admin, created_at, updated_at, credential_version`
 
-// sessionColumns are what scanSession reads, from sessions s joined with users u.
-const sessionColumns = `s.id, s.handle::text, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
-	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version, now()`
+// sessionColumns are what sessionRow reads, by name, from sessions s joined
+// with users u.
+const sessionColumns = `s.id, s.handle::text AS handle, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
+	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text AS user_id, u.username, u.is_admin,
+	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version, now() AS checked_at`
 
 // liveSession is the condition a session row s, joined with its user u, must
 // meet to count: not expired, not idle too long, and created under the user's
@@ -252,7 +269,7 @@ func newQueries(schema string) queries {
 		setAdmin:        r.Replace(`UPDATE {users} SET is_admin = $2, updated_at = now() WHERE id = $1`),
 		getUserCredential: r.Replace(`SELECT {user_columns}, password_hash FROM {users} WHERE {by_name}
 			ORDER BY username_key IS NULL LIMIT 1`),
-		unkeyedUsers:   r.Replace(`SELECT id::text, username FROM {users} WHERE username_key IS NULL ORDER BY created_at, id`),
+		unkeyedUsers:   r.Replace(`SELECT id::text AS id, username FROM {users} WHERE username_key IS NULL ORDER BY created_at, id`),
 		setUsernameKey: r.Replace(`UPDATE {users} SET username_key = $2 WHERE id = $1 AND username_key IS NULL`),
 		anyAdmin:       r.Replace(`SELECT EXISTS (SELECT 1 FROM {users} WHERE is_admin)`),
 		reserveAttempt: r.Replace(`SELECT attempt_id, account_count, ip_count, retry_after

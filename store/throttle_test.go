@@ -141,7 +141,7 @@ func TestRegistrationsAreThrottledPerAddress(t *testing.T) {
 
 func TestPasswordChecksBeyondTheLimitGetErrBusy(t *testing.T) {
 	ctx := context.Background()
-	s := newStore(t, store.Options{MaxConcurrentHashes: 1, HashWait: time.Millisecond})
+	s := newStore(t, store.Options{MaxConcurrentHashes: 1, HashWait: time.Millisecond, Argon2: store.DefaultArgon2})
 	newUser(t, s, "alice")
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -92,13 +92,13 @@ func (s *Store) comparePassword(ctx context.Context, hash, password string) (ok,
 		return false, false, err
 	}
 	s.calibrate.Do(func() {
-		fake := fakeHash()
+		fake := s.fakeHash()
 		start := time.Now()
-		ComparePassword(fake, "calibration")
+		comparePassword(fake, "calibration", s.argon2)
 		s.timing.observe(hashKind(fake), time.Since(start), time.Now())
 	})
 	start := time.Now()
-	ok, rehash, err = ComparePassword(hash, password)
+	ok, rehash, err = comparePassword(hash, password, s.argon2)
 	took := time.Since(start)
 	release()
 	s.timing.observe(hashKind(hash), took, time.Now())

@@ -10,8 +10,9 @@ import (
 // tokenBytes is the token's entropy: 256 bits, beyond any guessing.
 const tokenBytes = 32
 
-// TokenLength is the length of an encoded token as it travels in a cookie.
-var TokenLength = base64.RawURLEncoding.EncodedLen(tokenBytes)
+// TokenLength is the length of an encoded token as it travels in a cookie:
+// unpadded base64 of tokenBytes.
+const TokenLength = (tokenBytes*8 + 5) / 6
 
 // newToken returns a fresh random token, URL-safe base64 without padding.
 func newToken() string {
@@ -44,7 +45,7 @@ func ValidToken(token string) bool {
 // HashToken returns the session id stored for token: the lowercase hex
 // SHA-256 of the cookie value. The database holds only this, so a leaked
 // table cannot be replayed as cookies.
-func HashToken(token string) string {
+func HashToken(token string) SessionID {
 	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
+	return SessionID(hex.EncodeToString(sum[:]))
 }

@@ -19,16 +19,25 @@ const (
 	MaxPasswordLength = 1024
 )
 
+// UserID names a user: a UUID in its canonical text form.
+type UserID string
+
 // User is an account that can log in.
 type User struct {
-	ID        string // UUID
-	Username  string
-	IsAdmin   bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	ID        UserID    `db:"id"`
+	Username  string    `db:"username"`
+	IsAdmin   bool      `db:"is_admin"`
+	CreatedAt time.Time `db:"created_at"`
+	UpdatedAt time.Time `db:"updated_at"`
 	// CredentialVersion counts the times the password was set; a session
 	// counts only while it matches the one it was created under.
-	CredentialVersion int64
+	CredentialVersion int64 `db:"credential_version"`
+}
+
+// userWithHash is a user as a password check reads them.
+type userWithHash struct {
+	User
+	PasswordHash string `db:"password_hash"`
 }
 
 // InputError says why a username or password was refused; its message is
@@ -75,7 +84,7 @@ func (s *Store) CreateUserWithHash(ctx context.Context, username, hash string, i
 	if err := CheckPasswordHash(hash); err != nil {
 		return nil, &InputError{err.Error()}
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, s.q.createUser, name.Display, name.Key, hash, isAdmin))
+	u, err := collectUser(s.pool.Query(ctx, s.q.createUser, name.Display, name.Key, hash, isAdmin))
 	if pgErrorCode(err) == uniqueViolation {
 		return nil, ErrUserExists
 	}
@@ -86,12 +95,13 @@ func (s *Store) CreateUserWithHash(ctx context.Context, username, hash string, i
 }
 
 // GetUserByName finds a user by name as PrepareUsername compares names:
-// "ＢＯＢ", "BOB" and "bob" find the same user.
+// "ＢＯＢ", "BOB" and "bob" find the same user. A name no user has is
+// ErrUserNotFound.
 func (s *Store) GetUserByName(ctx context.Context, username string) (*User, error) {
 	if !utf8.ValidString(username) || len(username) > 4*MaxUsernameLength {
 		return nil, ErrUserNotFound
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, s.q.getUserByName, lookupKey(username), username))
+	u, err := collectUser(s.pool.Query(ctx, s.q.getUserByName, lookupKey(username), username))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrUserNotFound
 	}
@@ -101,12 +111,12 @@ func (s *Store) GetUserByName(ctx context.Context, username string) (*User, erro
 	return u, nil
 }
 
-// GetUser finds a user by id.
-func (s *Store) GetUser(ctx context.Context, id string) (*User, error) {
-	if !validUUID(id) {
+// GetUser finds a user by id; an id no user has is ErrUserNotFound.
+func (s *Store) GetUser(ctx context.Context, id UserID) (*User, error) {
+	if !validUUID(string(id)) {
 		return nil, ErrUserNotFound
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, s.q.getUserByID, id))
+	u, err := collectUser(s.pool.Query(ctx, s.q.getUserByID, string(id)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrUserNotFound
 	}
@@ -131,13 +141,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing users: %w", err)
 	}
-	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (User, error) {
-		u, err := scanUser(row)
-		if err != nil {
-			return User{}, err
-		}
-		return *u, nil
-	})
+	users, err := pgx.CollectRows(rows, pgx.RowToStructByName[User])
 	if err != nil {
 		return nil, fmt.Errorf("listing users: %w", err)
 	}
@@ -145,7 +149,8 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 }
 
 // DeleteUser removes a user; their sessions go with them, and a login of
-// theirs still in flight cannot create one afterwards.
+// theirs still in flight cannot create one afterwards. A name no user has
+// is ErrUserNotFound.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	if !utf8.ValidString(username) || len(username) > 4*MaxUsernameLength {
 		return ErrUserNotFound
@@ -161,12 +166,13 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 }
 
 // SetAdmin grants or removes a user's admin rights. Every session reads the
-// flag at lookup, so the change holds from the next request on.
-func (s *Store) SetAdmin(ctx context.Context, userID string, isAdmin bool) error {
-	if !validUUID(userID) {
+// flag at lookup, so the change holds from the next request on. An id no
+// user has is ErrUserNotFound.
+func (s *Store) SetAdmin(ctx context.Context, userID UserID, isAdmin bool) error {
+	if !validUUID(string(userID)) {
 		return ErrUserNotFound
 	}
-	tag, err := s.pool.Exec(ctx, s.q.setAdmin, userID, isAdmin)
+	tag, err := s.pool.Exec(ctx, s.q.setAdmin, string(userID), isAdmin)
 	if err != nil {
 		return fmt.Errorf("setting admin rights: %w", err)
 	}
@@ -187,8 +193,12 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 	var hash string
 	found := len(password) <= MaxPasswordLength && utf8.ValidString(username) && len(username) <= 4*MaxUsernameLength
 	if found {
-		err := s.pool.QueryRow(ctx, s.q.getUserCredential, lookupKey(username), username).
-			Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt, &u.CredentialVersion, &hash)
+		rows, err := s.pool.Query(ctx, s.q.getUserCredential, lookupKey(username), username)
+		if err == nil {
+			var uh userWithHash
+			uh, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[userWithHash])
+			u, hash = uh.User, uh.PasswordHash
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			found = false
 		} else if err != nil {
@@ -197,7 +207,7 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 	}
 	if !found {
 		// An unknown user waits for a turn and hashes like a known one.
-		hash, password = fakeHash(), trimUTF8(password, MaxPasswordLength)
+		hash, password = s.fakeHash(), trimUTF8(password, MaxPasswordLength)
 	}
 	ok, rehash, err := s.comparePassword(ctx, hash, password)
 	if err != nil {
@@ -209,7 +219,7 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 	if rehash {
 		// Best effort: a failed upgrade leaves a working old hash in place.
 		if newHash, err := s.hashPassword(ctx, password); err == nil {
-			s.pool.Exec(ctx, s.q.setPasswordHash, u.ID, hash, newHash)
+			s.pool.Exec(ctx, s.q.setPasswordHash, string(u.ID), hash, newHash)
 		}
 	}
 	return &u, nil
@@ -219,12 +229,12 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 // session except the one of keepToken, which may be empty to end them all.
 // It returns how many sessions it ended. Sessions created by logins that
 // checked the old password but had not finished yet end as well: they carry
-// the old credential version.
-func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepToken string) (int64, error) {
+// the old credential version. An id no user has is ErrUserNotFound.
+func (s *Store) ChangePassword(ctx context.Context, userID UserID, newPassword, keepToken string) (int64, error) {
 	if err := ValidatePassword(newPassword); err != nil {
 		return 0, err
 	}
-	if !validUUID(userID) {
+	if !validUUID(string(userID)) {
 		return 0, ErrUserNotFound
 	}
 	hash, err := s.hashPassword(ctx, newPassword)
@@ -234,20 +244,20 @@ func (s *Store) ChangePassword(ctx context.Context, userID, newPassword, keepTok
 	var ended int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var version int64
-		if err := tx.QueryRow(ctx, s.q.setPassword, userID, hash).Scan(&version); err != nil {
+		if err := tx.QueryRow(ctx, s.q.setPassword, string(userID), hash).Scan(&version); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return ErrUserNotFound
 			}
 			return err
 		}
 		keep := HashToken(keepToken)
-		tag, err := tx.Exec(ctx, s.q.deleteOtherSessions, userID, keep)
+		tag, err := tx.Exec(ctx, s.q.deleteOtherSessions, string(userID), string(keep))
 		if err != nil {
 			return err
 		}
 		ended = tag.RowsAffected()
 		if keepToken != "" {
-			_, err = tx.Exec(ctx, s.q.keepSession, userID, keep, version)
+			_, err = tx.Exec(ctx, s.q.keepSession, string(userID), string(keep), version)
 		}
 		return err
 	})
@@ -269,8 +279,11 @@ func (s *Store) keyUsernames(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading usernames without a key: %w", err)
 	}
-	type row struct{ ID, Username string }
-	legacy, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	type row struct {
+		ID       string `db:"id"`
+		Username string `db:"username"`
+	}
+	legacy, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
 	if err != nil {
 		return fmt.Errorf("reading usernames without a key: %w", err)
 	}
@@ -296,13 +309,17 @@ func (s *Store) LegacyUsernames(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading usernames without a key: %w", err)
 	}
-	names, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
-		var id, name string
-		err := row.Scan(&id, &name)
-		return name, err
-	})
+	type row struct {
+		ID       string `db:"id"`
+		Username string `db:"username"`
+	}
+	legacy, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
 	if err != nil {
 		return nil, fmt.Errorf("reading usernames without a key: %w", err)
+	}
+	names := make([]string, len(legacy))
+	for i, r := range legacy {
+		names[i] = r.Username
 	}
 	return names, nil
 }
@@ -314,12 +331,17 @@ func (s *Store) hashPassword(ctx context.Context, password string) (string, erro
 		return "", err
 	}
 	defer release()
-	return HashPassword(password)
+	return s.argon2.hash(password)
 }
 
-func scanUser(row pgx.Row) (*User, error) {
-	var u User
-	if err := row.Scan(&u.ID, &u.Username, &u.IsAdmin, &u.CreatedAt, &u.UpdatedAt, &u.CredentialVersion); err != nil {
+// collectUser reads the one user a query returns, by column name;
+// pgx.ErrNoRows when there is none.
+func collectUser(rows pgx.Rows, err error) (*User, error) {
+	if err != nil {
+		return nil, err
+	}
+	u, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[User])
+	if err != nil {
 		return nil, err
 	}
 	return &u, nil

@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err != nil {
 		return err
 	}
-	token, _, err := st.CreateSession(ctx, store.NewSession{User: *user, Lifetime: 24 * time.Hour})
+	token, _, err := st.CreateSession(ctx, store.SessionParams{User: *user, Lifetime: 24 * time.Hour})
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err := writeSite(root); err != nil {
 		return err
 	}
-	env := &environment{cfg: cfg, binary: binary, root: root, dbURL: dbURL, store: st, user: user, token: token}
+	env := &environment{cfg: cfg, binary: binary, root: root, dbURL: dbURL, store: st, pool: pool, user: user, token: token}
 	if env.wrkScript, err = writeWrkScript(work); err != nil {
 		return err
 	}

@@ -123,7 +123,7 @@ func (env *environment) insertSessions(ctx context.Context, n int) ([]string, er
 	}
 	expires := time.Now().Add(24 * time.Hour)
 	table := pgx.Identifier{env.store.Schema(), "sessions"}
-	copied, err := env.store.Pool().CopyFrom(ctx, table, []string{"id", "user_id", "expires_at"},
+	copied, err := env.pool.CopyFrom(ctx, table, []string{"id", "user_id", "expires_at"},
 		pgx.CopyFromSlice(n, func(i int) ([]any, error) {
 			return []any{store.HashToken(tokens[i]), env.user.ID, expires}, nil
 		}))
@@ -135,7 +135,7 @@ func (env *environment) insertSessions(ctx context.Context, n int) ([]string, er
 	}
 	// Fresh statistics, so the lookups plan as they would on a table that
 	// grew over time.
-	if _, err := env.store.Pool().Exec(ctx, "ANALYZE "+table.Sanitize()); err != nil {
+	if _, err := env.pool.Exec(ctx, "ANALYZE "+table.Sanitize()); err != nil {
 		return nil, err
 	}
 	return tokens, nil

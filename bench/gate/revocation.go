@@ -49,7 +49,7 @@ func (env *environment) measureRevocation(ctx context.Context, b *serverB) (*rev
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		token, _, err := env.store.CreateSession(ctx, store.NewSession{User: *env.user, Lifetime: time.Hour})
+		token, _, err := env.store.CreateSession(ctx, store.SessionParams{User: *env.user, Lifetime: time.Hour})
 		if err != nil {
 			return nil, err
 		}

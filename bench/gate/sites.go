@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgsession/caddy-pgsession/internal/caddytest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -104,8 +106,9 @@ type environment struct {
 	wrkScript string // the path of wrkScript
 	dbURL     string
 	store     *store.Store
-	user      *store.User // owns every session
-	token     string      // a live session for the gated variants
+	pool      *pgxpool.Pool // the store's, for rows written behind its back
+	user      *store.User   // owns every session
+	token     string        // a live session for the gated variants
 	basicAuth basicAuth
 	ports     map[string]int // the port of each site
 	pids      map[string]int // the Caddy process serving each site

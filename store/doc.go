@@ -1,0 +1,25 @@
+// Package store keeps caddy-pgsession's users and sessions in PostgreSQL.
+//
+// It knows nothing of HTTP or Caddy: the plugin, the command line and the
+// tests all use the same operations on a pgx pool.
+//
+// # Names
+//
+// A user is named by a UserID (a UUID) or by their username; a session by
+// its token (the cookie's value, which only the browser keeps), by its
+// SessionID (the token's SHA-256, which the database keeps), or by its Handle
+// (a UUID shown to users and admins, which reveals nothing of the token).
+// The types keep them from being mixed up.
+//
+// # Not found
+//
+// Every method says what it does when what it names does not exist, and
+// they follow three rules:
+//   - Looking up a session (GetSession, GetSessionByID) returns a nil
+//     *Session and a nil error for a token or id that is malformed, unknown
+//     or expired, because that is the common case on the request path, not
+//     a failure; any error means the database could not answer.
+//   - Looking up or changing a user returns ErrUserNotFound.
+//   - Ending sessions reports what it ended (a bool or a count): ending one
+//     that does not exist is not an error.
+package store
