@@ -1,10 +1,15 @@
 # The test command CI runs on a clean clone: vet, every test with the race
-# detector, then each fuzz target for a short while.
-.PHONY: test vet bench build demo
+# detector, then each fuzz target for a short while. test-short is the fast
+# tier for while you work: every test, without the race detector (so no
+# -race Caddy binary is built) and without fuzzing.
+.PHONY: test test-short vet bench build demo
 
 test: vet
 	go test -race -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz-short
+
+test-short: vet
+	go test -count=1 ./...
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
@@ -28,7 +33,7 @@ demo:
 # with the fix, as a regression test. No -race: the targets are
 # single-goroutine functions, and the race detector would make each run
 # 25-50 times slower and need a build of its own.
-FUZZ_TARGETS = ./store:FuzzValidToken .:FuzzSafeRedirect .:FuzzDecodeLoginBody .:FuzzUnmarshalCaddyfile
+FUZZ_TARGETS = ./store:FuzzValidToken ./internal/request:FuzzSafeRedirect ./internal/request:FuzzDecodeLoginBody .:FuzzUnmarshalCaddyfile
 FUZZTIME ?= 2m
 FUZZTIME_SHORT ?= 10s
 

@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/request"
+
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
 )
@@ -52,12 +54,16 @@ func toSessionsJSON(sessions []store.Session, current *store.Session) []sessionJ
 
 // serveOwnSessions lists the caller's live sessions.
 func (h *Handler) serveOwnSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
-	sessions, err := h.store.GetUserSessions(r.Context(), c.session.User.ID)
+	return h.listSessions(w, r, c.session.User.ID, c.session)
+}
+
+// listSessions answers with a user's live sessions, marking current.
+func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, userID store.UserID, current *store.Session) error {
+	sessions, err := h.store.GetUserSessions(r.Context(), userID)
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
-	writeJSON(w, http.StatusOK, toSessionsJSON(sessions, c.session))
+	writeJSON(w, http.StatusOK, toSessionsJSON(sessions, current))
 	return nil
 }
 
@@ -67,12 +73,10 @@ func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *
 	handle := r.PathValue("id")
 	ended, err := h.store.DeleteUserSessionByHandle(r.Context(), c.session.User.ID, store.Handle(handle))
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
 	if !ended {
-		writeJSONError(w, http.StatusNotFound, "No such session")
-		return nil
+		return refuse(http.StatusNotFound, "no_such_session", "No such session")
 	}
 	if sameHandle(handle, c.session.Handle) {
 		http.SetCookie(w, h.clearCookie(r))
@@ -89,8 +93,7 @@ func sameHandle(a string, b store.Handle) bool { return strings.EqualFold(a, str
 func (h *Handler) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
@@ -106,72 +109,57 @@ type passwordChange struct {
 // current one, and ends their other sessions.
 func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body passwordChange
-	if err := decodeJSONObject(r.Body, &body, "current_password", "new_password"); err != nil {
-		answerDecodeError(w, err)
-		return nil
+	if err := request.DecodeJSONObject(r.Body, &body, "current_password", "new_password"); err != nil {
+		return badBody(err)
 	}
 	n, err := h.changePassword(r, c, body)
-	var inputErr *store.InputError
-	var throttled *throttledError
-	switch {
-	case errors.Is(err, errWrongPassword):
-		writeJSONError(w, http.StatusForbidden, "Current password is wrong")
-	case errors.As(err, &inputErr):
-		writeJSONError(w, http.StatusBadRequest, capitalize(inputErr.Msg))
-	case errors.As(err, &throttled):
-		h.tooManyAttempts(w, throttled.attempt, "Too many failed logins, try again later")
-	case err != nil:
-		h.passwordCheckFailed(w, err)
-	default:
-		writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
+	if err != nil {
+		return err
 	}
+	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
 
-// Why changePassword refused: the current password did not match, or the
-// account is past the failed-login limits.
-var errWrongPassword = errors.New("current password is wrong")
-
-type throttledError struct{ attempt store.Attempt }
-
-func (e *throttledError) Error() string { return "too many failed logins" }
-
 // changePassword does the work of both password forms and returns the
-// number of sessions ended. The check of the current password is reserved
-// against the failed-login limits like a login, so a stolen session cannot
-// become a way to guess the password. Its errors are errWrongPassword, a
-// *throttledError, a *store.InputError for the new password, store.ErrBusy,
-// or the database's.
+// number of sessions ended, or a refusal: 403 for a wrong current password,
+// 400 for a refused new one, 429 past the limits. The check of the current
+// password is reserved against the failed-login limits like a login, so a
+// stolen session cannot become a way to guess the password.
 func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
+	wrong := refuse(http.StatusForbidden, "wrong_password", "Current password is wrong")
 	if len(body.CurrentPassword) > store.MaxPasswordLength {
-		return 0, errWrongPassword
+		return 0, wrong
 	}
-	if err := store.ValidatePassword(body.NewPassword); err != nil {
-		return 0, err
+	var inputErr *store.InputError
+	if err := store.ValidatePassword(body.NewPassword); errors.As(err, &inputErr) {
+		return 0, badInput(inputErr)
 	}
 	username := c.session.User.Username
 	attempt, err := h.store.ReserveLoginAttempt(r.Context(), username, clientIP(r), h.throttle)
 	if err != nil {
-		return 0, err
+		return 0, storeUnavailable(err)
 	}
 	if attempt.Throttled() {
 		h.logger.Warn("password change throttled", zap.String("username", username), zap.String("client_ip", clientIP(r)))
-		return 0, &throttledError{attempt}
+		return 0, tooManyAttempts(attempt, msgTooManyFailures)
 	}
 	_, err = h.store.VerifyPassword(r.Context(), username, body.CurrentPassword)
 	if errors.Is(err, store.ErrInvalidCredentials) {
-		return 0, errWrongPassword
+		return 0, wrong
 	}
 	if err != nil {
 		h.releaseAttempt(attempt)
-		return 0, err
+		return 0, passwordCheckFailed(err)
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), username); err != nil {
-		return 0, err
+		return 0, storeUnavailable(err)
 	}
 	n, err := h.store.ChangePassword(r.Context(), c.session.User.ID, body.NewPassword, c.token)
-	if err != nil {
-		return 0, err
+	switch {
+	case errors.As(err, &inputErr):
+		return 0, badInput(inputErr)
+	case err != nil:
+		return 0, passwordCheckFailed(err)
 	}
 	h.logger.Info("password changed", zap.String("username", username), zap.Int64("sessions_ended", n))
 	return n, nil
@@ -182,8 +170,7 @@ func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange
 func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess, _, err := h.session(r)
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
 	if sess == nil {
 		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(h.AccountPath), http.StatusSeeOther)
@@ -191,8 +178,7 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	sessions, err := h.store.GetUserSessions(r.Context(), sess.User.ID)
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
 	page := web.AccountPage{
 		Title:        "Your account",
@@ -215,7 +201,7 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 			Current:    s.ID == sess.ID,
 		})
 	}
-	return h.renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.pageCSP, page)
+	return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.builtinPageCSP, page)
 }
 
 // The account form answers with a redirect back to the page (so a reload
@@ -244,8 +230,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		if !errors.As(err, &tooBig) {
 			err = errors.New("request body is not a valid form")
 		}
-		answerDecodeError(w, err)
-		return nil
+		return badBody(err)
 	}
 	back := func(key, value string) error {
 		http.Redirect(w, r, h.AccountPath+"?"+key+"="+value, http.StatusSeeOther)
@@ -256,8 +241,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		handle := r.PostFormValue("handle")
 		ended, err := h.store.DeleteUserSessionByHandle(r.Context(), sess.User.ID, store.Handle(handle))
 		if err != nil {
-			h.storeUnavailable(w, err)
-			return nil
+			return storeUnavailable(err)
 		}
 		if !ended {
 			return back("error", "no-session")
@@ -270,8 +254,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		return back("done", "revoked")
 	case "revoke-others":
 		if _, err := h.store.DeleteOtherSessions(r.Context(), sess.User.ID, c.token); err != nil {
-			h.storeUnavailable(w, err)
-			return nil
+			return storeUnavailable(err)
 		}
 		return back("done", "revoked-others")
 	case "password":
@@ -279,21 +262,17 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 			CurrentPassword: r.PostFormValue("current_password"),
 			NewPassword:     r.PostFormValue("new_password"),
 		})
-		var inputErr *store.InputError
-		var throttled *throttledError
+		// The page shows the person's own mistakes; anything else is refused.
+		var ref *refusal
 		switch {
-		case errors.Is(err, errWrongPassword):
-			return back("error", "wrong-password")
-		case errors.As(err, &inputErr):
-			return back("error", "invalid-password")
-		case errors.As(err, &throttled):
-			h.tooManyAttempts(w, throttled.attempt, "Too many failed logins, try again later")
-			return nil
-		case err != nil:
-			h.passwordCheckFailed(w, err)
-			return nil
-		default:
+		case err == nil:
 			return back("done", "password")
+		case errors.As(err, &ref) && ref.reason == "wrong_password":
+			return back("error", "wrong-password")
+		case errors.As(err, &ref) && ref.status == http.StatusBadRequest:
+			return back("error", "invalid-password")
+		default:
+			return err
 		}
 	default:
 		return back("error", "unknown-action")

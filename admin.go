@@ -7,12 +7,13 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // The admin routes, under {api_path}/admin/. serveRoute lets a request in
-// with the X-Admin-Token header or the session of a user with is_admin;
-// everything here may assume one of the two.
+// with the admin token or the session of a user with is_admin; everything
+// here may assume one of the two.
 
 // adminUserJSON is a user as the admin routes show it.
 type adminUserJSON struct {
@@ -35,11 +36,27 @@ func adminName(c *caller) zap.Field {
 	return zap.String("admin", c.session.User.Username)
 }
 
+// userError refuses what the store said about a user: 404 for one that is
+// not there, 400 for input it would not take, 409 for a taken name, 503
+// (or busy) for the rest.
+func userError(err error) error {
+	var inputErr *store.InputError
+	switch {
+	case errors.Is(err, store.ErrUserNotFound):
+		return refuse(http.StatusNotFound, "no_such_user", "No such user")
+	case errors.As(err, &inputErr):
+		return badInput(inputErr)
+	case errors.Is(err, store.ErrUserExists):
+		return refuse(http.StatusConflict, "username_taken", "A user with that name already exists")
+	default:
+		return passwordCheckFailed(err)
+	}
+}
+
 func (h *Handler) serveAdminListUsers(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	users, err := h.store.ListUsers(r.Context())
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
 	out := make([]adminUserJSON, 0, len(users))
 	for _, u := range users {
@@ -58,40 +75,25 @@ type newUserRequest struct {
 
 func (h *Handler) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body newUserRequest
-	if err := decodeJSONObject(r.Body, &body, "username", "password", "is_admin"); err != nil {
-		answerDecodeError(w, err)
-		return nil
+	if err := request.DecodeJSONObject(r.Body, &body, "username", "password", "is_admin"); err != nil {
+		return badBody(err)
 	}
 	u, err := h.store.CreateUser(r.Context(), body.Username, body.Password, body.IsAdmin)
-	var inputErr *store.InputError
-	switch {
-	case errors.Is(err, store.ErrBusy):
-		h.hashersBusy(w)
-	case errors.As(err, &inputErr):
-		writeJSONError(w, http.StatusBadRequest, capitalize(inputErr.Msg))
-	case errors.Is(err, store.ErrUserExists):
-		writeJSONError(w, http.StatusConflict, "A user with that name already exists")
-	case err != nil:
-		h.storeUnavailable(w, err)
-	default:
-		h.logger.Info("user created", zap.String("username", u.Username), zap.Bool("is_admin", u.IsAdmin), adminName(c))
-		writeJSON(w, http.StatusCreated, toAdminUserJSON(*u))
+	if err != nil {
+		return userError(err)
 	}
+	h.logger.Info("user created", zap.String("username", u.Username), zap.Bool("is_admin", u.IsAdmin), adminName(c))
+	writeJSON(w, http.StatusCreated, toAdminUserJSON(*u))
 	return nil
 }
 
 func (h *Handler) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	name := r.PathValue("username")
-	err := h.store.DeleteUser(r.Context(), name)
-	switch {
-	case errors.Is(err, store.ErrUserNotFound):
-		writeJSONError(w, http.StatusNotFound, "No such user")
-	case err != nil:
-		h.storeUnavailable(w, err)
-	default:
-		h.logger.Info("user deleted", zap.String("username", name), adminName(c))
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	if err := h.store.DeleteUser(r.Context(), name); err != nil {
+		return userError(err)
 	}
+	h.logger.Info("user deleted", zap.String("username", name), adminName(c))
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
 
@@ -107,50 +109,33 @@ type userChange struct {
 // included; removing admin rights holds from each session's next request.
 func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body userChange
-	if err := decodeJSONObject(r.Body, &body, "password", "is_admin"); err != nil {
-		answerDecodeError(w, err)
-		return nil
+	if err := request.DecodeJSONObject(r.Body, &body, "password", "is_admin"); err != nil {
+		return badBody(err)
 	}
 	if body.Password == nil && body.IsAdmin == nil {
-		writeJSONError(w, http.StatusBadRequest, "Nothing to change: give password or is_admin")
-		return nil
+		return refuse(http.StatusBadRequest, "bad_request", "Nothing to change: give password or is_admin")
 	}
 	if body.Password != nil {
-		if err := store.ValidatePassword(*body.Password); err != nil {
-			writeJSONError(w, http.StatusBadRequest, capitalize(err.Error()))
-			return nil
+		var inputErr *store.InputError
+		if err := store.ValidatePassword(*body.Password); errors.As(err, &inputErr) {
+			return badInput(inputErr)
 		}
 	}
-	u := h.adminTarget(w, r)
-	if u == nil {
-		return nil
+	u, err := h.adminTarget(r)
+	if err != nil {
+		return err
 	}
 	out := map[string]any{"ok": true}
 	if body.IsAdmin != nil {
-		err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin)
-		switch {
-		case errors.Is(err, store.ErrUserNotFound):
-			writeJSONError(w, http.StatusNotFound, "No such user")
-			return nil
-		case err != nil:
-			h.storeUnavailable(w, err)
-			return nil
+		if err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin); err != nil {
+			return userError(err)
 		}
 		h.logger.Info("admin rights changed", zap.String("username", u.Username), zap.Bool("is_admin", *body.IsAdmin), adminName(c))
 	}
 	if body.Password != nil {
 		n, err := h.store.ChangePassword(r.Context(), u.ID, *body.Password, "")
-		var inputErr *store.InputError
-		switch {
-		case errors.Is(err, store.ErrUserNotFound):
-			writeJSONError(w, http.StatusNotFound, "No such user")
-			return nil
-		case errors.As(err, &inputErr):
-			writeJSONError(w, http.StatusBadRequest, capitalize(inputErr.Msg))
-			return nil
-		case err != nil:
-			h.passwordCheckFailed(w, err)
-			return nil
+		if err != nil {
+			return userError(err)
 		}
 		h.logger.Info("password set", zap.String("username", u.Username), zap.Int64("sessions_ended", n), adminName(c))
 		out["ended"] = n
@@ -159,43 +144,31 @@ func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c
 	return nil
 }
 
-// adminTarget finds the user named in the path, answering 404 or 503 itself.
-func (h *Handler) adminTarget(w http.ResponseWriter, r *http.Request) *store.User {
+// adminTarget finds the user named in the path.
+func (h *Handler) adminTarget(r *http.Request) (*store.User, error) {
 	u, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
-	switch {
-	case errors.Is(err, store.ErrUserNotFound):
-		writeJSONError(w, http.StatusNotFound, "No such user")
-		return nil
-	case err != nil:
-		h.storeUnavailable(w, err)
-		return nil
+	if err != nil {
+		return nil, userError(err)
 	}
-	return u
+	return u, nil
 }
 
 func (h *Handler) serveAdminUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
-	u := h.adminTarget(w, r)
-	if u == nil {
-		return nil
-	}
-	sessions, err := h.store.GetUserSessions(r.Context(), u.ID)
+	u, err := h.adminTarget(r)
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return err
 	}
-	writeJSON(w, http.StatusOK, toSessionsJSON(sessions, c.session))
-	return nil
+	return h.listSessions(w, r, u.ID, c.session)
 }
 
 func (h *Handler) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
-	u := h.adminTarget(w, r)
-	if u == nil {
-		return nil
+	u, err := h.adminTarget(r)
+	if err != nil {
+		return err
 	}
 	n, err := h.store.DeleteUserSessions(r.Context(), u.ID)
 	if err != nil {
-		h.storeUnavailable(w, err)
-		return nil
+		return storeUnavailable(err)
 	}
 	h.logger.Info("sessions ended", zap.String("username", u.Username), zap.Int64("count", n), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
@@ -206,12 +179,11 @@ func (h *Handler) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c
 	ended, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
 	switch {
 	case err != nil:
-		h.storeUnavailable(w, err)
+		return storeUnavailable(err)
 	case !ended:
-		writeJSONError(w, http.StatusNotFound, "No such session")
-	default:
-		h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+		return refuse(http.StatusNotFound, "no_such_session", "No such session")
 	}
+	h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }

@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -123,41 +124,26 @@ func (p sharedPool) Destruct() error {
 // without a reachable database.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if a.DatabaseURL == "" {
-		a.DatabaseURL = defaultDatabaseURL
+	// The rules are Validate's; they run first here too, because an
+	// invalid config must not open a pool or size a cache.
+	if err := a.check(); err != nil {
+		return err
 	}
-	if a.Schema == "" {
-		a.Schema = migrations.DefaultSchema
-	}
-	if a.CleanupInterval == 0 {
-		a.CleanupInterval = caddy.Duration(DefaultCleanupInterval)
-	}
-	if a.CleanupInterval < 0 {
-		return fmt.Errorf("cleanup_interval must be positive")
-	}
-	if err := migrations.ValidateSchema(a.Schema); err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	if a.MaxConnections < 0 {
-		return fmt.Errorf("max_connections must not be negative")
-	}
+	a.DatabaseURL = cmp.Or(a.DatabaseURL, defaultDatabaseURL)
+	a.Schema = cmp.Or(a.Schema, migrations.DefaultSchema)
+	a.CleanupInterval = cmp.Or(a.CleanupInterval, caddy.Duration(DefaultCleanupInterval))
 	cacheSize := DefaultCacheSize
 	if a.CacheSize != nil {
-		if cacheSize = *a.CacheSize; cacheSize < 0 {
-			return fmt.Errorf("cache_size must not be negative")
-		}
+		cacheSize = *a.CacheSize
 	}
 	grace := DefaultOfflineGrace
 	if a.OfflineGrace != nil {
-		if grace = time.Duration(*a.OfflineGrace); grace < 0 {
-			return fmt.Errorf("offline_grace must not be negative")
-		}
+		grace = time.Duration(*a.OfflineGrace)
 	}
 
-	repl := caddy.NewReplacer()
-	url := repl.ReplaceAll(a.DatabaseURL, "")
-	if url == "" {
-		return errors.New("database_url is empty: set it in the pg_session global option or set DATABASE_URL")
+	url, err := a.expand("database_url", a.DatabaseURL)
+	if err != nil {
+		return err
 	}
 	cfg, mode, err := store.PoolConfig(url, "caddy-pgsession")
 	if err != nil {
@@ -169,8 +155,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.target = store.Target(cfg.ConnConfig)
 	a.listenTo = url
 	if a.ListenDatabaseURL != "" {
-		if a.listenTo = repl.ReplaceAll(a.ListenDatabaseURL, ""); a.listenTo == "" {
-			return errors.New("listen_database_url is empty")
+		if a.listenTo, err = a.expand("listen_database_url", a.ListenDatabaseURL); err != nil {
+			return err
 		}
 		if _, _, err := store.PoolConfig(a.listenTo, ""); err != nil {
 			return fmt.Errorf("listen_database_url: %w", err)
@@ -278,84 +264,24 @@ func (a *App) Cleanup() error {
 // Store returns the session store the app manages.
 func (a *App) Store() *store.Store { return a.store }
 
-// session returns the live session of token: from memory while memory is
-// known to be up to date, else from the database, and from memory again
-// during an outage for a session confirmed within offline_grace. A missing
-// or expired session is (nil, nil); an error means the database could not
-// answer (and was counted as such, unless the client went away).
-func (a *App) session(ctx context.Context, token string) (*cachedSession, error) {
-	if len(token) != store.TokenLength {
-		return nil, nil
-	}
-	// Memory holds only sessions of well-formed tokens, so a hit needs no
-	// check of the token's shape; a miss does, before any query.
-	key := keyOf(token)
-	now := time.Now()
-	if a.cache.trusted(now) {
-		if s, ok := a.cache.get(key); ok && s.live(now) {
-			return s, nil
-		}
-	}
-	if !store.ValidToken(token) {
-		return nil, nil
-	}
-	if a.health.recentlyFailed(now) {
-		if s, ok := a.cache.graceFor(key, now); ok {
-			a.health.servedFromMemory()
-			return s, nil
-		}
-	}
-	epoch := a.cache.epoch.Load()
-	lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	row, err := a.store.GetSession(lookCtx, token)
-	cancel()
-	now = time.Now()
-	if err != nil {
-		if clientGone(ctx, err) {
-			return nil, err
-		}
-		if s, ok := a.cache.graceFor(key, now); ok {
-			a.health.failed(err, true)
-			return s, nil
-		}
-		a.health.failed(err, false)
-		return nil, err
-	}
-	a.health.ok()
-	a.cache.reached(now)
-	if row == nil {
-		a.cache.forget(key)
-		return nil, nil
-	}
-	s := fromStore(row, now)
-	a.cache.put(s, epoch)
-	return s, nil
-}
-
-// detectPooler finds out whether the database URL leads through a
-// transaction pooler, and makes the pool's connections run statements
-// accordingly: named and prepared once when direct, unnamed when pooled.
-func (a *App) detectPooler(ctx context.Context) error {
-	mode := a.pool.mode
-	pooled, err := store.DetectPooler(ctx, a.databaseURL(), time.Second)
-	if err != nil {
-		return fmt.Errorf("pg_session: connecting to PostgreSQL at %s: %w", a.target, err)
-	}
-	if pooled != mode.Pooled() {
-		mode.SetPooled(pooled)
-		if !mode.Explicit() {
-			a.pool.pool.Reset() // connections made before now follow the new mode too
-		}
-	}
-	if pooled && !mode.Explicit() {
-		a.logger.Info("the database URL leads through a transaction pooler: statements run unnamed",
-			zap.String("database", a.target))
-	}
-	return nil
-}
-
 // databaseURL is database_url with its placeholders expanded.
 func (a *App) databaseURL() string { return caddy.NewReplacer().ReplaceAll(a.DatabaseURL, "") }
+
+// expand replaces the placeholders of a connection string. An unknown or
+// empty one is an error naming it, rather than a URL quietly missing its
+// host or password; the URL itself is never shown, as it may hold one.
+func (a *App) expand(option, value string) (string, error) {
+	url, err := caddy.NewReplacer().ReplaceOrErr(value, true, true)
+	switch {
+	case err != nil && value == defaultDatabaseURL:
+		return "", errors.New("database_url is empty: set it in the pg_session global option or set DATABASE_URL")
+	case err != nil:
+		return "", fmt.Errorf("%s: %w", option, err)
+	case url == "":
+		return "", fmt.Errorf("%s is empty", option)
+	}
+	return url, nil
+}
 
 // lookUpByID checks a session in the database by its id.
 func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSession, error) {
@@ -376,59 +302,6 @@ func (a *App) renewed(s *cachedSession, now time.Time, wrote bool) {
 		next.idleExpires = now.Add(next.idleTimeout)
 	}
 	a.cache.put(&next, a.cache.epoch.Load())
-}
-
-// invalidate applies what the database announced to memory and to the
-// requests in progress.
-func (a *App) invalidate(inv store.Invalidation) {
-	a.cache.invalidate(inv)
-	a.inflight.invalidate(inv)
-}
-
-// listen keeps memory up to date through the listening connection, and
-// says in the log when it cannot.
-func (a *App) listen(ctx context.Context) {
-	var mu sync.Mutex
-	lostSince, warnedNoEcho, listening := time.Time{}, false, false
-	l := &store.Listener{
-		Store:        a.store,
-		ConnString:   a.listenTo,
-		PingInterval: pingInterval,
-		Invalidate:   a.invalidate,
-		Confirmed: func(sent time.Time) {
-			a.cache.confirmed(sent)
-			mu.Lock()
-			defer mu.Unlock()
-			if !listening {
-				listening = true
-				a.logger.Info("listening for session changes: known sessions are served from memory",
-					zap.Int("cache_size", a.cache.size()))
-			}
-			if !lostSince.IsZero() {
-				a.logger.Info("listening for session changes again: sessions are served from memory",
-					zap.Duration("was_down_for", time.Since(lostSince).Round(time.Millisecond)))
-				lostSince = time.Time{}
-			}
-		},
-		Lost: func(err error) {
-			a.cache.lost()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, store.ErrNoEcho) && !warnedNoEcho:
-				warnedNoEcho = true
-				a.logger.Warn("cannot listen for session changes through "+a.target+": notifications do not come back "+
-					"(a transaction pooler such as PgBouncer?); set listen_database_url to a direct connection. "+
-					"Until then every request is checked in the database", zap.Error(err))
-			case errors.Is(err, store.ErrNoEcho):
-			case lostSince.IsZero():
-				lostSince = time.Now()
-				a.logger.Warn("lost the connection that listens for session changes: every request is checked "+
-					"in the database until it is back", zap.Error(err))
-			}
-		},
-	}
-	l.Run(ctx)
 }
 
 // cleanupLoop deletes expired sessions now and then every CleanupInterval,

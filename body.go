@@ -1,78 +1,83 @@
 package pgsession
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"mime"
 	"net/http"
-	"slices"
+	"unicode/utf8"
+
+	"github.com/pgsession/caddy-pgsession/internal/request"
+	"github.com/pgsession/caddy-pgsession/store"
 )
 
-// errBodyTooLarge is a body past maxBodyBytes.
-var errBodyTooLarge = errors.New("request body too large")
+// Request bodies of the plugin's own routes, read with package request
+// and refused with the right status when they cannot be.
 
-// decodeJSONObject reads one JSON object into dst, refusing what could make
-// two parsers disagree about it: a duplicated key (which value counts?),
-// a key dst does not know, and anything after the object. The message of
-// a returned error is fit to show the client.
-func decodeJSONObject(body io.Reader, dst any, fields ...string) error {
-	data, err := io.ReadAll(body)
+// badBody refuses a body decodeJSONObject or a form parser could not read:
+// 413 past the size limit, 400 otherwise.
+func badBody(err error) *refusal {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return errBodyTooLarge
+	if errors.Is(err, request.ErrBodyTooLarge) || errors.As(err, &tooBig) {
+		return refuse(http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large")
 	}
-	if err != nil {
-		return errors.New("request body could not be read")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return errors.New("request body must be a JSON object")
-	}
-	seen := make(map[string]bool, len(fields))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return errors.New("request body is not valid JSON")
-		}
-		key, _ := tok.(string)
-		if !slices.Contains(fields, key) {
-			return fmt.Errorf("unknown field %q", key)
-		}
-		if seen[key] {
-			return fmt.Errorf("field %q given twice", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return errors.New("request body is not valid JSON")
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return errors.New("request body is not valid JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("request body must be one JSON object")
-	}
-	strict := json.NewDecoder(bytes.NewReader(data))
-	strict.DisallowUnknownFields()
-	if err := strict.Decode(dst); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return fmt.Errorf("field %q has the wrong type", typeErr.Field)
-		}
-		return errors.New("request body is not valid JSON")
-	}
-	return nil
+	return refuse(http.StatusBadRequest, "bad_request", capitalize(err.Error()))
 }
 
-// answerDecodeError answers a body decodeJSONObject or a form parser refused.
-func answerDecodeError(w http.ResponseWriter, err error) {
-	var tooBig *http.MaxBytesError
-	if errors.Is(err, errBodyTooLarge) || errors.As(err, &tooBig) {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "Request body too large")
-		return
+// badInput refuses a username or password the store would not take.
+func badInput(err *store.InputError) *refusal {
+	return refuse(http.StatusBadRequest, "bad_request", capitalize(err.Msg))
+}
+
+// credentials is what login and register read, from JSON or a form.
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Remember bool   `json:"remember"`
+	Redirect string `json:"-"`
+	form     bool
+}
+
+// readCredentials decodes a JSON body or an HTML form, refusing (400, 413)
+// one that cannot be read, gives a field twice or is too long.
+func readCredentials(r *http.Request) (credentials, error) {
+	var c credentials
+	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mediaType {
+	case "application/x-www-form-urlencoded", "multipart/form-data":
+		c.form = true
+		var err error
+		if mediaType == "multipart/form-data" {
+			err = r.ParseMultipartForm(maxBodyBytes)
+		} else {
+			err = r.ParseForm()
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return c, badBody(err)
+			}
+			return c, refuse(http.StatusBadRequest, "bad_request", "Request body is not a valid form")
+		}
+		for _, field := range []string{"username", "password", "redirect", "remember"} {
+			if len(r.PostForm[field]) > 1 {
+				return c, refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("Field %q given twice", field))
+			}
+		}
+		c.Username, c.Password, c.Redirect = r.PostFormValue("username"), r.PostFormValue("password"), r.PostFormValue("redirect")
+		c.Remember = r.PostFormValue("remember") == "on"
+	default:
+		if err := request.DecodeJSONObject(r.Body, &c, "username", "password", "remember"); err != nil {
+			return c, badBody(err)
+		}
 	}
-	writeJSONError(w, http.StatusBadRequest, capitalize(err.Error()))
+	// Lengths are checked before anything is looked up or hashed: a clear
+	// 400 beats a slow 401 for input no account could match.
+	if utf8.RuneCountInString(c.Username) > store.MaxUsernameLength {
+		return c, refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("Username is longer than %d characters", store.MaxUsernameLength))
+	}
+	if len(c.Password) > store.MaxPasswordLength {
+		return c, refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("Password is longer than %d bytes", store.MaxPasswordLength))
+	}
+	return c, nil
 }

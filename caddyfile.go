@@ -1,10 +1,10 @@
 package pgsession
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -16,6 +16,7 @@ import (
 // parseGlobalOption sets up the pg_session app from the global option block.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
+		d.Next() // the option name, so the error has its file and line
 		return nil, d.Err("pg_session global option given more than once")
 	}
 	app := new(App)
@@ -25,7 +26,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "pg_session", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens: it parses, and
+// the block's rules (see check) are applied at its end. Syntax:
 //
 //	pg_session {
 //	    database_url        <url>        # default {env.DATABASE_URL}; may go through PgBouncer
@@ -41,7 +43,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	at := optionPositions{}
 	for d.NextBlock(0) {
+		at.record(d)
 		switch d.Val() {
 		case "database_url":
 			if err := singleArg(d, &a.DatabaseURL); err != nil {
@@ -96,7 +100,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unknown pg_session option %q", d.Val())
 		}
 	}
-	return nil
+	return at.locate(d, a.check())
 }
 
 // parseHandlerDirective sets up the handler from the pg_session directive.
@@ -106,7 +110,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	return handler, err
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens: it parses,
+// and the block's rules (see check) are applied at its end. Syntax:
 //
 //	pg_session {
 //	    public         <path_patterns...>        # served without a session
@@ -133,6 +138,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    cross_origin_protection on|off           # default on: refuse cross-origin writes to the site itself
 //	    clear_site_data_cache on|off             # default off: logout clears cookies only
 //	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
+//	    error_pages    builtin|caddy             # default builtin; caddy: refusals go to handle_errors
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -140,8 +146,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	// Where options were set, for an error found only at the block's end.
-	var sameSiteAt, renewalAt string
+	at := optionPositions{}
 	for d.NextBlock(0) {
+		at.record(d)
 		switch d.Val() {
 		case "public":
 			args := d.RemainingArgs()
@@ -153,36 +160,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := singleArg(d, &h.CookieName); err != nil {
 				return err
 			}
-			if !validCookieName(h.CookieName) {
-				return d.Errf("cookie_name %q is not a valid cookie name", h.CookieName)
-			}
 		case "lifetime":
 			dur, err := durationArg(d)
 			if err != nil {
 				return err
-			}
-			if dur < caddy.Duration(time.Second) {
-				return d.Errf("lifetime must be at least one second")
 			}
 			h.Lifetime = dur
 		case "same_site":
 			if err := singleArg(d, &h.SameSite); err != nil {
 				return err
 			}
-			sameSiteAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
-			switch h.SameSite {
-			case "lax", "strict", "none":
-			default:
-				return d.Errf("same_site must be lax, strict or none, not %q", h.SameSite)
-			}
 		case "secure":
 			if err := singleArg(d, &h.Secure); err != nil {
 				return err
-			}
-			switch h.Secure {
-			case "auto", "on", "off":
-			default:
-				return d.Errf("secure must be auto, on or off, not %q", h.Secure)
 			}
 		case "registration":
 			on, err := onOffArg(d)
@@ -211,12 +201,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if dur < caddy.Duration(time.Second) {
-				return d.Errf("idle_timeout must be at least one second")
-			}
 			h.IdleTimeout = dur
 		case "renewal_interval":
-			renewalAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 			dur, err := durationArg(d)
 			if err != nil {
 				return err
@@ -276,12 +262,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			// The same check Provision makes, here so the error has a line.
-			for _, origin := range args {
-				if err := checkOrigin(origin); err != nil {
-					return d.Errf("trusted_origins: %v", err)
-				}
-			}
 			h.TrustedOrigins = append(h.TrustedOrigins, args...)
 		case "cross_origin_protection":
 			on, err := onOffArg(d)
@@ -311,25 +291,36 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := singleArg(d, &h.AdminToken); err != nil {
 				return err
 			}
-			// A placeholder is checked once expanded, at provisioning.
-			if !strings.Contains(h.AdminToken, "{") && len(h.AdminToken) < minAdminTokenLength {
-				return d.Errf("admin_token must be at least %d characters (it is %d): "+
-					"generate one with `openssl rand -base64 32`", minAdminTokenLength, len(h.AdminToken))
+		case "error_pages":
+			if err := singleArg(d, &h.ErrorPages); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unknown pg_session option %q", d.Val())
 		}
 	}
-	if (strings.HasPrefix(h.CookieName, "__Host-") || strings.HasPrefix(h.CookieName, "__Secure-")) && h.Secure == "off" {
-		return d.Errf("cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
+	return at.locate(d, h.check())
+}
+
+// optionPositions remembers where each option of a block was set, so that
+// a rule broken at the block's end is reported at the option at fault.
+type optionPositions map[string]string
+
+func (at optionPositions) record(d *caddyfile.Dispenser) {
+	at[d.Val()] = fmt.Sprintf("%s:%d", d.File(), d.Line())
+}
+
+// locate gives err, from a block's rules, the file and line of its option,
+// in the form of the dispenser's own errors.
+func (at optionPositions) locate(d *caddyfile.Dispenser, err error) error {
+	var optErr *optionError
+	if err == nil || !errors.As(err, &optErr) {
+		return err
 	}
-	if err := checkRenewal(h.IdleTimeout, h.RenewalInterval); err != nil {
-		return fmt.Errorf("%w, at %s", err, renewalAt)
+	if pos, ok := at[optErr.option]; ok {
+		return fmt.Errorf("%s, at %s", optErr.msg, pos)
 	}
-	if h.SameSite == "none" && h.Secure != "on" {
-		return fmt.Errorf("same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure, at %s", sameSiteAt)
-	}
-	return nil
+	return d.Err(optErr.msg)
 }
 
 // singleArg reads exactly one argument of the current option into dst.

@@ -24,7 +24,7 @@ func BenchmarkGateFromMemory(b *testing.B) {
 	s := testSession(token, "user-1", now)
 	app.cache.put(s, app.cache.epoch.Load())
 	h := &Handler{app: app, CookieName: "session", RenewalInterval: caddy.Duration(time.Hour), logger: zap.NewNop(),
-		guardSite: true, privateResp: true, crossSite: http.NewCrossOriginProtection(),
+		guardSiteWrites: true, privateResponses: true, originGuard: http.NewCrossOriginProtection(),
 		LoginPath: "/login", LogoutPath: "/logout", APIPath: "/api/auth", AccountPath: "/account"}
 	h.addRoutes()
 	b.ReportAllocs()

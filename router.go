@@ -1,14 +1,23 @@
 package pgsession
 
 import (
+	"crypto/subtle"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pgsession/caddy-pgsession/store"
 )
+
+// The plugin's own routes: login and logout, the account page and its
+// API, and the admin API. This file says which exist and who may use them.
+
+// maxBodyBytes caps the body of the handler's own POST routes; a login
+// needs a few hundred bytes.
+const maxBodyBytes = 64 << 10
 
 // access is who may use a route.
 type access int
@@ -18,6 +27,117 @@ const (
 	withSession               // a logged-in user: me, their sessions, their password
 	admin                     // X-Admin-Token or an admin's session
 )
+
+// addRoutes sets up the handler's own routes.
+func (h *Handler) addRoutes() {
+	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
+	api := h.APIPath
+	rt := &h.router
+	rt.add(get, h.LoginPath, anyone, h.serveLoginPage)
+	rt.add(post, h.LoginPath, anyone, h.serveLogin)
+	rt.add(post, h.LogoutPath, anyone, h.serveLogout)
+	rt.add(post, api+"/login", anyone, h.serveLogin)
+	rt.add(post, api+"/logout", anyone, h.serveLogout)
+	rt.add(post, api+"/register", anyone, h.serveRegister)
+	rt.add(get, api+"/me", withSession, h.serveMe)
+
+	rt.add(get, api+"/sessions", withSession, h.serveOwnSessions)
+	rt.add(del, api+"/sessions/{id}", withSession, h.serveEndOwnSession)
+	rt.add(post, api+"/sessions/revoke-others", withSession, h.serveEndOtherSessions)
+	rt.add(post, api+"/password", withSession, h.serveChangePassword)
+	rt.add(get, h.AccountPath, anyone, h.serveAccountPage)
+	rt.add(post, h.AccountPath, withSession, h.serveAccountForm)
+
+	rt.add(get, api+"/admin/users", admin, h.serveAdminListUsers)
+	rt.add(post, api+"/admin/users", admin, h.serveAdminCreateUser)
+	rt.add(del, api+"/admin/users/{username}", admin, h.serveAdminDeleteUser)
+	rt.add(http.MethodPatch, api+"/admin/users/{username}", admin, h.serveAdminChangeUser)
+	rt.add(get, api+"/admin/users/{username}/sessions", admin, h.serveAdminUserSessions)
+	rt.add(del, api+"/admin/users/{username}/sessions", admin, h.serveAdminEndUserSessions)
+	rt.add(del, api+"/admin/sessions/{id}", admin, h.serveAdminEndSession)
+}
+
+// serveRoute checks method, origin and access for an own route, then serves
+// it; what it returns is for answer.
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string, adminToken string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if rte == nil {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return refuse(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
+	}
+	for k, v := range params {
+		r.SetPathValue(k, v)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if err := h.originGuard.Check(r); err != nil {
+			return refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	}
+
+	c := &caller{}
+	if rte.access == admin {
+		// A bearer token other than the admin token is still an attempt at
+		// it here, and refused as such.
+		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && adminToken == "" {
+			adminToken = bearer
+		}
+		if adminToken != "" {
+			if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(adminToken), h.adminToken) != 1 {
+				return refuse(http.StatusUnauthorized, "invalid_admin_token", "Invalid admin token")
+			}
+			c.admin = true
+			return rte.serve(w, r, c)
+		}
+		if h.adminToken == nil {
+			// Without a token, the admin routes exist only once an admin does.
+			exists, err := h.store.AnyAdmin(r.Context())
+			if err != nil {
+				return storeUnavailable(err)
+			}
+			if !exists {
+				return refuse(http.StatusNotFound, "no_admin", "Admin routes are off: set admin_token or create an admin user")
+			}
+		}
+	}
+	if rte.access != anyone {
+		sess, hadCookie, err := h.session(r)
+		if err != nil {
+			return storeUnavailable(err)
+		}
+		if sess == nil {
+			if hadCookie {
+				ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+				ref.clearCookie = true
+				return ref
+			}
+			return refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
+		}
+		if rte.access == admin && !sess.User.IsAdmin {
+			return refuse(http.StatusForbidden, "not_admin", "Admin access required")
+		}
+		c.session, c.token = sess, h.tokenValue(r)
+		h.identify(r, sess.User.ID, sess.User.Username)
+		h.renew(r, fromStore(sess, time.Now()))
+	}
+	return rte.serve(w, r, c)
+}
+
+// session returns the live session of the request's cookie; nil with a nil
+// error when there is none, and whether a cookie was sent at all. The
+// routes read it from the database: they change sessions, and must not act
+// on a memory of one.
+func (h *Handler) session(r *http.Request) (*store.Session, bool, error) {
+	token, ok := h.token(r)
+	if !ok {
+		return nil, false, nil
+	}
+	sess, err := h.store.GetSession(r.Context(), token)
+	if err == nil {
+		h.app.health.ok()
+	}
+	return sess, true, err
+}
 
 // route is one of the handler's own routes. Pattern segments in braces
 // ({id}) match one path segment and reach the handler through r.PathValue.

@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"sync"
@@ -231,4 +232,58 @@ func (c *sessionCache) stop() {
 	if c.entries != nil {
 		c.entries.StopAllGoroutines()
 	}
+}
+
+// session returns the live session of token: from memory while memory is
+// known to be up to date, else from the database, and from memory again
+// during an outage for a session confirmed within offline_grace. A missing
+// or expired session is (nil, nil); an error means the database could not
+// answer (and was counted as such, unless the client went away).
+func (a *App) session(ctx context.Context, token string) (*cachedSession, error) {
+	if len(token) != store.TokenLength {
+		return nil, nil
+	}
+	// Memory holds only sessions of well-formed tokens, so a hit needs no
+	// check of the token's shape; a miss does, before any query.
+	key := keyOf(token)
+	now := time.Now()
+	if a.cache.trusted(now) {
+		if s, ok := a.cache.get(key); ok && s.live(now) {
+			return s, nil
+		}
+	}
+	if !store.ValidToken(token) {
+		return nil, nil
+	}
+	if a.health.recentlyFailed(now) {
+		if s, ok := a.cache.graceFor(key, now); ok {
+			a.health.servedFromMemory()
+			return s, nil
+		}
+	}
+	epoch := a.cache.epoch.Load()
+	lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	row, err := a.store.GetSession(lookCtx, token)
+	cancel()
+	now = time.Now()
+	if err != nil {
+		if clientGone(ctx, err) {
+			return nil, err
+		}
+		if s, ok := a.cache.graceFor(key, now); ok {
+			a.health.failed(err, true)
+			return s, nil
+		}
+		a.health.failed(err, false)
+		return nil, err
+	}
+	a.health.ok()
+	a.cache.reached(now)
+	if row == nil {
+		a.cache.forget(key)
+		return nil, nil
+	}
+	s := fromStore(row, now)
+	a.cache.put(s, epoch)
+	return s, nil
 }

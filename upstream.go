@@ -64,44 +64,6 @@ func (h *Handler) takeAdminToken(r *http.Request) string {
 	return token
 }
 
-// stripSessionCookie removes the plugin's own cookie from the Cookie header,
-// keeping every other cookie as sent: the site has no use for the token, and
-// an upstream's logs or a compromised upstream could replay it.
-func (h *Handler) stripSessionCookie(r *http.Request) {
-	lines := r.Header["Cookie"]
-	prefix := h.CookieName + "="
-	changed := false
-	kept := lines[:0:0]
-	for _, line := range lines {
-		if !strings.Contains(line, prefix) {
-			kept = append(kept, line)
-			continue
-		}
-		var parts []string
-		for part := range strings.SplitSeq(line, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if name == h.CookieName {
-				changed = true
-				continue
-			}
-			if p := strings.TrimSpace(part); p != "" {
-				parts = append(parts, p)
-			}
-		}
-		if len(parts) > 0 {
-			kept = append(kept, strings.Join(parts, "; "))
-		}
-	}
-	if !changed {
-		return
-	}
-	if len(kept) == 0 {
-		r.Header.Del("Cookie")
-		return
-	}
-	r.Header["Cookie"] = kept
-}
-
 // isUpgrade reports whether r asks to switch to another protocol on the same
 // connection: a WebSocket handshake over HTTP/1.1 (Upgrade) or over HTTP/2
 // (an extended CONNECT), as browsers mark it with Sec-Fetch-Mode.

@@ -1,0 +1,306 @@
+package pgsession
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/pgsession/caddy-pgsession/internal/request"
+	"github.com/pgsession/caddy-pgsession/store"
+	"github.com/pgsession/caddy-pgsession/web"
+)
+
+// Signing in and out: login (JSON and form), registration, logout, "me",
+// and the login page.
+
+// Messages the routes answer with; the wrong-password one is the same for an
+// unknown user, so it does not tell which names exist.
+const (
+	msgInvalidCredentials = "Invalid username or password"
+	msgUsernameTaken      = "That username is not available"
+	msgTooManyFailures    = "Too many failed logins, try again later"
+)
+
+// userJSON is how a user appears in the JSON routes.
+type userJSON struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	IsAdmin  bool   `json:"is_admin"`
+}
+
+func toUserJSON(u store.User) userJSON {
+	return userJSON{ID: string(u.ID), Username: u.Username, IsAdmin: u.IsAdmin}
+}
+
+// serveLogin checks a username and password and starts a new session.
+// Each check is reserved against the failed-login limits before the
+// password is hashed (see store.ReserveLoginAttempt), so the limits hold
+// under parallel guessing and across every server; past them, even the
+// right password gets 429 until the window has passed.
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	c, err := readCredentials(r)
+	if err != nil {
+		return err
+	}
+	if err := h.cookieCanBeSet(r); err != nil {
+		return err
+	}
+	ip := clientIP(r)
+	attempt, err := h.reserveLogin(r, c.Username, ip)
+	if err != nil {
+		return err
+	}
+	user, err := h.store.VerifyPassword(r.Context(), c.Username, c.Password)
+	if errors.Is(err, store.ErrInvalidCredentials) {
+		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", ip))
+		return h.refuseLogin(w, r, c)
+	}
+	if err != nil {
+		h.releaseAttempt(attempt)
+		return passwordCheckFailed(err)
+	}
+	if err := h.store.ClearLoginFailures(r.Context(), c.Username); err != nil {
+		return storeUnavailable(err)
+	}
+	switch err := h.startSession(w, r, user, c.Remember); {
+	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
+		// The password was changed, or the user deleted, while this login
+		// was being checked: what was verified is no longer valid.
+		h.logger.Info("login failed: credentials changed during the login", zap.String("username", user.Username),
+			zap.String("client_ip", ip))
+		return h.refuseLogin(w, r, c)
+	case err != nil:
+		return storeUnavailable(err)
+	}
+	return h.signedIn(w, r, c, http.StatusOK, user)
+}
+
+// signedIn answers a login or registration that started a session: the form
+// goes where it was headed, a script gets the user.
+func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, c credentials, status int, user *store.User) error {
+	if c.form {
+		http.Redirect(w, r, request.SafeRedirect(c.Redirect), http.StatusSeeOther)
+		return nil
+	}
+	writeJSON(w, status, toUserJSON(*user))
+	return nil
+}
+
+// refuseLogin answers a login whose name and password do not match: the
+// form again, with the message, or a refusal for a script.
+func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, c credentials) error {
+	if c.form {
+		return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
+	}
+	return refuse(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
+}
+
+// reserveLogin reserves a password check for username from ip, or refuses
+// with 429 past the failed-login limits.
+func (h *Handler) reserveLogin(r *http.Request, username, ip string) (store.Attempt, error) {
+	a, err := h.store.ReserveLoginAttempt(r.Context(), username, ip, h.throttle)
+	if err != nil {
+		return a, storeUnavailable(err)
+	}
+	if a.Throttled() {
+		h.logger.Warn("login throttled", zap.String("username", username), zap.String("client_ip", ip),
+			zap.Int("account_failures", a.Account), zap.Int("ip_failures", a.IP))
+		return a, tooManyAttempts(a, msgTooManyFailures)
+	}
+	return a, nil
+}
+
+// releaseAttempt forgets a reservation whose password was never checked, so
+// a busy server or a failing database does not count against the user. It
+// is best effort and outlives the request, whose client may be gone.
+func (h *Handler) releaseAttempt(a store.Attempt) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.store.ReleaseAttempt(ctx, a); err != nil {
+		h.logger.Warn("releasing a reserved password check", zap.Error(err))
+	}
+}
+
+// serveRegister creates an account and logs it in, when registration is
+// on. Registrations are counted per client address, each costing a
+// password hash: a client past max_registrations_per_ip (or its address past
+// max_failed_logins_per_ip) gets 429 before anything is hashed.
+func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	if !h.Registration {
+		return refuse(http.StatusNotFound, "registration_off", "Registration is not enabled")
+	}
+	c, err := readCredentials(r)
+	if err != nil {
+		return err
+	}
+	if err := h.cookieCanBeSet(r); err != nil {
+		return err
+	}
+	user, err := h.register(r, c)
+	var ref *refusal
+	if errors.As(err, &ref) && (ref.status == http.StatusBadRequest || ref.status == http.StatusConflict) && c.form {
+		// The person at the form sees why, on the form.
+		return h.renderLoginPage(w, r, ref.status, c, ref.message)
+	}
+	if err != nil {
+		return err
+	}
+	h.logger.Info("user registered", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
+	if err := h.startSession(w, r, user, c.Remember); err != nil {
+		return storeUnavailable(err)
+	}
+	return h.signedIn(w, r, c, http.StatusCreated, user)
+}
+
+// register creates the account c asks for, or says why not.
+func (h *Handler) register(r *http.Request, c credentials) (*store.User, error) {
+	var inputErr *store.InputError
+	if err := errors.Join(store.ValidateUsername(c.Username), store.ValidatePassword(c.Password)); errors.As(err, &inputErr) {
+		return nil, badInput(inputErr)
+	}
+	ip := clientIP(r)
+	attempt, err := h.store.ReserveRegistration(r.Context(), ip, h.throttle)
+	if err != nil {
+		return nil, storeUnavailable(err)
+	}
+	if attempt.Throttled() {
+		h.logger.Warn("registration throttled", zap.String("client_ip", ip),
+			zap.Int("registrations", attempt.Account), zap.Int("ip_attempts", attempt.IP))
+		return nil, tooManyAttempts(attempt, "Too many sign-ups from your address, try again later")
+	}
+	user, err := h.store.CreateUser(r.Context(), c.Username, c.Password, false)
+	switch {
+	case errors.As(err, &inputErr):
+		return nil, badInput(inputErr)
+	case errors.Is(err, store.ErrUserExists):
+		return nil, refuse(http.StatusConflict, "username_taken", msgUsernameTaken)
+	case err != nil:
+		h.releaseAttempt(attempt)
+		return nil, passwordCheckFailed(err)
+	}
+	return user, nil
+}
+
+// startSession creates a session with a fresh token and sets its cookie. A
+// session the request already carried is ended first, so a token planted in
+// a browser before login never becomes a logged-in one. The session is
+// created only while user's credentials are still the ones verified; else
+// the error is store.ErrCredentialsChanged (or store.ErrUserNotFound).
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) error {
+	if old, ok := h.token(r); ok {
+		if err := h.store.DeleteSession(r.Context(), old); err != nil {
+			return err
+		}
+	}
+	remember = remember && h.rememberFor > 0
+	lifetime := time.Duration(h.Lifetime)
+	if remember {
+		lifetime = h.rememberFor
+	}
+	token, _, err := h.store.CreateSession(r.Context(), store.SessionParams{
+		User:        *user,
+		Lifetime:    lifetime,
+		IdleTimeout: time.Duration(h.IdleTimeout),
+		MaxPerUser:  h.MaxSessionsPerUser,
+		UserAgent:   r.UserAgent(),
+		IP:          clientIP(r),
+	})
+	if err != nil {
+		return err
+	}
+	// Without remember me the cookie lasts as long as the browser session;
+	// with it, as long as the session itself.
+	cookie := h.sessionCookie(r, token)
+	if remember {
+		cookie.MaxAge = int(lifetime / time.Second)
+	}
+	http.SetCookie(w, cookie)
+	h.logger.Info("login", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
+	return nil
+}
+
+// serveLogout ends the session server-side and clears the cookie; it
+// succeeds with or without a session, so a double click does no harm.
+// While the database cannot be reached the browser's cookie and this
+// server's memory of the session are cleared all the same, and the answer
+// (503) says that the session could not be ended everywhere.
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	var storeErr error
+	if token, ok := h.token(r); ok {
+		h.app.cache.forget(keyOf(token))
+		if err := h.store.DeleteSession(r.Context(), token); err != nil {
+			if clientGone(r.Context(), err) {
+				return nil
+			}
+			storeErr = err
+		}
+	}
+	http.SetCookie(w, h.clearCookie(r))
+	// Clear-Site-Data also removes what scripts may have copied of the session.
+	if h.ClearSiteDataCache {
+		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
+	} else {
+		w.Header().Set("Clear-Site-Data", `"cookies"`)
+	}
+	if storeErr != nil {
+		ref := storeUnavailable(storeErr)
+		ref.message = "Signed out in this browser and on this server, but the session store is unavailable, " +
+			"so the session could not be ended everywhere"
+		return ref
+	}
+	if r.URL.Path == h.LogoutPath {
+		http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+// serveMe returns the user of the current session.
+func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request, c *caller) error {
+	writeJSON(w, http.StatusOK, toUserJSON(c.session.User))
+	return nil
+}
+
+// serveLoginPage shows the login form, or sends a visitor who is already
+// logged in on to where they were going.
+func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	redirect := r.URL.Query().Get("redirect")
+	sess, _, err := h.session(r)
+	if err == nil && sess != nil {
+		http.Redirect(w, r, request.SafeRedirect(redirect), http.StatusSeeOther)
+		return nil
+	}
+	// A database failure still shows the form: the login itself will say
+	// that the store is unavailable.
+	return h.renderLoginPage(w, r, http.StatusOK, credentials{Redirect: redirect}, "")
+}
+
+func (h *Handler) renderLoginPage(w http.ResponseWriter, r *http.Request, status int, c credentials, message string) error {
+	page := web.LoginPage{
+		Title:      "Sign in",
+		Action:     h.LoginPath,
+		Redirect:   request.SafeRedirect(c.Redirect),
+		Username:   c.Username,
+		Error:      message,
+		Remember:   h.rememberFor > 0,
+		Remembered: c.Remember,
+	}
+	if h.Registration {
+		page.RegisterAction = h.APIPath + "/register"
+	}
+	return renderPage(w, r, status, h.loginTemplate, h.loginPageCSP, page)
+}
+
+// clientIP is the client's address as Caddy determined it, with its
+// trusted_proxies setting applied.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		return ip
+	}
+	return r.RemoteAddr
+}

@@ -1,0 +1,201 @@
+package pgsession
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/pgsession/caddy-pgsession/migrations"
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// Every rule the options must follow is written here, once. Caddy calls
+// Validate after Provision, for a Caddyfile and for JSON alike; the
+// Caddyfile parser calls the same rules at the end of each block, so that a
+// broken rule is reported with the file and line of the option at fault.
+
+// optionError is a rule an option breaks.
+type optionError struct {
+	option string // the option at fault, as the Caddyfile and JSON name it
+	msg    string
+}
+
+func (e *optionError) Error() string { return e.msg }
+
+func optionErrorf(option, format string, args ...any) error {
+	return &optionError{option: option, msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks the handler's options.
+func (h *Handler) Validate() error { return h.check() }
+
+// check applies the handler's rules; unset options (zero values) are the
+// defaults, which follow them.
+func (h *Handler) check() error {
+	if h.CookieName != "" && !validCookieName(h.CookieName) {
+		return optionErrorf("cookie_name", "cookie_name %q is not a valid cookie name", h.CookieName)
+	}
+	if h.Lifetime != 0 && h.Lifetime < caddy.Duration(time.Second) {
+		return optionErrorf("lifetime", "lifetime must be at least one second")
+	}
+	secure := strings.ToLower(h.Secure)
+	if !oneOf(secure, "", "auto", "on", "off") {
+		return optionErrorf("secure", "secure must be auto, on or off, not %q", h.Secure)
+	}
+	sameSite := strings.ToLower(h.SameSite)
+	if !oneOf(sameSite, "", "lax", "strict", "none") {
+		return optionErrorf("same_site", "same_site must be lax, strict or none, not %q", h.SameSite)
+	}
+	if sameSite == "none" && secure != "on" {
+		return optionErrorf("same_site", "same_site none needs secure on: browsers drop SameSite=None cookies that are not Secure")
+	}
+	// Browsers accept a __Host- cookie only with Secure, Path=/ and no
+	// Domain, and a __Secure- one only with Secure; the handler always sends
+	// Path=/ and no Domain, so Secure is what must hold.
+	if needsSecure(h.CookieName) && secure == "off" {
+		return optionErrorf("cookie_name", "cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
+	}
+	if h.IdleTimeout < 0 || h.IdleTimeout > 0 && h.IdleTimeout < caddy.Duration(time.Second) {
+		return optionErrorf("idle_timeout", "idle_timeout must be at least one second")
+	}
+	if h.RenewalInterval < 0 {
+		return optionErrorf("renewal_interval", "renewal_interval must not be negative")
+	}
+	// A session is written back at most once per renewal interval, so with
+	// a longer one a user active all along would still reach the idle
+	// timeout between two write-backs and be logged out.
+	if h.IdleTimeout > 0 && h.RenewalInterval > h.IdleTimeout/2 {
+		return optionErrorf("renewal_interval", "renewal_interval %s is more than half of idle_timeout %s: an active user "+
+			"would be logged out between two renewals; use renewal_interval %s or less",
+			time.Duration(h.RenewalInterval), time.Duration(h.IdleTimeout), time.Duration(h.IdleTimeout/2))
+	}
+	if h.RememberLifetime != nil && *h.RememberLifetime < 0 {
+		return optionErrorf("remember_lifetime", "remember_lifetime must not be negative")
+	}
+	for option, n := range map[string]int{"max_sessions_per_user": h.MaxSessionsPerUser,
+		"max_failed_logins_per_account": h.MaxFailedLoginsPerAccount, "max_failed_logins_per_ip": h.MaxFailedLoginsPerIP,
+		"max_registrations_per_ip": h.MaxRegistrationsPerIP} {
+		if n < 0 {
+			return optionErrorf(option, "%s must not be negative", option)
+		}
+	}
+	if h.FailedLoginWindow < 0 {
+		return optionErrorf("failed_login_window", "failed_login_window must not be negative")
+	}
+	for option, v := range map[string]string{"cross_origin_protection": h.CrossOriginProtection, "cache_control": h.CacheControl} {
+		if !oneOf(v, "", "on", "off") {
+			return optionErrorf(option, "%s must be on or off, not %q", option, v)
+		}
+	}
+	if !oneOf(h.ErrorPages, "", "builtin", "caddy") {
+		return optionErrorf("error_pages", "error_pages must be builtin or caddy, not %q", h.ErrorPages)
+	}
+	for _, origin := range h.TrustedOrigins {
+		if err := checkOrigin(origin); err != nil {
+			return optionErrorf("trusted_origins", "trusted_origins: %v", err)
+		}
+	}
+	for option, p := range map[string]string{"login_path": h.LoginPath, "logout_path": h.LogoutPath,
+		"api_path": h.APIPath, "account_path": h.AccountPath} {
+		if p != "" && !strings.HasPrefix(p, "/") {
+			return optionErrorf(option, "%s must start with /, not %q", option, p)
+		}
+	}
+	// The token is checked as it will be sent: expanded once provisioned,
+	// and before that only if it holds no placeholder.
+	token := h.AdminToken
+	if h.adminToken != nil {
+		token = string(h.adminToken)
+	}
+	if token != "" && (h.adminToken != nil || !strings.Contains(token, "{")) && len(token) < minAdminTokenLength {
+		return optionErrorf("admin_token", "admin_token must be at least %d characters (it is %d): "+
+			"generate one with `openssl rand -base64 32`", minAdminTokenLength, len(token))
+	}
+	return nil
+}
+
+// Validate checks the app's options.
+func (a *App) Validate() error { return a.check() }
+
+// check applies the app's rules; unset options are the defaults.
+func (a *App) check() error {
+	if a.Schema != "" {
+		if err := migrations.ValidateSchema(a.Schema); err != nil {
+			return optionErrorf("schema", "schema: %v", err)
+		}
+	}
+	if a.CleanupInterval < 0 {
+		return optionErrorf("cleanup_interval", "cleanup_interval must be positive")
+	}
+	if a.MaxConnections < 0 {
+		return optionErrorf("max_connections", "max_connections must not be negative")
+	}
+	if a.CacheSize != nil && *a.CacheSize < 0 {
+		return optionErrorf("cache_size", "cache_size must not be negative")
+	}
+	if a.OfflineGrace != nil && *a.OfflineGrace < 0 {
+		return optionErrorf("offline_grace", "offline_grace must not be negative")
+	}
+	// A connection string with placeholders is checked once they are
+	// expanded, at provisioning; the error never repeats the string, which
+	// may hold a password.
+	for option, url := range map[string]string{"database_url": a.DatabaseURL, "listen_database_url": a.ListenDatabaseURL} {
+		if url != "" && !strings.Contains(url, "{") {
+			if _, _, err := store.PoolConfig(url, ""); err != nil {
+				return optionErrorf(option, "%s: %v", option, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkOrigin accepts an origin as browsers send it in the Origin header:
+// http or https, lowercase scheme, a host, and nothing after it. Anything
+// else could never match a request, so it is a mistake worth reporting.
+func checkOrigin(origin string) error {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.HasPrefix(origin, u.Scheme+"://") ||
+		u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery ||
+		strings.HasSuffix(origin, "#") {
+		return fmt.Errorf("%q is not an origin like https://app.example.com", origin)
+	}
+	return http.NewCrossOriginProtection().AddTrustedOrigin(origin)
+}
+
+// validCookieName reports whether name is a cookie-name token (RFC 6265).
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// needsSecure reports whether browsers accept a cookie of this name only
+// with the Secure attribute.
+func needsSecure(cookieName string) bool {
+	return strings.HasPrefix(cookieName, "__Host-") || strings.HasPrefix(cookieName, "__Secure-")
+}
+
+func oneOf(v string, allowed ...string) bool {
+	for _, a := range allowed {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Interface guards
+var (
+	_ caddy.Validator = (*Handler)(nil)
+	_ caddy.Validator = (*App)(nil)
+)
