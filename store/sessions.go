@@ -240,11 +240,18 @@ func (s *Store) GetUserSessions(ctx context.Context, userID UserID) ([]Session, 
 // configured size, each its own short statement, and returns how many it
 // removed. It stops early, returning the count so far, when ctx ends.
 func (s *Store) CleanupExpiredSessions(ctx context.Context) (int64, error) {
+	return s.deleteInBatches(ctx, s.q.cleanupSessions, "deleting expired sessions")
+}
+
+// deleteInBatches runs query, a DELETE of at most $1 rows, until it deletes
+// fewer than a batch, and returns how many rows went. Small batches keep
+// each transaction short, so cleanup never holds locks a request waits on.
+func (s *Store) deleteInBatches(ctx context.Context, query, what string) (int64, error) {
 	var total int64
 	for {
-		tag, err := s.pool.Exec(ctx, s.q.cleanupSessions, s.batchSize)
+		tag, err := s.pool.Exec(ctx, query, s.batchSize)
 		if err != nil {
-			return total, fmt.Errorf("deleting expired sessions: %w", err)
+			return total, fmt.Errorf("%s: %w", what, err)
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < int64(s.batchSize) {

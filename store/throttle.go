@@ -125,18 +125,5 @@ func (s *Store) ClearLoginFailures(ctx context.Context, username string) error {
 // CleanupLoginAttempts deletes failed-login rows that no longer count, in
 // batches, and returns how many it removed.
 func (s *Store) CleanupLoginAttempts(ctx context.Context) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.pool.Exec(ctx, s.q.cleanupLoginAttempts, s.batchSize)
-		if err != nil {
-			return total, fmt.Errorf("deleting old login attempts: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < int64(s.batchSize) {
-			return total, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-	}
+	return s.deleteInBatches(ctx, s.q.cleanupLoginAttempts, "deleting old login attempts")
 }

@@ -82,6 +82,10 @@ var (
 	//go:embed account.html
 	accountHTML string
 
+	// headHTML is the <head> both built-in pages share, as {{template "head" title}}.
+	//go:embed head.html
+	headHTML string
+
 	//go:embed style.css
 	rawCSS string
 )
@@ -128,13 +132,14 @@ func funcs() template.FuncMap {
 	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime}
 }
 
-var defaultTemplate = sync.OnceValue(func() *template.Template {
-	return template.Must(template.New("login.html").Funcs(funcs()).Parse(loginHTML))
-})
+// page parses one of the built-in pages with the head they share.
+func page(name, text string) *template.Template {
+	return template.Must(template.Must(template.New(name).Funcs(funcs()).Parse(headHTML)).Parse(text))
+}
 
-var defaultAccountTemplate = sync.OnceValue(func() *template.Template {
-	return template.Must(template.New("account.html").Funcs(funcs()).Parse(accountHTML))
-})
+var defaultTemplate = sync.OnceValue(func() *template.Template { return page("login.html", loginHTML) })
+
+var defaultAccountTemplate = sync.OnceValue(func() *template.Template { return page("account.html", accountHTML) })
 
 // DefaultLoginTemplate returns the built-in login page template (parsed once).
 //

@@ -420,9 +420,7 @@ func (b *PgBouncer) terminate() error {
 func (b *PgBouncer) removeFolder() error {
 	var errs []error
 	if b.watchdog != nil {
-		_, _ = io.WriteString(b.watchdogIn, "done\n")
-		_ = b.watchdogIn.Close()
-		if err := b.watchdog.Wait(); err != nil {
+		if err := dismissWatchdog(b.watchdog, b.watchdogIn); err != nil {
 			errs = append(errs, fmt.Errorf("pgtest: waiting for the pgbouncer watchdog to exit: %w", err))
 		}
 		b.watchdog = nil
@@ -434,16 +432,7 @@ func (b *PgBouncer) removeFolder() error {
 }
 
 // logSince returns what pgbouncer logged from offset on, so a failed start shows its own lines.
-func (b *PgBouncer) logSince(offset int64) string {
-	data, err := os.ReadFile(b.logPath)
-	if err != nil {
-		return fmt.Sprintf("(reading the log: %v)", err)
-	}
-	if offset > int64(len(data)) {
-		offset = 0
-	}
-	return string(data[offset:])
-}
+func (b *PgBouncer) logSince(offset int64) string { return readLogSince(b.logPath, offset) }
 
 // pgBouncerWatchdogScript learns the pid of each pgbouncer started from its stdin and, when stdin
 // closes without "done" (the test process died), stops the last one and removes the folder.

@@ -642,9 +642,7 @@ func (c *cluster) destroy() error {
 		}
 	}
 	if c.watchdog != nil {
-		_, _ = io.WriteString(c.watchdogIn, "done\n")
-		_ = c.watchdogIn.Close()
-		if err := c.watchdog.Wait(); err != nil {
+		if err := dismissWatchdog(c.watchdog, c.watchdogIn); err != nil {
 			errs = append(errs, fmt.Errorf("pgtest: waiting for the watchdog to exit: %w", err))
 		}
 		c.watchdog = nil
@@ -653,6 +651,14 @@ func (c *cluster) destroy() error {
 		errs = append(errs, fmt.Errorf("pgtest: removing the PostgreSQL folder: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// dismissWatchdog tells a watchdog its server was cleaned up properly, so it
+// exits without acting, and waits for it.
+func dismissWatchdog(cmd *exec.Cmd, in io.WriteCloser) error {
+	_, _ = io.WriteString(in, "done\n")
+	_ = in.Close()
+	return cmd.Wait()
 }
 
 // fileSize returns the size of path, or 0 if it does not exist yet, to mark where a start
@@ -667,8 +673,12 @@ func fileSize(path string) int64 {
 
 // logSince returns what the server logged from offset on, so an error shows this attempt's lines
 // and not those of earlier starts.
-func (c *cluster) logSince(offset int64) string {
-	data, err := os.ReadFile(c.logPath)
+func (c *cluster) logSince(offset int64) string { return readLogSince(c.logPath, offset) }
+
+// readLogSince returns what a server logged to path from offset on; a
+// shorter file was started again, and is read from its start.
+func readLogSince(path string, offset int64) string {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(reading the log: %v)", err)
 	}
