@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/pgsession/caddy-pgsession/internal/cli"
 )
 
 func init() {
@@ -19,5 +21,5 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("pg_session", parseHandlerDirective)
 	// Before basic_auth, with the other authentication, so users need no order line.
 	httpcaddyfile.RegisterDirectiveOrder("pg_session", httpcaddyfile.Before, "basic_auth")
-	caddycmd.RegisterCommand(pgSessionCommand())
+	caddycmd.RegisterCommand(cli.Command())
 }
