@@ -1,5 +1,7 @@
-// Package integration holds end-to-end tests: the development Caddy binary,
-// built once per run, against a throwaway PostgreSQL, spoken to over HTTP.
+// Package integration holds the end-to-end tests that need Caddy itself as
+// a process: the development Caddy binary, built once per run, against a
+// throwaway PostgreSQL, spoken to over HTTP. How the handler behaves is
+// tested in process, and in parallel, in the root package (site_test.go).
 package integration
 
 import (
@@ -12,6 +14,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -159,13 +162,6 @@ type response struct {
 	body string
 }
 
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
-	return v
-}
-
 func (b *browser) do(req *http.Request) response {
 	b.t.Helper()
 	resp, err := b.client.Do(req)
@@ -227,12 +223,6 @@ func (b *browser) cookie(c *caddyServer) string {
 	return ""
 }
 
-// setCookie puts a session cookie into the browser, as a copied cookie would be.
-func (b *browser) setCookie(c *caddyServer, value string) {
-	u, _ := url.Parse(c.url("/"))
-	b.jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: value, Path: "/"}})
-}
-
 // database is a test's PostgreSQL database, with the store for setting up users.
 type database struct {
 	url   string
@@ -266,13 +256,6 @@ func (db *database) addUser(t *testing.T, name, password string) *store.User {
 	return u
 }
 
-func (db *database) exec(t *testing.T, sql string, args ...any) int64 {
-	t.Helper()
-	tag, err := db.pool.Exec(context.Background(), sql, args...)
-	require.NoError(t, err)
-	return tag.RowsAffected()
-}
-
 func (db *database) count(t *testing.T, sql string, args ...any) int {
 	t.Helper()
 	var n int
@@ -300,18 +283,32 @@ func (b *browser) send(method, rawURL string, body any, header ...string) respon
 	return b.do(req)
 }
 
-// list decodes a JSON array of objects.
-func (r response) list(t *testing.T) []map[string]any {
-	t.Helper()
-	var v []map[string]any
-	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
-	return v
-}
-
 // addAdmin creates a user with is_admin.
 func (db *database) addAdmin(t *testing.T, name, password string) *store.User {
 	t.Helper()
 	u, err := db.store.CreateUser(context.Background(), name, password, true)
 	require.NoError(t, err)
 	return u
+}
+
+// sessionInDB logs u in straight in the database and returns the cookie
+// value and the session's public handle.
+func sessionInDB(t *testing.T, db *database, u *store.User) (token, handle string) {
+	t.Helper()
+	token, sess, err := db.store.CreateSession(context.Background(), store.SessionParams{User: *u, Lifetime: time.Hour, IP: "127.0.0.1"})
+	require.NoError(t, err)
+	return token, string(sess.Handle)
+}
+
+func sessionCookie(token string) string { return "session=" + token }
+
+// retryAfter asserts that resp carries Retry-After as a positive number of
+// seconds no longer than max, and returns it.
+func retryAfter(t *testing.T, resp response, max int) int {
+	t.Helper()
+	n, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err, "Retry-After %q is not a whole number of seconds", resp.Header.Get("Retry-After"))
+	require.Positive(t, n, "Retry-After")
+	require.LessOrEqual(t, n, max, "Retry-After")
+	return n
 }

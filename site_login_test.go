@@ -1,9 +1,8 @@
-package integration
+package pgsession
 
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -16,8 +15,9 @@ import (
 // The user's story: a private site asks for a login, lets them in, and lets them out.
 
 func TestVisitorWithoutSessionIsSentToLogin(t *testing.T) {
-	db := newDatabase(t)
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	t.Parallel()
+	db := newTestDB(t)
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 
 	resp := b.getPage(c.url("/docs/page.html?lang=en"))
@@ -35,8 +35,9 @@ func TestVisitorWithoutSessionIsSentToLogin(t *testing.T) {
 }
 
 func TestLoginPage(t *testing.T) {
-	db := newDatabase(t)
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	t.Parallel()
+	db := newTestDB(t)
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 
 	resp := b.getPage(c.url("/login?redirect=%2Fdocs%2F"))
@@ -56,9 +57,10 @@ func TestLoginPage(t *testing.T) {
 }
 
 func TestLoginWithJSONThenMeThenLogout(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 
 	resp := b.postJSON(c.url("/api/auth/login"), map[string]string{"username": "alice", "password": "correct horse battery"})
@@ -97,9 +99,10 @@ func TestLoginWithJSONThenMeThenLogout(t *testing.T) {
 }
 
 func TestLoginWithTheFormRedirectsBack(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addUser(t, "alice", "correct horse battery")
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 
 	resp := b.postForm(c.url("/login"), url.Values{"username": {"alice"}, "password": {"wrong password"}, "redirect": {"/docs/"}})
@@ -130,9 +133,10 @@ func TestLoginWithTheFormRedirectsBack(t *testing.T) {
 }
 
 func TestWrongPasswordAndUnknownUserLookTheSame(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addUser(t, "alice", "correct horse battery")
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 
 	wrong := b.postJSON(c.url("/api/auth/login"), map[string]string{"username": "alice", "password": "wrong password"})
@@ -144,9 +148,10 @@ func TestWrongPasswordAndUnknownUserLookTheSame(t *testing.T) {
 }
 
 func TestEveryLoginGetsANewSessionID(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addUser(t, "alice", "correct horse battery")
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 
 	b.login(c, "alice", "correct horse battery")
@@ -164,9 +169,10 @@ func TestEveryLoginGetsANewSessionID(t *testing.T) {
 }
 
 func TestOpenRedirectsLandOnTheSite(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addUser(t, "alice", "correct horse battery")
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	c := startSite(t, siteOptions{db: db.url})
 
 	for _, target := range []string{
 		"//evil.example", "https://evil.example", `/\evil.example`, "/\t/evil.example",
@@ -182,13 +188,14 @@ func TestOpenRedirectsLandOnTheSite(t *testing.T) {
 }
 
 func TestRegistration(t *testing.T) {
-	db := newDatabase(t)
-	off := startCaddy(t, site{DatabaseURL: db.url})
+	t.Parallel()
+	db := newTestDB(t)
+	off := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
 	resp := b.postJSON(off.url("/api/auth/register"), map[string]string{"username": "bob", "password": "long enough password"})
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "registration is off by default")
 
-	on := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: "registration on"})
+	on := startSite(t, siteOptions{db: db.url, handler: "registration on"})
 	resp = b.postJSON(on.url("/api/auth/register"), map[string]string{"username": "bob", "password": "long enough password"})
 	require.Equal(t, http.StatusCreated, resp.StatusCode, resp.body)
 	assert.Equal(t, "bob", resp.json(t)["username"])
@@ -206,10 +213,11 @@ func TestRegistration(t *testing.T) {
 }
 
 func TestBadRequestBodies(t *testing.T) {
-	db := newDatabase(t)
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	t.Parallel()
+	db := newTestDB(t)
+	c := startSite(t, siteOptions{db: db.url})
 	b := newBrowser(t)
-	post := func(contentType, body string) response {
+	post := func(contentType, body string) reply {
 		req, err := http.NewRequest(http.MethodPost, c.url("/api/auth/login"), strings.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", contentType)
@@ -223,14 +231,14 @@ func TestBadRequestBodies(t *testing.T) {
 }
 
 func TestIdentityHeadersReachTheUpstreamAndCannotBeForged(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "id=%q name=%q remote=%q", r.Header.Get("X-Auth-User-Id"), r.Header.Get("X-Auth-Username"), r.Header.Get("X-Remote-User"))
-	}))
-	t.Cleanup(upstream.Close)
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: upstream.Listener.Addr().String(), HandlerOptions: "public /public/*",
-		UpstreamOptions: "header_up X-Remote-User {http.auth.user.username}"})
+	})
+	c := startSite(t, siteOptions{db: db.url, handler: "public /public/*",
+		next: up.proxy("X-Remote-User", "{http.auth.user.username}")})
 
 	b := newBrowser(t)
 	resp := b.get(c.url("/public/x"), "X-Auth-Username", "admin", "X-Auth-User-Id", "forged")
@@ -242,10 +250,11 @@ func TestIdentityHeadersReachTheUpstreamAndCannotBeForged(t *testing.T) {
 }
 
 func TestServerSentEventsStreamThroughTheGate(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addUser(t, "alice", "correct horse battery")
 	release := make(chan struct{})
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, "data: first\n\n")
 		w.(http.Flusher).Flush()
@@ -254,10 +263,9 @@ func TestServerSentEventsStreamThroughTheGate(t *testing.T) {
 		case <-r.Context().Done():
 		}
 		fmt.Fprint(w, "data: second\n\n")
-	}))
-	t.Cleanup(upstream.Close)
+	})
 	t.Cleanup(func() { close(release) })
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: upstream.Listener.Addr().String()})
+	c := startSite(t, siteOptions{db: db.url, next: up.proxy()})
 	b := newBrowser(t)
 	b.login(c, "alice", "correct horse battery")
 

@@ -1,9 +1,8 @@
-package integration
+package pgsession
 
 import (
 	"fmt"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -15,11 +14,12 @@ import (
 // sign-up form, the login, the admin routes and the command line. What the
 // upstream sees is the name as stored, never a look-alike.
 func TestLookAlikeUsernamesAreOneAccount(t *testing.T) {
-	db := newDatabase(t)
-	up := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Header.Get("X-Auth-Username")) })
+	t.Parallel()
+	db := newTestDB(t)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Header.Get("X-Auth-Username")) })
 	const admin = "an admin token that is long enough to pass"
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: up.addr(), HandlerOptions: "registration on\nadmin_token \"" + admin + "\""})
-	register := func(name string) response {
+	c := startSite(t, siteOptions{db: db.url, next: up.proxy(), handler: "registration on\nadmin_token \"" + admin + "\""})
+	register := func(name string) reply {
 		return sendRaw(t, http.MethodPost, c.url("/api/auth/register"),
 			jsonText(t, map[string]string{"username": name, "password": "a fine long password"}), "Content-Type", "application/json")
 	}
@@ -53,19 +53,18 @@ func TestLookAlikeUsernamesAreOneAccount(t *testing.T) {
 		"Content-Type", "application/json", "Authorization", "Bearer "+admin)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "the admin routes: %s", resp.body)
 
-	cmd := exec.Command(caddyBinary, "pg-session", "user", "add", "ＢＯＢ", "--password-stdin", "--database-url", db.url)
-	cmd.Stdin = strings.NewReader("a fine long password\n")
-	out, err := cmd.CombinedOutput()
-	assert.Error(t, err, "the command line")
-	assert.Contains(t, string(out), "already exists")
+	cli := cliDB(t, db.url, "a fine long password\n", "user", "add", "ＢＯＢ", "--password-stdin")
+	assert.Error(t, cli.err, "the command line")
+	assert.Contains(t, cli.all(), "already exists")
 	assert.Equal(t, 1, db.count(t, `SELECT count(*) FROM pgsession.users`))
 }
 
 // Sign-ups are throttled per client: each costs a password hash, and a
 // flood of them slowed real logins to seconds.
 func TestRegistrationFloodsAreThrottled(t *testing.T) {
-	db := newDatabase(t)
-	c := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: "registration on\nmax_registrations_per_ip 3"})
+	t.Parallel()
+	db := newTestDB(t)
+	c := startSite(t, siteOptions{db: db.url, handler: "registration on\nmax_registrations_per_ip 3"})
 	for i := range 3 {
 		resp := sendRaw(t, http.MethodPost, c.url("/api/auth/register"),
 			jsonText(t, map[string]string{"username": fmt.Sprintf("user%d", i), "password": "a fine long password"}), "Content-Type", "application/json")
@@ -74,16 +73,18 @@ func TestRegistrationFloodsAreThrottled(t *testing.T) {
 	resp := sendRaw(t, http.MethodPost, c.url("/api/auth/register"),
 		jsonText(t, map[string]string{"username": "user4", "password": "a fine long password"}), "Content-Type", "application/json")
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, resp.body)
-	retryAfter(t, resp, 15*60)
+	assertRetryAfter(t, resp, 15*60)
 	assert.Equal(t, 3, db.count(t, `SELECT count(*) FROM pgsession.users`))
 }
 
 // An attacker holding one IPv6 /64 rotates through its addresses, so each
 // guess seems to come from a new client. The /64 is counted as one client.
 func TestIPv6ClientsAreThrottledByTheirSlash64(t *testing.T) {
-	db := newDatabase(t)
-	c := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: "max_failed_logins_per_ip 3",
-		GlobalOptions: "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}"})
+	t.Parallel()
+	db := newTestDB(t)
+	// Behind a proxy Caddy trusts (trusted_proxies), the client address is
+	// taken from X-Forwarded-For.
+	c := startSite(t, siteOptions{db: db.url, handler: "max_failed_logins_per_ip 3", trustForwardedFor: true})
 	from := func(ip string) []string { return []string{"X-Forwarded-For", ip} }
 	for i := range 3 {
 		resp := postLoginJSON(t, c, fmt.Sprintf("user%d", i), "Summer2024!", from(fmt.Sprintf("2001:db8:7:1::%x", i+1))...)
@@ -99,9 +100,10 @@ func TestIPv6ClientsAreThrottledByTheirSlash64(t *testing.T) {
 // your own session by its upper-case handle ends it, and must also clear
 // your cookie.
 func TestEndingYourOwnSessionByAnUpperCaseHandleClearsTheCookie(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addUser(t, "alice", "correct horse battery")
-	c := startCaddy(t, site{DatabaseURL: db.url})
+	c := startSite(t, siteOptions{db: db.url})
 	for _, how := range []string{"api", "account form"} {
 		b := newBrowser(t)
 		b.login(c, "alice", "correct horse battery")
@@ -112,7 +114,7 @@ func TestEndingYourOwnSessionByAnUpperCaseHandleClearsTheCookie(t *testing.T) {
 			}
 		}
 		require.NotEmpty(t, handle)
-		var resp response
+		var resp reply
 		if how == "api" {
 			resp = b.send(http.MethodDelete, c.url("/api/auth/sessions/"+handle), nil)
 			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)

@@ -1,4 +1,4 @@
-package integration
+package pgsession
 
 import (
 	"bufio"
@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,34 +22,7 @@ import (
 // an upstream that records what it receives, and an attacker who tries to
 // get the user's authority or the token past the gate.
 
-// recorder is an upstream that remembers the requests it received.
-type recorder struct {
-	mu   sync.Mutex
-	seen []*http.Request
-	*httptest.Server
-}
-
-func newRecorder(t *testing.T, answer http.HandlerFunc) *recorder {
-	rec := &recorder{}
-	rec.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec.mu.Lock()
-		rec.seen = append(rec.seen, r.Clone(r.Context()))
-		rec.mu.Unlock()
-		answer(w, r)
-	}))
-	t.Cleanup(rec.Close)
-	return rec
-}
-
-func (rec *recorder) addr() string { return rec.Listener.Addr().String() }
-
-func (rec *recorder) requests() []*http.Request {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return append([]*http.Request(nil), rec.seen...)
-}
-
-// websocketAccept answers a WebSocket handshake, enough for Caddy's proxy
+// websocketAccept answers a WebSocket handshake, enough for a reverse proxy
 // to switch protocols.
 func websocketAccept(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Upgrade") != "websocket" {
@@ -75,17 +46,18 @@ func websocketAccept(w http.ResponseWriter, r *http.Request) {
 // Origin tells it apart. It must be refused before the upstream sees it,
 // while the site's own pages and trusted origins keep working.
 func TestCrossSiteWebSocketHandshakesAreRefused(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	token, _ := sessionInDB(t, db, alice)
-	ws := newRecorder(t, websocketAccept)
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: ws.addr(), HandlerOptions: "trusted_origins https://app.example.com"})
+	token, _ := db.sessionInDB(t, alice)
+	ws := newUpstream(t, websocketAccept)
+	c := startSite(t, siteOptions{db: db.url, next: ws.proxy(), handler: "trusted_origins https://app.example.com"})
 	self := "http://" + strings.TrimPrefix(c.url(""), "http://")
 
 	handshake := func(header ...string) int {
 		t.Helper()
 		h := append([]string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
-			"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Cookie", sessionCookie(token)}, header...)
+			"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Cookie", cookieHeader(token)}, header...)
 		return sendRaw(t, http.MethodGet, c.url("/socket"), "", h...).StatusCode
 	}
 	for _, evil := range [][]string{
@@ -115,11 +87,12 @@ func TestCrossSiteWebSocketHandshakesAreRefused(t *testing.T) {
 // A chunked request declares an identity header as a trailer, hoping the
 // upstream reads it next to, or instead of, the one the gate set.
 func TestIdentityHeadersSmuggledAsTrailersAreRefused(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	token, _ := sessionInDB(t, db, alice)
-	up := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: up.addr(), HandlerOptions: "public /public/*"})
+	token, _ := db.sessionInDB(t, alice)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	c := startSite(t, siteOptions{db: db.url, next: up.proxy(), handler: "public /public/*"})
 
 	send := func(path, trailer string) string {
 		t.Helper()
@@ -145,10 +118,11 @@ func TestIdentityHeadersSmuggledAsTrailersAreRefused(t *testing.T) {
 // again by the back button after logout; static files behind the gate
 // still revalidate with a 304 instead of downloading again.
 func TestProtectedResponsesAreNotCachedWhereTheyMustNotBe(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	token, _ := sessionInDB(t, db, alice)
-	up := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+	token, _ := db.sessionInDB(t, alice)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		w.Header().Set("Content-Type", q.Get("type"))
 		if cc := q.Get("cc"); cc != "" {
@@ -156,12 +130,12 @@ func TestProtectedResponsesAreNotCachedWhereTheyMustNotBe(t *testing.T) {
 		}
 		fmt.Fprint(w, "body")
 	})
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: up.addr(), HandlerOptions: "public /public/*"})
-	off := startCaddy(t, site{DatabaseURL: db.url, Upstream: up.addr(), HandlerOptions: "cache_control off"})
+	c := startSite(t, siteOptions{db: db.url, next: up.proxy(), handler: "public /public/*"})
+	off := startSite(t, siteOptions{db: db.url, next: up.proxy(), handler: "cache_control off"})
 
-	cacheControl := func(c *caddyServer, path, contentType, cc string) string {
+	cacheControl := func(c *testSite, path, contentType, cc string) string {
 		t.Helper()
-		resp := sendRaw(t, http.MethodGet, c.url(path+"?type="+urlQuery(contentType)+"&cc="+urlQuery(cc)), "", "Cookie", sessionCookie(token))
+		resp := sendRaw(t, http.MethodGet, c.url(path+"?type="+urlQuery(contentType)+"&cc="+urlQuery(cc)), "", "Cookie", cookieHeader(token))
 		require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
 		return resp.Header.Get("Cache-Control")
 	}
@@ -185,16 +159,16 @@ func TestProtectedResponsesAreNotCachedWhereTheyMustNotBe(t *testing.T) {
 	root := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(root, "app.css"), []byte("body{}"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "index.html"), []byte("<p>secret</p>"), 0o644))
-	files := startCaddy(t, site{DatabaseURL: db.url, Root: root})
-	css := sendRaw(t, http.MethodGet, files.url("/app.css"), "", "Cookie", sessionCookie(token))
+	files := startSite(t, siteOptions{db: db.url, next: fileServer(t, root)})
+	css := sendRaw(t, http.MethodGet, files.url("/app.css"), "", "Cookie", cookieHeader(token))
 	require.Equal(t, http.StatusOK, css.StatusCode)
 	assert.Equal(t, "private, no-cache", css.Header.Get("Cache-Control"))
 	etag := css.Header.Get("ETag")
 	require.NotEmpty(t, etag, "file_server sends an ETag")
-	again := sendRaw(t, http.MethodGet, files.url("/app.css"), "", "Cookie", sessionCookie(token), "If-None-Match", etag)
+	again := sendRaw(t, http.MethodGet, files.url("/app.css"), "", "Cookie", cookieHeader(token), "If-None-Match", etag)
 	assert.Equal(t, http.StatusNotModified, again.StatusCode, "a static file revalidates")
 	assert.Equal(t, "private, no-cache", again.Header.Get("Cache-Control"), "and stays private")
-	page := sendRaw(t, http.MethodGet, files.url("/"), "", "Cookie", sessionCookie(token))
+	page := sendRaw(t, http.MethodGet, files.url("/"), "", "Cookie", cookieHeader(token))
 	assert.Equal(t, "no-store", page.Header.Get("Cache-Control"), "a protected page stays out of the back button")
 }
 
@@ -205,12 +179,13 @@ func urlQuery(s string) string { return url.QueryEscape(s) }
 // Every other cookie, and any Authorization the app uses itself, reach it
 // as sent; a bearer admin token does not.
 func TestTheTokenAndTheAdminTokenNeverReachTheUpstream(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	token, _ := sessionInDB(t, db, alice)
-	up := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	token, _ := db.sessionInDB(t, alice)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 	const admin = "an admin token that is long enough to pass"
-	c := startCaddy(t, site{DatabaseURL: db.url, Upstream: up.addr(), HandlerOptions: "public /public/*\nadmin_token \"" + admin + "\""})
+	c := startSite(t, siteOptions{db: db.url, next: up.proxy(), handler: "public /public/*\nadmin_token \"" + admin + "\""})
 
 	cases := []struct {
 		path, cookie, authorization string

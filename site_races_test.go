@@ -1,26 +1,22 @@
-package integration
+package pgsession
 
 import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // Races an attacker can start from outside, with real parallel requests
 // against a real server. Each runs enough rounds that a regression shows.
 
-// cookieOf returns the session cookie a response set, or "".
-func cookieOf(resp response) string {
+// sessionSetBy returns the session cookie a response set, or "".
+func sessionSetBy(resp reply) string {
 	for _, c := range resp.Cookies() {
 		if c.Name == "session" && c.MaxAge >= 0 {
 			return c.Value
@@ -29,17 +25,11 @@ func cookieOf(resp response) string {
 	return ""
 }
 
-// me asks who the session of token is: 200 while it lives, 401 after.
-func me(t *testing.T, c *caddyServer, token string) int {
-	t.Helper()
-	return sendRaw(t, http.MethodGet, c.url("/api/auth/me"), "", "Cookie", sessionCookie(token)).StatusCode
-}
-
 // loginsInALoop starts four clients logging in as name with password over
 // and over; the function it returns stops them, waits for the logins in
 // flight, and returns the session tokens of every login that succeeded.
 // ready reports whether at least two have, so the race is under way.
-func loginsInALoop(t *testing.T, c *caddyServer, name, password string) (ready func() bool, stop func() []string) {
+func loginsInALoop(t *testing.T, c *testSite, name, password string) (ready func() bool, stop func() []string) {
 	done := make(chan struct{})
 	var mu sync.Mutex
 	var tokens []string
@@ -54,7 +44,7 @@ func loginsInALoop(t *testing.T, c *caddyServer, name, password string) (ready f
 				}
 				if resp := postLoginJSON(t, c, name, password); resp.StatusCode == http.StatusOK {
 					mu.Lock()
-					tokens = append(tokens, cookieOf(resp))
+					tokens = append(tokens, sessionSetBy(resp))
 					mu.Unlock()
 				}
 			}
@@ -76,11 +66,12 @@ func loginsInALoop(t *testing.T, c *caddyServer, name, password string) (ready f
 // for every way a password changes: the API, the account form, an admin
 // and the command line.
 func TestPasswordChangeEndsEverySessionOfTheOldPassword(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addAdmin(t, "root", "root's long password")
 	db.addUser(t, "alice", "password number 0")
 	const admin = "an admin token that is long enough to pass"
-	c := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: `
+	c := startSite(t, siteOptions{db: db.url, handler: `
 		max_failed_logins_per_account 100000
 		max_failed_logins_per_ip 100000
 		admin_token "` + admin + `"`})
@@ -105,10 +96,7 @@ func TestPasswordChangeEndsEverySessionOfTheOldPassword(t *testing.T) {
 			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
 		}},
 		{"command line", func(t *testing.T, _ *browser, _, next string) {
-			cmd := exec.Command(caddyBinary, "pg-session", "user", "passwd", "alice", "--password-stdin", "--database-url", db.url)
-			cmd.Stdin = strings.NewReader(next + "\n")
-			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "%s", out)
+			cliOK(t, db.url, next+"\n", "user", "passwd", "alice", "--password-stdin")
 		}},
 	}
 
@@ -130,7 +118,7 @@ func TestPasswordChangeEndsEverySessionOfTheOldPassword(t *testing.T) {
 
 			for _, token := range tokens {
 				made++
-				if me(t, c, token) != http.StatusUnauthorized {
+				if meStatus(t, c, token) != http.StatusUnauthorized {
 					survived++
 				}
 			}
@@ -145,10 +133,11 @@ func TestPasswordChangeEndsEverySessionOfTheOldPassword(t *testing.T) {
 // An admin whose rights are removed loses them at the next request, and a
 // user who is deleted while their logins are in flight keeps no session.
 func TestDeletedUsersAndRemovedAdminRightsTakeEffectAtOnce(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	db.addAdmin(t, "root", "root's long password")
 	db.addAdmin(t, "deputy", "deputy's long password")
-	c := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: "max_failed_logins_per_account 100000\nmax_failed_logins_per_ip 100000"})
+	c := startSite(t, siteOptions{db: db.url, handler: "max_failed_logins_per_account 100000\nmax_failed_logins_per_ip 100000"})
 	root, deputy := newBrowser(t), newBrowser(t)
 	root.login(c, "root", "root's long password")
 	deputy.login(c, "deputy", "deputy's long password")
@@ -169,14 +158,13 @@ func TestDeletedUsersAndRemovedAdminRightsTakeEffectAtOnce(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
 		tokens := stop()
 		for _, token := range tokens {
-			assert.Equal(t, http.StatusUnauthorized, me(t, c, token), "a session of the deleted user %s", name)
+			assert.Equal(t, http.StatusUnauthorized, meStatus(t, c, token), "a session of the deleted user %s", name)
 		}
 	}
 }
 
-// parallel sends n requests at once and counts the answers by status.
-func parallel(t *testing.T, n int, send func(i int) response) map[int]int {
-	t.Helper()
+// atOnce sends n requests at once and counts the answers by status.
+func atOnce(n int, send func(i int) reply) map[int]int {
 	var mu sync.Mutex
 	statuses := map[int]int{}
 	var wg sync.WaitGroup
@@ -199,15 +187,16 @@ func parallel(t *testing.T, n int, send func(i int) response) map[int]int {
 // Exactly five may have their password checked, wherever a password is
 // checked, however the requests interleave; the rest get 429.
 func TestFailedLoginLimitsHoldUnderParallelGuessing(t *testing.T) {
-	db := newDatabase(t)
+	t.Parallel()
+	db := newTestDB(t)
 	// Each limit is tested alone: c holds accounts and registrations to
 	// five, perIP holds addresses to five.
-	c := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: `
+	c := startSite(t, siteOptions{db: db.url, handler: `
 		max_failed_logins_per_account 5
 		max_failed_logins_per_ip 100000
 		max_registrations_per_ip 5
 		registration on`})
-	perIP := startCaddy(t, site{DatabaseURL: db.url, HandlerOptions: `
+	perIP := startSite(t, siteOptions{db: db.url, handler: `
 		max_failed_logins_per_account 100000
 		max_failed_logins_per_ip 5`})
 	form := func(values url.Values) string { return values.Encode() }
@@ -217,41 +206,41 @@ func TestFailedLoginLimitsHoldUnderParallelGuessing(t *testing.T) {
 		for _, tc := range []struct {
 			name    string
 			refused int // the status of a checked, wrong password
-			setup   func(t *testing.T) func(i int) response
+			setup   func(t *testing.T) func(i int) reply
 		}{
-			{"json login, one account", http.StatusUnauthorized, func(t *testing.T) func(int) response {
+			{"json login, one account", http.StatusUnauthorized, func(t *testing.T) func(int) reply {
 				db.addUser(t, "alice", "correct horse battery")
-				return func(i int) response { return postLoginJSON(t, c, "alice", fmt.Sprintf("guess %d", i)) }
+				return func(i int) reply { return postLoginJSON(t, c, "alice", fmt.Sprintf("guess %d", i)) }
 			}},
-			{"form login, one account", http.StatusUnauthorized, func(t *testing.T) func(int) response {
+			{"form login, one account", http.StatusUnauthorized, func(t *testing.T) func(int) reply {
 				db.addUser(t, "alice", "correct horse battery")
-				return func(i int) response {
+				return func(i int) reply {
 					return sendRaw(t, http.MethodPost, c.url("/login"), form(url.Values{"username": {"alice"}, "password": {fmt.Sprintf("guess %d", i)}}), formType...)
 				}
 			}},
-			{"json login, one address, many accounts", http.StatusUnauthorized, func(t *testing.T) func(int) response {
-				return func(i int) response { return postLoginJSON(t, perIP, fmt.Sprintf("user%d", i), "Summer2024!") }
+			{"json login, one address, many accounts", http.StatusUnauthorized, func(t *testing.T) func(int) reply {
+				return func(i int) reply { return postLoginJSON(t, perIP, fmt.Sprintf("user%d", i), "Summer2024!") }
 			}},
-			{"password change", http.StatusForbidden, func(t *testing.T) func(int) response {
+			{"password change", http.StatusForbidden, func(t *testing.T) func(int) reply {
 				db.addUser(t, "alice", "correct horse battery")
-				token, _ := sessionInDB(t, db, must(t, db, "alice"))
-				return func(i int) response {
+				token, _ := db.sessionInDB(t, db.userNamed(t, "alice"))
+				return func(i int) reply {
 					return sendRaw(t, http.MethodPost, c.url("/api/auth/password"),
 						jsonText(t, map[string]string{"current_password": fmt.Sprintf("guess %d", i), "new_password": "the thief's password"}),
-						"Content-Type", "application/json", "Cookie", sessionCookie(token))
+						"Content-Type", "application/json", "Cookie", cookieHeader(token))
 				}
 			}},
-			{"account form", http.StatusSeeOther, func(t *testing.T) func(int) response {
+			{"account form", http.StatusSeeOther, func(t *testing.T) func(int) reply {
 				db.addUser(t, "alice", "correct horse battery")
-				token, _ := sessionInDB(t, db, must(t, db, "alice"))
-				return func(i int) response {
+				token, _ := db.sessionInDB(t, db.userNamed(t, "alice"))
+				return func(i int) reply {
 					return sendRaw(t, http.MethodPost, c.url("/account"),
 						form(url.Values{"action": {"password"}, "current_password": {fmt.Sprintf("guess %d", i)}, "new_password": {"the thief's password"}}),
-						append(formType, "Cookie", sessionCookie(token))...)
+						append(formType, "Cookie", cookieHeader(token))...)
 				}
 			}},
-			{"registration", http.StatusCreated, func(t *testing.T) func(int) response {
-				return func(i int) response {
+			{"registration", http.StatusCreated, func(t *testing.T) func(int) reply {
+				return func(i int) reply {
 					return sendRaw(t, http.MethodPost, c.url("/api/auth/register"),
 						jsonText(t, map[string]string{"username": fmt.Sprintf("newcomer%d-%d", guesses, i), "password": "a fine long password"}),
 						"Content-Type", "application/json")
@@ -262,19 +251,11 @@ func TestFailedLoginLimitsHoldUnderParallelGuessing(t *testing.T) {
 				db.exec(t, `DELETE FROM pgsession.login_attempts`)
 				db.exec(t, `DELETE FROM pgsession.users WHERE username = 'alice'`)
 				send := tc.setup(t)
-				statuses := parallel(t, guesses, send)
+				statuses := atOnce(guesses, send)
 				t.Logf("%d at once: %v", guesses, statuses)
 				assert.Equal(t, 5, statuses[tc.refused], "passwords checked (or accounts made): %v", statuses)
 				assert.Equal(t, guesses-5, statuses[http.StatusTooManyRequests], "%v", statuses)
 			})
 		}
 	}
-}
-
-// must finds a user by name.
-func must(t *testing.T, db *database, name string) *store.User {
-	t.Helper()
-	u, err := db.store.GetUserByName(t.Context(), name)
-	require.NoError(t, err)
-	return u
 }

@@ -1,0 +1,41 @@
+package pgsession
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// Test seams for the in-process sites of site_test.go, in the manner of
+// pgx's export_test.go: what those tests need of the package's insides,
+// without widening its API. The sites are otherwise driven only through
+// exported options and HTTP, so when the insides are renamed, this file is
+// the one to follow.
+
+// cheapHashing makes app hash new passwords (and the fake hash an unknown
+// user is checked against) in microseconds: at the default 19 MiB a hash
+// takes hundreds of milliseconds under the race detector. How passwords are
+// hashed is the store's tests' business. Call it before Provision.
+func cheapHashing(app *App) { app.storeOptions = store.Options{Argon2: cheapArgon2} }
+
+// cheapArgon2 is the cost of every password hash the in-process tests make.
+var cheapArgon2 = store.Argon2Params{Memory: 64, Passes: 1}
+
+// logAppTo makes a provisioned app log to l. A caddy.Context without a
+// config gives each module a development logger on stderr, which a test
+// cannot read. Call it between Provision and Start.
+func logAppTo(app *App, l *zap.Logger) {
+	app.logger = l
+	app.health.logger = l
+}
+
+// provisionHandler sets h up on app, as Provision does once Caddy's config
+// has found the app, and makes it log to l.
+func provisionHandler(ctx caddy.Context, h *Handler, app *App, l *zap.Logger) error {
+	if err := h.provision(ctx, app); err != nil {
+		return err
+	}
+	h.logger = l
+	return nil
+}

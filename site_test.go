@@ -1,0 +1,716 @@
+package pgsession
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// The end-to-end tests of the site_*_test.go files run in process and in
+// parallel: each test gets a database of its own and one or more sites,
+// each an App and a Handler set up as Caddy sets them up for a Caddyfile,
+// behind a real HTTP server (httptest), spoken to over HTTP as a browser, a
+// script or an attacker would. What needs Caddy itself, as a process (a
+// reload or restart, the Caddyfile's errors with file and line, the access
+// log, the JSON config, a memory bound of the process), is in integration/.
+
+// siteOptions is one server's configuration, as its Caddyfile would hold it.
+type siteOptions struct {
+	// db is the database_url of the global pg_session block.
+	db string
+	// app holds more lines of the global pg_session block, e.g. "cache_size 0".
+	app string
+	// handler holds the lines of the site's pg_session block.
+	handler string
+	// next is what the site serves behind the gate; nil is
+	// respond "hello {http.auth.user.username}" 200.
+	next caddyhttp.Handler
+	// https serves the site over TLS, as for an https:// site address.
+	https bool
+	// trustForwardedFor takes the client address from X-Forwarded-For, as
+	// Caddy does for a request from an address listed in trusted_proxies.
+	trustForwardedFor bool
+}
+
+// testSite is one running server: the pg_session app and one site's handler.
+type testSite struct {
+	t       *testing.T
+	opts    siteOptions
+	app     *App
+	handler *Handler
+	next    caddyhttp.Handler
+	server  *httptest.Server
+	log     *siteLog
+	// caddyServer is what Caddy's own request preparation reads: with no
+	// trusted_proxies, the client address is the connection's.
+	caddyServer *caddyhttp.Server
+
+	mu     sync.Mutex
+	served []servedRequest // the access log, in short
+
+	cancel   context.CancelFunc
+	started  bool
+	stopOnce sync.Once
+}
+
+// servedRequest is one line of a site's access log.
+type servedRequest struct {
+	method, uri string
+	status      int
+}
+
+// startSite starts a site with opts; it is stopped when the test ends.
+func startSite(t *testing.T, opts siteOptions) *testSite {
+	t.Helper()
+	s := openSite(t, opts)
+	require.NoError(t, s.start())
+	return s
+}
+
+// openSite provisions a site's app and handler, as Caddy does when it loads
+// a config, without starting anything: start does that.
+func openSite(t *testing.T, opts siteOptions) *testSite {
+	t.Helper()
+	s := &testSite{t: t, opts: opts, log: new(siteLog), caddyServer: new(caddyhttp.Server), next: opts.next}
+	if s.next == nil {
+		s.next = respond("hello {http.auth.user.username}")
+	}
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), s.log, zapcore.DebugLevel))
+
+	s.app = new(App)
+	appBlock := "pg_session {\n\tdatabase_url " + opts.db + "\n" + opts.app + "\n}"
+	require.NoError(t, s.app.UnmarshalCaddyfile(caddyfile.NewTestDispenser(appBlock)), "%s", appBlock)
+	s.handler = new(Handler)
+	handlerBlock := "pg_session {\n" + opts.handler + "\n}"
+	require.NoError(t, s.handler.UnmarshalCaddyfile(caddyfile.NewTestDispenser(handlerBlock)), "%s", handlerBlock)
+	cheapHashing(s.app)
+
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	s.cancel = cancel
+	t.Cleanup(s.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the site at %s answered:\n%s\nand logged:\n%s", s.url(""), s.accessLog(), s.logs())
+		}
+	})
+	require.NoError(t, s.app.Provision(ctx))
+	logAppTo(s.app, logger.Named("pg_session"))
+	require.NoError(t, provisionHandler(ctx, s.handler, s.app, logger.Named("http.handlers.pg_session")))
+	return s
+}
+
+// start starts the app (connecting, installing the schema, listening) and
+// serves the site. It calls nothing of the test's, so sites may start at once.
+func (s *testSite) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started = true
+	if err := s.app.Start(); err != nil {
+		return err
+	}
+	s.server = httptest.NewUnstartedServer(s)
+	if s.opts.https {
+		s.server.StartTLS()
+	} else {
+		s.server.Start()
+	}
+	return nil
+}
+
+// stop stops serving and stops the app, as stopping Caddy does.
+func (s *testSite) stop() {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		server, started := s.server, s.started
+		s.mu.Unlock()
+		if server != nil {
+			server.CloseClientConnections() // streams still open, too
+			server.Close()
+		}
+		if started {
+			assert.NoError(s.t, s.app.Stop())
+		}
+		assert.NoError(s.t, s.app.Cleanup())
+		s.cancel()
+	})
+}
+
+// ServeHTTP prepares the request as Caddy's server does before its
+// handlers run (the replacer, the vars with the client address, an access
+// log's response recorder), then hands it to the pg_session handler, and
+// answers an error it returns as Caddy does without handle_errors.
+func (s *testSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()["Server"] = []string{"Caddy"}
+	method, uri := r.Method, r.RequestURI
+	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, s.caddyServer)
+	if s.opts.trustForwardedFor {
+		if ip, ok := forwardedFor(r); ok {
+			caddyhttp.SetVar(r.Context(), caddyhttp.TrustedProxyVarKey, true)
+			caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, ip)
+		}
+	}
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	if err := s.handler.ServeHTTP(rec, r, s.next); err != nil {
+		status := http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode > 0 {
+			status = he.StatusCode
+		}
+		if rec.Status() == 0 {
+			rec.WriteHeader(status)
+		}
+	}
+	s.mu.Lock()
+	s.served = append(s.served, servedRequest{method, uri, rec.Status()})
+	s.mu.Unlock()
+}
+
+// forwardedFor is the client address Caddy takes from a trusted proxy's
+// request with its default client_ip_headers: the first valid address in
+// X-Forwarded-For.
+func forwardedFor(r *http.Request) (string, bool) {
+	for part := range strings.SplitSeq(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",") {
+		host, _, err := net.SplitHostPort(part)
+		if err != nil {
+			host = part
+		}
+		host, _, _ = strings.Cut(strings.TrimSpace(host), "%")
+		if ip, err := netip.ParseAddr(host); err == nil {
+			return ip.String(), true
+		}
+	}
+	return "", false
+}
+
+// url is the address of path on the site.
+func (s *testSite) url(path string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server == nil {
+		return "(not serving)" + path
+	}
+	return s.server.URL + path
+}
+
+// statuses lists the status of every request the site has answered so far.
+func (s *testSite) statuses() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for _, r := range s.served {
+		out = append(out, r.status)
+	}
+	return out
+}
+
+// accessLog lists the requests the site has answered so far, one a line.
+func (s *testSite) accessLog() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	for _, r := range s.served {
+		fmt.Fprintf(&b, "%s %s %d\n", r.method, r.uri, r.status)
+	}
+	return b.String()
+}
+
+// logs is everything the site has logged so far, one JSON object a line.
+func (s *testSite) logs() string { return s.log.String() }
+
+// logEntries is what the site has logged so far, each line decoded.
+func (s *testSite) logEntries(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(s.log.String()) {
+		var e map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &e), "log line %q", line)
+		out = append(out, e)
+	}
+	return out
+}
+
+// logged reports whether the site has logged a message containing msg.
+func (s *testSite) logged(t *testing.T, msg string) bool {
+	t.Helper()
+	for _, e := range s.logEntries(t) {
+		if m, _ := e["msg"].(string); strings.Contains(m, msg) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitListening waits until s has caught up with the database's
+// announcements, from when on it answers known sessions from memory.
+func waitListening(t *testing.T, s *testSite) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.logged(t, "listening for session changes") },
+		30*time.Second, 10*time.Millisecond, "the site never caught up with the database's announcements")
+}
+
+// siteLog is where a site's logger writes.
+type siteLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *siteLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *siteLog) Sync() error { return nil }
+
+func (l *siteLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// respond is Caddy's respond directive with body, placeholders and all.
+func respond(body string) caddyhttp.Handler {
+	sr := caddyhttp.StaticResponse{StatusCode: "200", Body: body}
+	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return sr.ServeHTTP(w, r, nil)
+	})
+}
+
+// fileServer is Caddy's file_server with its root at root.
+func fileServer(t *testing.T, root string) caddyhttp.Handler {
+	t.Helper()
+	fsrv := &fileserver.FileServer{Root: root}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	require.NoError(t, fsrv.Provision(ctx))
+	end := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return fsrv.ServeHTTP(w, r, end)
+	})
+}
+
+// reverseProxy passes requests on to the server at target (an httptest
+// server's URL), flushing at once as reverse_proxy's flush_interval -1 does.
+// headerUp are header names and values (with placeholders) to set on the
+// request upstream, as reverse_proxy's header_up does.
+func reverseProxy(target string, headerUp ...string) caddyhttp.Handler {
+	to, err := url.Parse(target)
+	if err != nil {
+		panic(err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(to)
+			pr.Out.Host = pr.In.Host
+			repl, _ := pr.In.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			for i := 0; i+1 < len(headerUp); i += 2 {
+				pr.Out.Header.Set(headerUp[i], repl.ReplaceAll(headerUp[i+1], ""))
+			}
+		},
+		FlushInterval: -1,
+	}
+	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		proxy.ServeHTTP(w, r)
+		return nil
+	})
+}
+
+// upstream is a site behind the gate that remembers the requests it received.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+// newUpstream starts an upstream answering with answer; it stops when the test ends.
+func newUpstream(t *testing.T, answer http.HandlerFunc) *upstream {
+	up := &upstream{}
+	up.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up.mu.Lock()
+		up.seen = append(up.seen, r.Clone(r.Context()))
+		up.mu.Unlock()
+		answer(w, r)
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+// proxy is a reverse proxy to up, for siteOptions.next.
+func (up *upstream) proxy(headerUp ...string) caddyhttp.Handler {
+	return reverseProxy(up.URL, headerUp...)
+}
+
+func (up *upstream) requests() []*http.Request {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	return append([]*http.Request(nil), up.seen...)
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+// newTransport is a transport of a client's own, so closing one test's
+// servers never touches another test's connections. TLS is not verified:
+// the sites use httptest's certificate, as a site with `tls internal`
+// uses one no browser trusts.
+func newTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	tr.MaxIdleConnsPerHost = 100
+	return tr
+}
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects, so tests see each 303.
+type browser struct {
+	t      *testing.T
+	client *http.Client
+	jar    *cookiejar.Jar
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	tr := newTransport()
+	t.Cleanup(tr.CloseIdleConnections)
+	return &browser{t: t, jar: jar, client: &http.Client{
+		Jar:           jar,
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// reply is a finished response with its body read.
+type reply struct {
+	*http.Response
+	body string
+}
+
+func (r reply) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
+	return v
+}
+
+// list decodes a JSON array of objects.
+func (r reply) list(t *testing.T) []map[string]any {
+	t.Helper()
+	var v []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
+	return v
+}
+
+func (b *browser) do(req *http.Request) reply {
+	b.t.Helper()
+	resp, err := b.client.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	return reply{resp, string(body)}
+}
+
+func (b *browser) get(rawURL string, header ...string) reply {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	require.NoError(b.t, err)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return b.do(req)
+}
+
+// getPage is a browser navigation: it accepts HTML.
+func (b *browser) getPage(rawURL string) reply {
+	return b.get(rawURL, "Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+}
+
+func (b *browser) postJSON(rawURL string, v any) reply {
+	b.t.Helper()
+	body, err := json.Marshal(v)
+	require.NoError(b.t, err)
+	req, err := http.NewRequest(http.MethodPost, rawURL, bytes.NewReader(body))
+	require.NoError(b.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	return b.do(req)
+}
+
+func (b *browser) postForm(rawURL string, form url.Values) reply {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, rawURL, strings.NewReader(form.Encode()))
+	require.NoError(b.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// send makes a request with an optional JSON body and header pairs.
+func (b *browser) send(method, rawURL string, body any, header ...string) reply {
+	b.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		require.NoError(b.t, err)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, rawURL, rd)
+	require.NoError(b.t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return b.do(req)
+}
+
+// login logs in with JSON and fails the test unless it works.
+func (b *browser) login(s *testSite, username, password string) {
+	b.t.Helper()
+	resp := b.postJSON(s.url("/api/auth/login"), map[string]string{"username": username, "password": password})
+	require.Equal(b.t, http.StatusOK, resp.StatusCode, resp.body)
+}
+
+// cookie returns the session cookie the browser holds for s, or "".
+func (b *browser) cookie(s *testSite) string {
+	u, _ := url.Parse(s.url("/"))
+	for _, ck := range b.jar.Cookies(u) {
+		if ck.Name == "session" {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// setCookie puts a session cookie into the browser, as a copied cookie would be.
+func (b *browser) setCookie(s *testSite, value string) {
+	u, _ := url.Parse(s.url("/"))
+	b.jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: value, Path: "/"}})
+}
+
+// attackerClient has no cookie jar and does not follow redirects.
+var attackerClient = &http.Client{
+	Transport:     newTransport(),
+	Timeout:       30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// sendRaw sends one request with body (none when empty) and header pairs,
+// exactly as given: no cookie jar.
+func sendRaw(t *testing.T, method, rawURL, body string, header ...string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, rawURL, rd)
+	require.NoError(t, err)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := attackerClient.Do(req)
+	require.NoError(t, err, "%s %s", method, rawURL)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return reply{resp, string(data)}
+}
+
+func jsonText(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(data)
+}
+
+// postLoginJSON posts a JSON login as a script would, with extra header pairs.
+func postLoginJSON(t *testing.T, s *testSite, username, password string, header ...string) reply {
+	t.Helper()
+	body := jsonText(t, map[string]string{"username": username, "password": password})
+	return sendRaw(t, http.MethodPost, s.url("/api/auth/login"), body, append([]string{"Content-Type", "application/json"}, header...)...)
+}
+
+// cookieHeader is the Cookie header carrying a session token.
+func cookieHeader(token string) string { return "session=" + token }
+
+// gateStatus asks for a page behind the gate with the session of token.
+func gateStatus(t *testing.T, s *testSite, token string) int {
+	t.Helper()
+	return sendRaw(t, http.MethodGet, s.url("/page"), "", "Cookie", cookieHeader(token)).StatusCode
+}
+
+// meStatus asks who the session of token is: 200 while it lives, 401 after.
+func meStatus(t *testing.T, s *testSite, token string) int {
+	t.Helper()
+	return sendRaw(t, http.MethodGet, s.url("/api/auth/me"), "", "Cookie", cookieHeader(token)).StatusCode
+}
+
+// assertRetryAfter asserts that resp carries Retry-After as a positive
+// number of seconds no longer than maxSeconds, and returns it.
+func assertRetryAfter(t *testing.T, resp reply, maxSeconds int) int {
+	t.Helper()
+	v := resp.Header.Get("Retry-After")
+	n, err := strconv.Atoi(v)
+	require.NoError(t, err, "Retry-After %q is not a whole number of seconds", v)
+	assert.Positive(t, n, "Retry-After")
+	assert.LessOrEqual(t, n, maxSeconds, "Retry-After")
+	return n
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
+}
+
+// ---------------------------------------------------------------------------
+// The database
+
+// testDB is a test's PostgreSQL database, with a store for setting up users
+// and sessions straight in it.
+type testDB struct {
+	url   string
+	pool  *pgxpool.Pool
+	store *store.Store
+}
+
+// newTestDB creates a database of the test's own, with the schema installed.
+func newTestDB(t *testing.T) *testDB {
+	t.Helper()
+	return testDBAt(t, pgtest.NewDatabase(t))
+}
+
+func testDBAt(t *testing.T, url string) *testDB {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	s, err := store.New(pool, store.Options{Argon2: cheapArgon2})
+	require.NoError(t, err)
+	_, err = s.Migrate(ctx)
+	require.NoError(t, err)
+	return &testDB{url: url, pool: pool, store: s}
+}
+
+// addUser creates a user with a password.
+func (db *testDB) addUser(t *testing.T, name, password string) *store.User {
+	t.Helper()
+	u, err := db.store.CreateUser(context.Background(), name, password, false)
+	require.NoError(t, err)
+	return u
+}
+
+// addAdmin creates a user with is_admin.
+func (db *testDB) addAdmin(t *testing.T, name, password string) *store.User {
+	t.Helper()
+	u, err := db.store.CreateUser(context.Background(), name, password, true)
+	require.NoError(t, err)
+	return u
+}
+
+// addBcryptUser creates a user with a bcrypt hash, as imported from an
+// htpasswd file, which the plugin accepts and upgrades at the next login.
+func (db *testDB) addBcryptUser(t *testing.T, name, password string, isAdmin bool) *store.User {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	require.NoError(t, err)
+	u, err := db.store.CreateUserWithHash(context.Background(), name, string(hash), isAdmin)
+	require.NoError(t, err)
+	return u
+}
+
+// userNamed finds a user by name.
+func (db *testDB) userNamed(t *testing.T, name string) *store.User {
+	t.Helper()
+	u, err := db.store.GetUserByName(t.Context(), name)
+	require.NoError(t, err)
+	return u
+}
+
+// sessionInDB logs u in straight in the database and returns the cookie
+// value and the session's public handle.
+func (db *testDB) sessionInDB(t *testing.T, u *store.User) (token, handle string) {
+	t.Helper()
+	token, sess, err := db.store.CreateSession(context.Background(), store.SessionParams{User: *u, Lifetime: time.Hour, IP: "127.0.0.1"})
+	require.NoError(t, err)
+	return token, string(sess.Handle)
+}
+
+func (db *testDB) exec(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	tag, err := db.pool.Exec(context.Background(), sql, args...)
+	require.NoError(t, err)
+	return tag.RowsAffected()
+}
+
+func (db *testDB) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// queryText runs a query returning one text value.
+func (db *testDB) queryText(t *testing.T, sql string, args ...any) string {
+	t.Helper()
+	var s string
+	require.NoError(t, db.pool.QueryRow(context.Background(), sql, args...).Scan(&s))
+	return s
+}
+
+// fingerprint sums up every user (name, password hash, admin flag) and
+// every session, so a test can tell that a refused request changed nothing.
+func (db *testDB) fingerprint(t *testing.T) string {
+	t.Helper()
+	return db.queryText(t, `SELECT md5(
+		coalesce((SELECT string_agg(username || ':' || password_hash || ':' || is_admin::text, ',' ORDER BY username) FROM pgsession.users), '')
+		|| '|' ||
+		coalesce((SELECT string_agg(id, ',' ORDER BY id) FROM pgsession.sessions), ''))`)
+}
+
+// moveLoginAttemptsOutOfTheWindow ages every failed login past the default 15-minute window.
+func (db *testDB) moveLoginAttemptsOutOfTheWindow(t *testing.T) {
+	t.Helper()
+	db.exec(t, `UPDATE pgsession.login_attempts SET attempted_at = now() - interval '16 minutes',
+		expires_at = now() - interval '1 minute'`)
+}
+
+// testAdminToken is an admin_token long enough to be accepted.
+const testAdminToken = "test-admin-token-0123456789abcdefghijklmnop"
