@@ -78,6 +78,7 @@ func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *
 	if !ended {
 		return refuse(http.StatusNotFound, "no_such_session", "No such session")
 	}
+	h.app.forgetUser(c.session.User.ID)
 	if sameHandle(handle, c.session.Handle) {
 		http.SetCookie(w, h.clearCookie(r))
 	}
@@ -95,6 +96,7 @@ func (h *Handler) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return storeUnavailable(err)
 	}
+	h.app.forgetUser(c.session.User.ID)
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
@@ -161,6 +163,7 @@ func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange
 	case err != nil:
 		return 0, passwordCheckFailed(err)
 	}
+	h.app.forgetUser(c.session.User.ID)
 	h.logger.Info("password changed", zap.String("username", username), zap.Int64("sessions_ended", n))
 	return n, nil
 }
@@ -246,6 +249,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		if !ended {
 			return back("error", "no-session")
 		}
+		h.app.forgetUser(sess.User.ID)
 		if sameHandle(handle, sess.Handle) {
 			http.SetCookie(w, h.clearCookie(r))
 			http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)
@@ -256,6 +260,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		if _, err := h.store.DeleteOtherSessions(r.Context(), sess.User.ID, c.token); err != nil {
 			return storeUnavailable(err)
 		}
+		h.app.forgetUser(sess.User.ID)
 		return back("done", "revoked-others")
 	case "password":
 		_, err := h.changePassword(r, c, passwordChange{

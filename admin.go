@@ -88,10 +88,15 @@ func (h *Handler) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c
 }
 
 func (h *Handler) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
-	name := r.PathValue("username")
+	u, err := h.adminTarget(r)
+	if err != nil {
+		return err
+	}
+	name := u.Username
 	if err := h.store.DeleteUser(r.Context(), name); err != nil {
 		return userError(err)
 	}
+	h.app.forgetUser(u.ID)
 	h.logger.Info("user deleted", zap.String("username", name), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
@@ -126,6 +131,7 @@ func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c
 		return err
 	}
 	out := map[string]any{"ok": true}
+	defer h.app.forgetUser(u.ID)
 	if body.IsAdmin != nil {
 		if err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin); err != nil {
 			return userError(err)
@@ -170,19 +176,21 @@ func (h *Handler) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return storeUnavailable(err)
 	}
+	h.app.forgetUser(u.ID)
 	h.logger.Info("sessions ended", zap.String("username", u.Username), zap.Int64("count", n), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
 
 func (h *Handler) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ended, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
+	owner, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
 	switch {
 	case err != nil:
 		return storeUnavailable(err)
-	case !ended:
+	case owner == "":
 		return refuse(http.StatusNotFound, "no_such_session", "No such session")
 	}
+	h.app.forgetUser(owner)
 	h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil

@@ -21,16 +21,15 @@ import (
 // accordingly: named and prepared once when direct, unnamed when pooled.
 func (a *App) detectPooler(ctx context.Context) error {
 	mode := a.pool.mode
-	pooled, err := store.DetectPooler(ctx, a.databaseURL(), time.Second)
+	// Directly, the probe's notification comes back in milliseconds; the
+	// wait is long so that a loaded machine is not taken for a pooler.
+	pooled, err := store.DetectPooler(ctx, a.databaseURL(), 3*time.Second)
 	if err != nil {
 		return fmt.Errorf("pg_session: connecting to PostgreSQL at %s: %w", a.target, err)
 	}
-	if pooled != mode.Pooled() {
-		mode.SetPooled(pooled)
-		if !mode.Explicit() {
-			a.pool.pool.Reset() // connections made before now follow the new mode too
-		}
-	}
+	// Connections made before now keep running statements unnamed, which
+	// is correct either way; closing them would cut requests in progress.
+	mode.SetPooled(pooled)
 	if pooled && !mode.Explicit() {
 		a.logger.Info("the database URL leads through a transaction pooler: statements run unnamed",
 			zap.String("database", a.target))
@@ -43,6 +42,14 @@ func (a *App) detectPooler(ctx context.Context) error {
 func (a *App) invalidate(inv store.Invalidation) {
 	a.cache.invalidate(inv)
 	a.inflight.invalidate(inv)
+}
+
+// forgetUser drops a user's sessions from this server's memory and looks
+// again at their requests in progress, at once, after this server changed
+// them; the database's announcement does the same for the other servers a
+// moment later.
+func (a *App) forgetUser(id store.UserID) {
+	a.invalidate(store.Invalidation{Users: []store.UserID{id}})
 }
 
 // listen keeps memory up to date through the listening connection, and

@@ -105,10 +105,16 @@ type sessionCache struct {
 	caughtUp    atomic.Int64
 	trustWindow time.Duration
 
-	// reachedSinceLoss is set when the database answered after the
-	// listening connection was lost: changes since may have been missed,
-	// so memory must not stand in for the database in an outage.
+	// reachedSinceLoss is set when the database answered a look-up that
+	// began well after the listening connection was lost (more than the
+	// trust window later): the database then outlived the connection, and
+	// changes since may have been missed, so memory must not stand in for
+	// it in an outage. A database that goes away ends the listener and the
+	// pool's connections a few milliseconds apart, and look-ups in that
+	// moment do not count; lostAt is when the connection was lost (Unix
+	// nanoseconds).
 	reachedSinceLoss atomic.Bool
+	lostAt           atomic.Int64
 	grace            time.Duration
 }
 
@@ -203,11 +209,18 @@ func (c *sessionCache) confirmed(sent time.Time) {
 }
 
 // lost records that the listening connection is gone.
-func (c *sessionCache) lost() { c.caughtUp.Store(0) }
+func (c *sessionCache) lost() {
+	if c.caughtUp.Swap(0) != 0 {
+		c.lostAt.Store(time.Now().UnixNano())
+	}
+}
 
-// reached records that the database answered a lookup.
-func (c *sessionCache) reached(now time.Time) {
-	if !c.trusted(now) && !c.reachedSinceLoss.Load() {
+// reached records that the database answered a look-up begun at started.
+func (c *sessionCache) reached(started time.Time) {
+	if c.caughtUp.Load() != 0 || c.reachedSinceLoss.Load() {
+		return
+	}
+	if lost := c.lostAt.Load(); lost == 0 || started.UnixNano()-lost > int64(c.trustWindow) {
 		c.reachedSinceLoss.Store(true)
 	}
 }
@@ -262,6 +275,7 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 		}
 	}
 	epoch := a.cache.epoch.Load()
+	started := now
 	lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	row, err := a.store.GetSession(lookCtx, token)
 	cancel()
@@ -278,7 +292,7 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 		return nil, err
 	}
 	a.health.ok()
-	a.cache.reached(now)
+	a.cache.reached(started)
 	if row == nil {
 		a.cache.forget(key)
 		return nil, nil

@@ -102,7 +102,10 @@ func TestCacheTrustAndGrace(t *testing.T) {
 	_, ok = c.graceFor(s.key, now.Add(2*time.Minute))
 	assert.False(t, ok, "confirmed longer ago than the grace")
 
-	c.reached(now) // the database answered after the connection was lost
+	c.reached(time.Now()) // a look-up begun in the moment a shutdown ends both
+	_, ok = c.graceFor(s.key, now.Add(time.Second))
+	assert.True(t, ok, "the database went with the connection: it missed nothing")
+	c.reached(time.Now().Add(3 * time.Second)) // the database answered well after the loss
 	_, ok = c.graceFor(s.key, now.Add(time.Second))
 	assert.False(t, ok, "changes may have been missed since: no grace")
 }

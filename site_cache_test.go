@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // The gate keeps the sessions it checked in memory: a request with a known
@@ -249,17 +250,10 @@ func TestDatabaseOutageUnderLoad(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	// Memory answers during an outage only if the outage took the listening
-	// connection down with it: once that connection is lost, an answer from
-	// the database means a revocation may have been missed, and memory is
-	// not trusted again until the site listens again. Which of the two a
-	// stopping PostgreSQL ends first is a matter of milliseconds, so the
-	// requests are held while it stops: the outage then takes both down at
-	// once, as a crash or a cut network does.
-	var stopping sync.RWMutex
+	// The load goes on while PostgreSQL stops: its listener and the pool's
+	// connections end a few milliseconds apart, and look-ups answered in
+	// between must not cost the sessions their grace.
 	get := func(token string) int {
-		stopping.RLock()
-		defer stopping.RUnlock()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/page"), nil)
 		req.Header.Set("Cookie", cookieHeader(token))
 		resp, err := client.Do(req)
@@ -290,15 +284,15 @@ func TestDatabaseOutageUnderLoad(t *testing.T) {
 		}
 	})
 
-	stopping.Lock()
 	srv.Stop(t)
-	stopping.Unlock()
-	// The outage lasts until the site has been under load through it: many
-	// requests served from memory, and the revoked session refused again
-	// and again, each of which could have been an ERROR line of its own.
+	// The outage lasts 10 s, and until the site has been under load through
+	// it: many requests served from memory, and the revoked session refused
+	// again and again, each of which could have been an ERROR line of its own.
 	servedBefore, askedBefore := served.Load(), revokedAsked.Load()
+	outage := time.Now()
 	require.Eventually(t, func() bool {
-		return served.Load() > servedBefore+500 && revokedAsked.Load() > askedBefore+100
+		return time.Since(outage) >= 10*time.Second &&
+			served.Load() > servedBefore+500 && revokedAsked.Load() > askedBefore+100
 	}, 60*time.Second, 10*time.Millisecond, "the site was not under load during the outage")
 	duringOutage := served.Load()
 	srv.Start(t)
@@ -356,4 +350,70 @@ func TestAClientThatGoesAwayIsNotAnOutage(t *testing.T) {
 		"the site finished the requests of the clients that went away")
 	assert.False(t, c.logged(t, "unreachable"))
 	assert.NotContains(t, c.statuses(), http.StatusServiceUnavailable, "the access log shows no 503")
+}
+
+// The server that ends a session refuses it at once, without waiting for
+// the database's announcement, which here never comes: its triggers are
+// off. Every way a user or an admin ends sessions or changes a user
+// through the routes counts.
+func TestTheServerThatEndsASessionForgetsItAtOnce(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	const admin = "an admin token that is long enough to pass"
+	s := startSite(t, siteOptions{db: db.url, handler: `admin_token "` + admin + `"`})
+	waitListening(t, s)
+	for _, trigger := range []string{"sessions_deleted", "sessions_updated"} {
+		db.exec(t, `ALTER TABLE pgsession.sessions DISABLE TRIGGER `+trigger)
+	}
+	for _, trigger := range []string{"users_deleted", "users_updated"} {
+		db.exec(t, `ALTER TABLE pgsession.users DISABLE TRIGGER `+trigger)
+	}
+	bearer := []string{"Authorization", "Bearer " + admin, "Content-Type", "application/json"}
+
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, u *store.User, own, handle string)
+	}{
+		{"the user's own revoke", func(t *testing.T, _ *store.User, own, handle string) {
+			resp := sendRaw(t, http.MethodDelete, s.url("/api/auth/sessions/"+handle), "", "Cookie", cookieHeader(own))
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+		{"sign out the other sessions", func(t *testing.T, _ *store.User, own, _ string) {
+			resp := sendRaw(t, http.MethodPost, s.url("/api/auth/sessions/revoke-others"), "", "Cookie", cookieHeader(own))
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+		{"a password change", func(t *testing.T, _ *store.User, own, _ string) {
+			resp := sendRaw(t, http.MethodPost, s.url("/api/auth/password"),
+				jsonText(t, map[string]string{"current_password": "correct horse battery", "new_password": "another fine password"}),
+				"Content-Type", "application/json", "Cookie", cookieHeader(own))
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+		{"an admin's revoke", func(t *testing.T, _ *store.User, _, handle string) {
+			resp := sendRaw(t, http.MethodDelete, s.url("/api/auth/admin/sessions/"+handle), "", bearer...)
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+		{"an admin ending all the user's sessions", func(t *testing.T, u *store.User, _, _ string) {
+			resp := sendRaw(t, http.MethodDelete, s.url("/api/auth/admin/users/"+u.Username+"/sessions"), "", bearer...)
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+		{"an admin setting the password", func(t *testing.T, u *store.User, _, _ string) {
+			resp := sendRaw(t, http.MethodPatch, s.url("/api/auth/admin/users/"+u.Username),
+				jsonText(t, map[string]string{"password": "set by the admin"}), bearer...)
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+		{"an admin deleting the user", func(t *testing.T, u *store.User, _, _ string) {
+			resp := sendRaw(t, http.MethodDelete, s.url("/api/auth/admin/users/"+u.Username), "", bearer...)
+			require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := db.addUser(t, "user"+randomHex(t, 4), "correct horse battery")
+			own, _ := db.sessionInDB(t, u)
+			other, handle := db.sessionInDB(t, u)
+			require.Equal(t, http.StatusOK, gateStatus(t, s, other))
+			require.Equal(t, http.StatusOK, gateStatus(t, s, other), "known to the server")
+			tc.end(t, u, own, handle)
+			assert.Equal(t, http.StatusUnauthorized, gateStatus(t, s, other), "refused by the server that ended it, at once")
+		})
+	}
 }

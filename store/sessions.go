@@ -152,16 +152,20 @@ func (s *Store) TouchSession(ctx context.Context, id SessionID, minAge time.Dura
 }
 
 // DeleteSessionByHandle ends the session with that handle, whoever's it is,
-// for an admin; it reports whether there was one.
-func (s *Store) DeleteSessionByHandle(ctx context.Context, handle Handle) (bool, error) {
+// for an admin. It returns whose it was, or "" when there was none.
+func (s *Store) DeleteSessionByHandle(ctx context.Context, handle Handle) (UserID, error) {
 	if !validUUID(string(handle)) {
-		return false, nil
+		return "", nil
 	}
-	tag, err := s.pool.Exec(ctx, s.q.deleteSessionByHandle, string(handle))
+	var owner UserID
+	err := s.pool.QueryRow(ctx, s.q.deleteSessionByHandle, string(handle)).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
 	if err != nil {
-		return false, fmt.Errorf("deleting session: %w", err)
+		return "", fmt.Errorf("deleting session: %w", err)
 	}
-	return tag.RowsAffected() > 0, nil
+	return owner, nil
 }
 
 // DeleteUserSessionByHandle ends the session with that handle only if it is

@@ -234,7 +234,7 @@ func newQueries(schema string) queries {
 			WHERE id = $1 AND last_seen_at < now() - make_interval(secs => $2)
 				AND expires_at > now() AND (idle_expires_at IS NULL OR idle_expires_at > now())`),
 		deleteSession:               r.Replace(`DELETE FROM {sessions} WHERE id = $1`),
-		deleteSessionByHandle:       r.Replace(`DELETE FROM {sessions} WHERE handle = $1`),
+		deleteSessionByHandle:       r.Replace(`DELETE FROM {sessions} WHERE handle = $1 RETURNING user_id::text`),
 		deleteSessionByHandleOfUser: r.Replace(`DELETE FROM {sessions} WHERE handle = $1 AND user_id = $2`),
 		cleanupSessions: r.Replace(`DELETE FROM {sessions} WHERE id IN (
 				(SELECT id FROM {sessions} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)
