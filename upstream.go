@@ -109,9 +109,15 @@ func privateResponse(hdr http.Header, status int) {
 		hdr.Set("Cache-Control", "no-store")
 		return
 	}
+	values := hdr.Values("Cache-Control")
+	if len(values) == 0 {
+		// The common case, a static file, without the work below.
+		hdr["Cache-Control"] = []string{"private, no-cache"}
+		return
+	}
 	var kept []string
 	private, noStore := false, false
-	for _, v := range hdr.Values("Cache-Control") {
+	for _, v := range values {
 		for d := range strings.SplitSeq(v, ",") {
 			d = strings.TrimSpace(d)
 			name, _, _ := strings.Cut(d, "=")
