@@ -82,6 +82,7 @@ type App struct {
 	pool         sharedPool
 	poolKey      string
 	target       string // host:port/database, for messages: never the password
+	connString   string // database_url, expanded
 	listenTo     string
 	logger       *zap.Logger
 	cache        *sessionCache
@@ -153,7 +154,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		cfg.MaxConns = int32(a.MaxConnections)
 	}
 	a.target = store.Target(cfg.ConnConfig)
-	a.listenTo = url
+	a.connString, a.listenTo = url, url
 	if a.ListenDatabaseURL != "" {
 		if a.listenTo, err = a.expand("listen_database_url", a.ListenDatabaseURL); err != nil {
 			return err
@@ -263,9 +264,6 @@ func (a *App) Cleanup() error {
 
 // Store returns the session store the app manages.
 func (a *App) Store() *store.Store { return a.store }
-
-// databaseURL is database_url with its placeholders expanded.
-func (a *App) databaseURL() string { return caddy.NewReplacer().ReplaceAll(a.DatabaseURL, "") }
 
 // expand replaces the placeholders of a connection string. An unknown or
 // empty one is an error naming it, rather than a URL quietly missing its

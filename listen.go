@@ -23,7 +23,7 @@ func (a *App) detectPooler(ctx context.Context) error {
 	mode := a.pool.mode
 	// Directly, the probe's notification comes back in milliseconds; the
 	// wait is long so that a loaded machine is not taken for a pooler.
-	pooled, err := store.DetectPooler(ctx, a.databaseURL(), 3*time.Second)
+	pooled, err := store.DetectPooler(ctx, a.connString, 3*time.Second)
 	if err != nil {
 		return fmt.Errorf("pg_session: connecting to PostgreSQL at %s: %w", a.target, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -35,6 +34,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -402,16 +402,10 @@ type browser struct {
 }
 
 func newBrowser(t *testing.T) *browser {
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
 	tr := newTransport()
 	t.Cleanup(tr.CloseIdleConnections)
-	return &browser{t: t, jar: jar, client: &http.Client{
-		Jar:           jar,
-		Transport:     tr,
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	client, jar := webtest.NewBrowser(t, tr)
+	return &browser{t: t, jar: jar, client: client}
 }
 
 // reply is a finished response with its body read.
@@ -422,37 +416,24 @@ type reply struct {
 
 func (r reply) json(t *testing.T) map[string]any {
 	t.Helper()
-	var v map[string]any
-	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
-	return v
+	return webtest.Decode[map[string]any](t, r.body)
 }
 
 // list decodes a JSON array of objects.
 func (r reply) list(t *testing.T) []map[string]any {
 	t.Helper()
-	var v []map[string]any
-	require.NoError(t, json.Unmarshal([]byte(r.body), &v), "body: %s", r.body)
-	return v
+	return webtest.Decode[[]map[string]any](t, r.body)
 }
 
 func (b *browser) do(req *http.Request) reply {
 	b.t.Helper()
-	resp, err := b.client.Do(req)
-	require.NoError(b.t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(b.t, err)
-	return reply{resp, string(body)}
+	resp, body := webtest.Do(b.t, b.client, req)
+	return reply{resp, body}
 }
 
 func (b *browser) get(rawURL string, header ...string) reply {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
-	require.NoError(b.t, err)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	return b.do(req)
+	return b.do(webtest.Request(b.t, http.MethodGet, rawURL, nil, header...))
 }
 
 // getPage is a browser navigation: it accepts HTML.
@@ -462,40 +443,18 @@ func (b *browser) getPage(rawURL string) reply {
 
 func (b *browser) postJSON(rawURL string, v any) reply {
 	b.t.Helper()
-	body, err := json.Marshal(v)
-	require.NoError(b.t, err)
-	req, err := http.NewRequest(http.MethodPost, rawURL, bytes.NewReader(body))
-	require.NoError(b.t, err)
-	req.Header.Set("Content-Type", "application/json")
-	return b.do(req)
+	return b.do(webtest.JSONRequest(b.t, http.MethodPost, rawURL, v))
 }
 
 func (b *browser) postForm(rawURL string, form url.Values) reply {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, rawURL, strings.NewReader(form.Encode()))
-	require.NoError(b.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
+	return b.do(webtest.FormRequest(b.t, rawURL, form))
 }
 
 // send makes a request with an optional JSON body and header pairs.
 func (b *browser) send(method, rawURL string, body any, header ...string) reply {
 	b.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		require.NoError(b.t, err)
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, rawURL, rd)
-	require.NoError(b.t, err)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	return b.do(req)
+	return b.do(webtest.JSONRequest(b.t, method, rawURL, body, header...))
 }
 
 // login logs in with JSON and fails the test unless it works.
@@ -507,13 +466,7 @@ func (b *browser) login(s *testSite, username, password string) {
 
 // cookie returns the session cookie the browser holds for s, or "".
 func (b *browser) cookie(s *testSite) string {
-	u, _ := url.Parse(s.url("/"))
-	for _, ck := range b.jar.Cookies(u) {
-		if ck.Name == "session" {
-			return ck.Value
-		}
-	}
-	return ""
+	return webtest.SessionCookie(b.jar, s.url("/"), "session")
 }
 
 // setCookie puts a session cookie into the browser, as a copied cookie would be.
@@ -523,38 +476,19 @@ func (b *browser) setCookie(s *testSite, value string) {
 }
 
 // attackerClient has no cookie jar and does not follow redirects.
-var attackerClient = &http.Client{
-	Transport:     newTransport(),
-	Timeout:       30 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
+var attackerClient = webtest.NewBare(newTransport())
 
 // sendRaw sends one request with body (none when empty) and header pairs,
 // exactly as given: no cookie jar.
 func sendRaw(t *testing.T, method, rawURL, body string, header ...string) reply {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, rawURL, rd)
-	require.NoError(t, err)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := attackerClient.Do(req)
-	require.NoError(t, err, "%s %s", method, rawURL)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return reply{resp, string(data)}
+	resp, data := webtest.SendRaw(t, attackerClient, method, rawURL, body, header...)
+	return reply{resp, data}
 }
 
 func jsonText(t *testing.T, v any) string {
 	t.Helper()
-	data, err := json.Marshal(v)
-	require.NoError(t, err)
-	return string(data)
+	return webtest.JSONText(t, v)
 }
 
 // postLoginJSON posts a JSON login as a script would, with extra header pairs.

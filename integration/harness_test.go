@@ -5,11 +5,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/pgsession/caddy-pgsession/internal/caddytest"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -147,13 +145,8 @@ type browser struct {
 }
 
 func newBrowser(t *testing.T) *browser {
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
-	return &browser{t: t, jar: jar, client: &http.Client{
-		Jar:           jar,
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	client, jar := webtest.NewBrowser(t, nil)
+	return &browser{t: t, jar: jar, client: client}
 }
 
 // response is a finished response with its body read.
@@ -164,22 +157,13 @@ type response struct {
 
 func (b *browser) do(req *http.Request) response {
 	b.t.Helper()
-	resp, err := b.client.Do(req)
-	require.NoError(b.t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(b.t, err)
-	return response{resp, string(body)}
+	resp, body := webtest.Do(b.t, b.client, req)
+	return response{resp, body}
 }
 
 func (b *browser) get(rawURL string, header ...string) response {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
-	require.NoError(b.t, err)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	return b.do(req)
+	return b.do(webtest.Request(b.t, http.MethodGet, rawURL, nil, header...))
 }
 
 // getPage is a browser navigation: it accepts HTML.
@@ -189,20 +173,12 @@ func (b *browser) getPage(rawURL string) response {
 
 func (b *browser) postJSON(rawURL string, v any) response {
 	b.t.Helper()
-	body, err := json.Marshal(v)
-	require.NoError(b.t, err)
-	req, err := http.NewRequest(http.MethodPost, rawURL, bytes.NewReader(body))
-	require.NoError(b.t, err)
-	req.Header.Set("Content-Type", "application/json")
-	return b.do(req)
+	return b.do(webtest.JSONRequest(b.t, http.MethodPost, rawURL, v))
 }
 
 func (b *browser) postForm(rawURL string, form url.Values) response {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, rawURL, strings.NewReader(form.Encode()))
-	require.NoError(b.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
+	return b.do(webtest.FormRequest(b.t, rawURL, form))
 }
 
 // login logs in with JSON and fails the test unless it works.
@@ -214,13 +190,7 @@ func (b *browser) login(c *caddyServer, username, password string) {
 
 // cookie returns the session cookie the browser holds for c, or "".
 func (b *browser) cookie(c *caddyServer) string {
-	u, _ := url.Parse(c.url("/"))
-	for _, ck := range b.jar.Cookies(u) {
-		if ck.Name == "session" {
-			return ck.Value
-		}
-	}
-	return ""
+	return webtest.SessionCookie(b.jar, c.url("/"), "session")
 }
 
 // database is a test's PostgreSQL database, with the store for setting up users.
@@ -266,21 +236,7 @@ func (db *database) count(t *testing.T, sql string, args ...any) int {
 // send makes a request with an optional JSON body and header pairs.
 func (b *browser) send(method, rawURL string, body any, header ...string) response {
 	b.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		require.NoError(b.t, err)
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, rawURL, rd)
-	require.NoError(b.t, err)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	return b.do(req)
+	return b.do(webtest.JSONRequest(b.t, method, rawURL, body, header...))
 }
 
 // addAdmin creates a user with is_admin.

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/webtest"
 )
 
 // Attacks whose defence needs Caddy itself, run as a process: what its logs
@@ -35,36 +36,18 @@ import (
 // Helpers
 
 // attackerClient has no cookie jar and does not follow redirects.
-var attackerClient = &http.Client{
-	Timeout:       30 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
+var attackerClient = webtest.NewBare(nil)
 
 // sendRaw sends one request with body (none when empty) and header pairs.
 func sendRaw(t *testing.T, method, rawURL, body string, header ...string) response {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, rawURL, rd)
-	require.NoError(t, err)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := attackerClient.Do(req)
-	require.NoError(t, err, "%s %s", method, rawURL)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return response{resp, string(data)}
+	resp, data := webtest.SendRaw(t, attackerClient, method, rawURL, body, header...)
+	return response{resp, data}
 }
 
 func jsonText(t *testing.T, v any) string {
 	t.Helper()
-	data, err := json.Marshal(v)
-	require.NoError(t, err)
-	return string(data)
+	return webtest.JSONText(t, v)
 }
 
 // postLoginJSON posts a JSON login as a script would, with extra header pairs.

@@ -100,33 +100,67 @@ func (s *Server) launch() *Server {
 
 func (s *Server) start() {
 	s.tb.Helper()
-	s.cmd = exec.Command(s.binary, s.args...)
-	s.cmd.Dir = s.dir
-	// Caddy keeps its data under HOME; a test's own folder keeps runs apart.
-	s.cmd.Env = append(os.Environ(), "HOME="+s.dir, "XDG_DATA_HOME="+s.dir, "XDG_CONFIG_HOME="+s.dir)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		s.tb.Fatalf("starting caddy: %v", err)
+	var err error
+	if s.cmd, s.waited, err = launch(s.binary, s.args, s.dir, s.log); err != nil {
+		s.tb.Fatal(err)
 	}
-	s.waited = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.waited) }()
+	if err := waitReady(s.readyURL, s.waited, s.log); err != nil {
+		s.tb.Fatal(err)
+	}
+}
 
+// launch starts binary with args in dir, its output going to log, and
+// returns the command and a channel closed once it has exited.
+func launch(binary string, args []string, dir string, log *syncBuffer) (*exec.Cmd, chan struct{}, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	// Caddy keeps its data under HOME; a folder of its own keeps runs apart.
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("starting caddy: %w", err)
+	}
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }()
+	return cmd, waited, nil
+}
+
+// waitReady polls readyURL until it answers any HTTP response, for at most
+// 60 s, and gives up at once if Caddy exits.
+func waitReady(readyURL string, waited <-chan struct{}, log *syncBuffer) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case <-s.waited:
-			s.tb.Fatalf("caddy exited at start:\n%s", s.log.String())
+		case <-waited:
+			return fmt.Errorf("caddy exited at start:\n%s", log.String())
 		default:
 		}
-		resp, err := readyClient.Get(s.readyURL)
+		resp, err := readyClient.Get(readyURL)
 		if err == nil {
 			resp.Body.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			s.tb.Fatalf("caddy did not answer within 60s:\n%s", s.log.String())
+			return fmt.Errorf("caddy did not answer %s within 60s:\n%s", readyURL, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// interrupt ends Caddy as Ctrl-C would and waits for it to exit, killing
+// it if it has not after 20 seconds.
+func interrupt(cmd *exec.Cmd, waited <-chan struct{}) {
+	select {
+	case <-waited:
+		return
+	default:
+	}
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-waited:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-waited
 	}
 }
 
@@ -142,18 +176,7 @@ func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	select {
-	case <-s.waited:
-		return
-	default:
-	}
-	s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.waited:
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.waited
-	}
+	interrupt(s.cmd, s.waited)
 }
 
 // Restart stops Caddy and starts it again with the same config.

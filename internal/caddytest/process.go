@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 )
 
 // Process is a running Caddy for programs that are not tests, such as the
@@ -28,57 +27,27 @@ func StartProcess(binary, caddyfile, readyURL string) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating a folder for caddy: %w", err)
 	}
-	p := &Process{dir: dir, log: new(syncBuffer), waited: make(chan struct{})}
+	p := &Process{dir: dir, log: new(syncBuffer)}
 	config := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(config, []byte(caddyfile), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p.cmd = exec.Command(binary, "run", "--config", config, "--adapter", "caddyfile")
-	p.cmd.Dir = dir
-	// Caddy keeps its data under HOME; a folder of its own keeps runs apart.
-	p.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
+	args := []string{"run", "--config", config, "--adapter", "caddyfile"}
+	if p.cmd, p.waited, err = launch(binary, args, dir, p.log); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting caddy: %w", err)
+		return nil, err
 	}
-	go func() { p.cmd.Wait(); close(p.waited) }()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-p.waited:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("caddy exited at start:\n%s", p.log.String())
-		default:
-		}
-		resp, err := readyClient.Get(readyURL)
-		if err == nil {
-			resp.Body.Close()
-			return p, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.Join(fmt.Errorf("caddy did not answer %s within 60s:\n%s", readyURL, p.log.String()), p.Stop())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitReady(readyURL, p.waited, p.log); err != nil {
+		return nil, errors.Join(err, p.Stop())
 	}
+	return p, nil
 }
 
 // Stop ends Caddy as Ctrl-C would, kills it if it has not exited after 20
 // seconds, and removes its folder; calling it again does nothing more.
 func (p *Process) Stop() error {
-	select {
-	case <-p.waited:
-	default:
-		p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.waited:
-		case <-time.After(20 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.waited
-		}
-	}
+	interrupt(p.cmd, p.waited)
 	if err := os.RemoveAll(p.dir); err != nil {
 		return fmt.Errorf("removing caddy's folder: %w", err)
 	}
