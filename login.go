@@ -52,11 +52,15 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 	ip := clientIP(r)
 	attempt, err := h.reserveLogin(r, c.Username, ip)
 	if err != nil {
+		if attempt.Throttled() {
+			h.signInAttempt(r, c.Username, nil, loginThrottled)
+		}
 		return err
 	}
 	user, err := h.store.VerifyPassword(r.Context(), c.Username, c.Password)
 	if errors.Is(err, store.ErrInvalidCredentials) {
 		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", ip))
+		h.signInAttempt(r, c.Username, nil, loginFailure)
 		return h.refuseLogin(w, r, c)
 	}
 	if err != nil {
@@ -72,11 +76,26 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 		// was being checked: what was verified is no longer valid.
 		h.logger.Info("login failed: credentials changed during the login", zap.String("username", user.Username),
 			zap.String("client_ip", ip))
+		h.signInAttempt(r, c.Username, nil, loginFailure)
 		return h.refuseLogin(w, r, c)
 	case err != nil:
 		return storeUnavailable(err)
 	}
+	h.signInAttempt(r, c.Username, user, loginSuccess)
 	return h.signedIn(w, r, c, http.StatusOK, user)
+}
+
+// How a sign-in attempt ended, as the metrics and the sign-in history name it.
+const (
+	loginSuccess   = "success"
+	loginFailure   = "failure"
+	loginThrottled = "throttled"
+)
+
+// signInAttempt notes how an attempt to sign in as username ended; user is
+// the account when the attempt succeeded, nil otherwise. It is the one place
+// the metrics and the sign-in history learn of logins.
+func (h *Handler) signInAttempt(r *http.Request, username string, user *store.User, outcome string) {
 }
 
 // signedIn answers a login or registration that started a session: the form
