@@ -84,6 +84,7 @@ type App struct {
 	target       string // host:port/database, for messages: never the password
 	connString   string // database_url, expanded
 	listenTo     string
+	unexpanded   error // why the database URL could not be expanded at provision; Start reports it
 	logger       *zap.Logger
 	cache        *sessionCache
 	inflight     *inflight
@@ -142,9 +143,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		grace = time.Duration(*a.OfflineGrace)
 	}
 
+	a.cache = newSessionCache(cacheSize, grace, trustWindow)
+	a.inflight = newInflight()
+	a.health = &storeHealth{logger: a.logger}
+	host, _ := os.Hostname()
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	a.server = host + "/" + hex.EncodeToString(nonce[:])
+
 	url, err := a.expand("database_url", a.DatabaseURL)
+	listenTo := url
+	if err == nil && a.ListenDatabaseURL != "" {
+		listenTo, err = a.expand("listen_database_url", a.ListenDatabaseURL)
+	}
 	if err != nil {
-		return err
+		// caddy validate provisions without starting, often where the
+		// variables of the machine that runs Caddy are not set: a URL that
+		// cannot be expanded here is reported when Caddy starts.
+		a.unexpanded = err
+		a.logger.Warn("the database URL cannot be expanded here; caddy run will need it", zap.Error(err))
+		return nil
 	}
 	cfg, mode, err := store.PoolConfig(url, "caddy-pgsession")
 	if err != nil {
@@ -154,11 +172,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		cfg.MaxConns = int32(a.MaxConnections)
 	}
 	a.target = store.Target(cfg.ConnConfig)
-	a.connString, a.listenTo = url, url
+	a.health.target = a.target
+	a.connString, a.listenTo = url, listenTo
 	if a.ListenDatabaseURL != "" {
-		if a.listenTo, err = a.expand("listen_database_url", a.ListenDatabaseURL); err != nil {
-			return err
-		}
 		if _, _, err := store.PoolConfig(a.listenTo, ""); err != nil {
 			return fmt.Errorf("listen_database_url: %w", err)
 		}
@@ -182,22 +198,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	opts := a.storeOptions
 	opts.Schema = a.Schema
 	a.store, err = store.New(a.pool.pool, opts)
-	if err != nil {
-		return err
-	}
-	a.cache = newSessionCache(cacheSize, grace, trustWindow)
-	a.inflight = newInflight()
-	a.health = &storeHealth{logger: a.logger, target: a.target}
-	host, _ := os.Hostname()
-	var nonce [4]byte
-	rand.Read(nonce[:])
-	a.server = host + "/" + hex.EncodeToString(nonce[:])
-	return nil
+	return err
 }
 
 // Start connects, installs or upgrades the schema, and starts the cleanup
 // job, the listening connection and the watch over long requests.
 func (a *App) Start() error {
+	if a.unexpanded != nil {
+		return fmt.Errorf("pg_session: %w (caddy validate does not connect to the database, so it does not need the URL and passes without it)", a.unexpanded)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := a.store.Ping(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -181,7 +182,9 @@ func caddyCommand(t *testing.T, verb, caddyfile string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, caddyBinary, verb, "--config", path, "--adapter", "caddyfile")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	// DATABASE_URL is the default database_url: the runner's must not leak in.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "DATABASE_URL=") })
+	cmd.Env = append(env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	out, err := cmd.CombinedOutput()
 	// Caddy logs JSON; unescaping its quotes lets tests look for messages as a user reads them.
 	return strings.ReplaceAll(string(out), `\"`, `"`), err

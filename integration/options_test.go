@@ -25,6 +25,22 @@ func TestMissingLoginTemplateStopsValidate(t *testing.T) {
 	assert.Contains(t, out, "login.html.missing")
 }
 
+// caddy validate checks a config on a machine that need not have the
+// variables of the one that runs Caddy: an unset {env.DATABASE_URL} passes,
+// and caddy run then says what is missing and why validate did not.
+func TestValidatePassesWithoutTheDatabaseURL(t *testing.T) {
+	t.Parallel()
+	caddyfile := strings.ReplaceAll(renderCaddyfile(t, site{DatabaseURL: "{env.DATABASE_URL}", Port: freePort(t), AdminPort: freePort(t)}), "\t", " ")
+	out, err := caddyCommand(t, "validate", caddyfile)
+	require.NoError(t, err, "validate does not need the database URL:\n%s", out)
+	assert.Contains(t, out, "Valid configuration")
+
+	out, err = caddyCommand(t, "run", caddyfile)
+	require.Error(t, err, "caddy run cannot start without the database URL")
+	assert.Contains(t, out, "database_url is empty: set it in the pg_session global option or set DATABASE_URL")
+	assert.Contains(t, out, "caddy validate does not connect to the database")
+}
+
 func TestJSONConfig(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
