@@ -189,8 +189,23 @@ export DATABASE_URL
 
 # ---- Caddy -----------------------------------------------------------------
 
+# build_progress turns go build -v's list of packages compiled into a count,
+# kept on one line on a terminal and printed every 100 packages otherwise;
+# other lines (module downloads, compile errors) pass through.
+build_progress() {
+	local total tty=''
+	total=$(go list -deps ./cmd/caddy 2>/dev/null | wc -l) || total=0
+	[[ -t 1 ]] && tty=1
+	awk -v total="$total" -v tty="$tty" '
+		function show() { printf (tty ? "\r" : "") "    compiled %d of at most %d packages" (tty ? "" : "\n"), n, total; fflush() }
+		/^[^ :#]+$/ { n++; if (tty || n % 100 == 0) show(); next }
+		{ if (tty && n) printf "\n"; print "    " $0; fflush() }
+		END { if (n && (tty || n % 100 != 0)) { if (!tty) show(); else printf "\n" } }'
+}
+
 step "Building Caddy with the plugin: go build -o caddy ./cmd/caddy"
-go build -o caddy ./cmd/caddy || die "go build failed (output above)."
+info "the first build compiles Caddy and its dependencies and takes a few minutes; later ones take seconds"
+go build -v -o caddy ./cmd/caddy 2>&1 | build_progress || die "go build failed (output above)."
 
 step "Installing the schema: ./caddy pg-session migrate"
 ./caddy pg-session migrate 2>&1 | indent || die "Installing the schema failed (output above)."
@@ -260,6 +275,11 @@ fi
 running=1
 status=0
 wait "$caddy_pid" || status=$?
-caddy_pid='' running=''
+caddy_pid=''
+# Caddy exits with 0 only when told to stop: by Ctrl-C, which reaches it as
+# well as this script (that may not see it at all: a shell started without a
+# terminal ignores SIGINT, while Caddy listens for it), or by its admin API.
+((status != 0)) || exit 0
+running=''
 tail -n 20 "$tmp/caddy.log" | indent >&2
 die "Caddy stopped by itself (exit status $status; the end of its log is above)."

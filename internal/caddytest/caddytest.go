@@ -58,7 +58,7 @@ type Server struct {
 	readyURL  string
 	adminPort int
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *SyncBuffer
 	waited    chan struct{}
 }
 
@@ -68,7 +68,7 @@ type Server struct {
 // test failed.
 func Start(tb testing.TB, binary, caddyfile, readyURL string, adminPort int) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), readyURL: readyURL, adminPort: adminPort, log: new(syncBuffer)}
+	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), readyURL: readyURL, adminPort: adminPort, log: new(SyncBuffer)}
 	s.caddyfile = filepath.Join(s.dir, "Caddyfile")
 	if err := os.WriteFile(s.caddyfile, []byte(caddyfile), 0o600); err != nil {
 		tb.Fatal(err)
@@ -81,7 +81,7 @@ func Start(tb testing.TB, binary, caddyfile, readyURL string, adminPort int) *Se
 // returns once readyURL answers, like Start.
 func StartWithArgs(tb testing.TB, binary, readyURL string, args ...string) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), readyURL: readyURL, args: args, log: new(syncBuffer)}
+	s := &Server{tb: tb, binary: binary, dir: tb.TempDir(), readyURL: readyURL, args: args, log: new(SyncBuffer)}
 	return s.launch()
 }
 
@@ -111,7 +111,7 @@ func (s *Server) start() {
 
 // launch starts binary with args in dir, its output going to log, and
 // returns the command and a channel closed once it has exited.
-func launch(binary string, args []string, dir string, log *syncBuffer) (*exec.Cmd, chan struct{}, error) {
+func launch(binary string, args []string, dir string, log *SyncBuffer) (*exec.Cmd, chan struct{}, error) {
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
 	// Caddy keeps its data under HOME; a folder of its own keeps runs apart.
@@ -127,7 +127,7 @@ func launch(binary string, args []string, dir string, log *syncBuffer) (*exec.Cm
 
 // waitReady polls readyURL until it answers any HTTP response, for at most
 // 60 s, and gives up at once if Caddy exits.
-func waitReady(readyURL string, waited <-chan struct{}, log *syncBuffer) error {
+func waitReady(readyURL string, waited <-chan struct{}, log *SyncBuffer) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
@@ -224,19 +224,19 @@ func (s *Server) PID() int {
 	return s.cmd.Process.Pid
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
+// SyncBuffer collects a process's output while tests read it.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -15,7 +15,7 @@ import (
 type Process struct {
 	cmd    *exec.Cmd
 	dir    string
-	log    *syncBuffer
+	log    *SyncBuffer
 	waited chan struct{}
 }
 
@@ -27,7 +27,7 @@ func StartProcess(binary, caddyfile, readyURL string) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating a folder for caddy: %w", err)
 	}
-	p := &Process{dir: dir, log: new(syncBuffer)}
+	p := &Process{dir: dir, log: new(SyncBuffer)}
 	config := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(config, []byte(caddyfile), 0o600); err != nil {
 		os.RemoveAll(dir)
