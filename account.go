@@ -204,6 +204,9 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 			Current:    s.ID == sess.ID,
 		})
 	}
+	if err := h.addSignIns(r, &page, sess.User.ID); err != nil {
+		return err
+	}
 	return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.builtinPageCSP, page)
 }
 

@@ -167,6 +167,15 @@ func (h *Handler) serveAdminUserSessions(w http.ResponseWriter, r *http.Request,
 	return h.listSessions(w, r, u.ID, c.session)
 }
 
+// serveAdminUserHistory lists a user's latest sign-in attempts.
+func (h *Handler) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	u, err := h.adminTarget(r)
+	if err != nil {
+		return err
+	}
+	return h.listSignIns(w, r, u.ID)
+}
+
 func (h *Handler) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {

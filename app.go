@@ -77,6 +77,11 @@ type App struct {
 	// cannot be reached; 0 turns it off. Default: 1m.
 	OfflineGrace *caddy.Duration `json:"offline_grace,omitempty"`
 
+	// HistoryRetention is how long each account's sign-in history is kept:
+	// the cleanup job deletes older entries. 0 keeps none, and nothing is
+	// recorded. Default: 90d.
+	HistoryRetention *caddy.Duration `json:"history_retention,omitempty"`
+
 	store        *store.Store
 	storeOptions store.Options // tests set cheap password hashing here
 	pool         sharedPool
@@ -90,6 +95,7 @@ type App struct {
 	inflight     *inflight
 	health       *storeHealth
 	server       string // names this server in the maintenance table
+	keepsHistory bool   // whether sign-in attempts are recorded
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -197,6 +203,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.pool = val.(sharedPool)
 	opts := a.storeOptions
 	opts.Schema = a.Schema
+	opts.HistoryRetention = historyRetention(a.HistoryRetention)
+	a.keepsHistory = opts.HistoryRetention > 0
 	a.store, err = store.New(a.pool.pool, opts)
 	return err
 }
@@ -347,7 +355,9 @@ func (a *App) cleanupRound(ctx context.Context) {
 		a.logger.Debug("session cleanup: another server ran this round")
 	default:
 		a.logger.Info("deleted expired sessions", zap.Int64("deleted", c.Sessions),
-			zap.Int64("login_attempts_deleted", c.LoginAttempts), zap.Duration("took", time.Since(start)))
+			zap.Int64("login_attempts_deleted", c.LoginAttempts),
+			zap.Int64("sign_ins_deleted", c.SignIns),
+			zap.Duration("took", time.Since(start)))
 	}
 }
 

@@ -37,6 +37,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    max_connections     <n>          # default pgx's: max(4, CPUs)
 //	    cache_size          <n>          # default 10000 sessions in memory; 0 turns it off
 //	    offline_grace       <duration>   # default 1m; 0 turns it off
+//	    history_retention   <duration>   # default 90d of sign-in history; 0 keeps none
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name
@@ -96,6 +97,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_connections: %q is not a positive whole number", s)
 			}
 			a.MaxConnections = n
+		case "history_retention":
+			// A negative duration parses; check refuses it, for JSON as well.
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("history_retention: %q is not a duration (examples: 30d, 2160h; 0 keeps no history)", s)
+			}
+			cd := caddy.Duration(dur)
+			a.HistoryRetention = &cd
 		default:
 			return d.Errf("unknown pg_session option %q", d.Val())
 		}

@@ -96,6 +96,7 @@ const (
 // the account when the attempt succeeded, nil otherwise. It is the one place
 // the metrics and the sign-in history learn of logins.
 func (h *Handler) signInAttempt(r *http.Request, username string, user *store.User, outcome string) {
+	h.recordSignIn(r, username, user, outcome)
 }
 
 // signedIn answers a login or registration that started a session: the form

@@ -45,6 +45,7 @@ func (h *Handler) addRoutes() {
 	rt.add(del, api+"/sessions/{id}", withSession, h.serveEndOwnSession)
 	rt.add(post, api+"/sessions/revoke-others", withSession, h.serveEndOtherSessions)
 	rt.add(post, api+"/password", withSession, h.serveChangePassword)
+	rt.add(get, api+"/history", withSession, h.serveOwnHistory)
 	rt.add(get, h.AccountPath, anyone, h.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, h.serveAccountForm)
 
@@ -54,6 +55,7 @@ func (h *Handler) addRoutes() {
 	rt.add(http.MethodPatch, api+"/admin/users/{username}", admin, h.serveAdminChangeUser)
 	rt.add(get, api+"/admin/users/{username}/sessions", admin, h.serveAdminUserSessions)
 	rt.add(del, api+"/admin/users/{username}/sessions", admin, h.serveAdminEndUserSessions)
+	rt.add(get, api+"/admin/users/{username}/history", admin, h.serveAdminUserHistory)
 	rt.add(del, api+"/admin/sessions/{id}", admin, h.serveAdminEndSession)
 }
 

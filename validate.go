@@ -140,6 +140,9 @@ func (a *App) check() error {
 	if a.OfflineGrace != nil && *a.OfflineGrace < 0 {
 		return optionErrorf("offline_grace", "offline_grace must not be negative")
 	}
+	if a.HistoryRetention != nil && *a.HistoryRetention < 0 {
+		return optionErrorf("history_retention", "history_retention must not be negative (0 keeps no history)")
+	}
 	// A connection string with placeholders is checked once they are
 	// expanded, at provisioning; the error never repeats the string, which
 	// may hold a password.

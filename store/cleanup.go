@@ -10,6 +10,7 @@ import (
 type Cleanup struct {
 	Sessions      int64 // expired sessions
 	LoginAttempts int64 // failed logins and sign-ups that no longer count
+	SignIns       int64 // sign-in history older than its retention
 }
 
 // RunCleanup runs one cleanup round, unless another server sharing the
@@ -28,6 +29,9 @@ func (s *Store) RunCleanup(ctx context.Context, server string, every time.Durati
 	if c.Sessions, err = s.CleanupExpiredSessions(ctx); err != nil {
 		return c, true, err
 	}
-	c.LoginAttempts, err = s.CleanupLoginAttempts(ctx)
+	if c.LoginAttempts, err = s.CleanupLoginAttempts(ctx); err != nil {
+		return c, true, err
+	}
+	c.SignIns, err = s.TrimSignInHistory(ctx)
 	return c, true, err
 }

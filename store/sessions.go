@@ -247,13 +247,14 @@ func (s *Store) CleanupExpiredSessions(ctx context.Context) (int64, error) {
 	return s.deleteInBatches(ctx, s.q.cleanupSessions, "deleting expired sessions")
 }
 
-// deleteInBatches runs query, a DELETE of at most $1 rows, until it deletes
-// fewer than a batch, and returns how many rows went. Small batches keep
-// each transaction short, so cleanup never holds locks a request waits on.
-func (s *Store) deleteInBatches(ctx context.Context, query, what string) (int64, error) {
+// deleteInBatches runs query, a DELETE of at most $1 rows (args are $2 on),
+// until it deletes fewer than a batch, and returns how many rows went. Small
+// batches keep each transaction short, so cleanup never holds locks a
+// request waits on.
+func (s *Store) deleteInBatches(ctx context.Context, query, what string, args ...any) (int64, error) {
 	var total int64
 	for {
-		tag, err := s.pool.Exec(ctx, query, s.batchSize)
+		tag, err := s.pool.Exec(ctx, query, append([]any{s.batchSize}, args...)...)
 		if err != nil {
 			return total, fmt.Errorf("%s: %w", what, err)
 		}

@@ -55,6 +55,10 @@ type Options struct {
 	// upgraded at its user's next login. Default: DefaultArgon2, OWASP's
 	// first recommended setting. Tests use a cheap one.
 	Argon2 Argon2Params
+	// HistoryRetention is how long sign-in attempts are kept: each cleanup
+	// round deletes older ones. NoHistory records none. Default:
+	// DefaultHistoryRetention.
+	HistoryRetention time.Duration
 }
 
 // Store is the PostgreSQL session and user store. It is safe for concurrent use.
@@ -69,6 +73,7 @@ type Store struct {
 	fakeHash  func() string // of a password nobody has, at argon2's cost
 	timing    checkTiming
 	calibrate sync.Once
+	history   time.Duration // HistoryRetention, or NoHistory
 }
 
 // New returns a Store using pool. It does not touch the database; call
@@ -98,6 +103,9 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if err := opts.Argon2.validate(); err != nil {
 		return nil, err
 	}
+	if opts.HistoryRetention == 0 {
+		opts.HistoryRetention = DefaultHistoryRetention
+	}
 	params := opts.Argon2
 	return &Store{
 		pool:      pool,
@@ -107,6 +115,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		hashSlots: make(chan struct{}, opts.MaxConcurrentHashes),
 		hashWait:  opts.HashWait,
 		argon2:    params,
+		history:   max(opts.HistoryRetention, NoHistory),
 		fakeHash: sync.OnceValue(func() string {
 			h, err := params.hash("caddy-pgsession timing defence")
 			if err != nil {
@@ -170,6 +179,7 @@ type queries struct {
 	keepSession, reserveAttempt, releaseAttempt, clearLoginFailures         string
 	cleanupLoginAttempts, anyAdmin, unkeyedUsers, setUsernameKey            string
 	claimCleanup, notify                                                    string
+	signInByName, signInByID, signInHistory, trimSignInHistory              string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -197,6 +207,7 @@ func newQueries(schema string) queries {
 		"{sessions}", pgx.Identifier{schema, "sessions"}.Sanitize(),
 		"{attempts}", pgx.Identifier{schema, "login_attempts"}.Sanitize(),
 		"{maintenance}", pgx.Identifier{schema, "maintenance"}.Sanitize(),
+		"{history}", pgx.Identifier{schema, "sign_in_history"}.Sanitize(),
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
 		"{columns}", sessionColumns,
 		"{user_columns}", userColumns,
@@ -278,5 +289,23 @@ func newQueries(schema string) queries {
 		clearLoginFailures: r.Replace(`DELETE FROM {attempts} WHERE username_key = $1 AND kind = 'login'`),
 		cleanupLoginAttempts: r.Replace(`DELETE FROM {attempts} WHERE id IN (
 				SELECT id FROM {attempts} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`),
+		// The sign-in history is written only for an account that exists:
+		// the INSERT takes the user's id from users, so a name no account
+		// has inserts nothing and is never stored. Its commit does not wait
+		// for the WAL to reach the disk (synchronous_commit off, for this
+		// transaction only): a login is not slowed by a flush, and a failed
+		// login for an account, which writes a row, takes no measurably
+		// longer than one for an unknown name, which writes none. A crash
+		// may lose the last fraction of a second of history.
+		signInByName: r.Replace(`INSERT INTO {history} (user_id, ip, user_agent, outcome)
+			SELECT id, $3, $4, $5 FROM {users}, set_config('synchronous_commit', 'off', true)
+			WHERE {by_name} ORDER BY username_key IS NULL LIMIT 1`),
+		signInByID: r.Replace(`INSERT INTO {history} (user_id, ip, user_agent, outcome)
+			SELECT id, $2, $3, $4 FROM {users}, set_config('synchronous_commit', 'off', true) WHERE id = $1`),
+		signInHistory: r.Replace(`SELECT attempted_at, ip, user_agent, outcome FROM {history}
+			WHERE user_id = $1 ORDER BY attempted_at DESC, id DESC LIMIT $2`),
+		trimSignInHistory: r.Replace(`DELETE FROM {history} WHERE id IN (
+				SELECT id FROM {history} WHERE attempted_at <= now() - make_interval(secs => $2)
+				ORDER BY attempted_at LIMIT $1)`),
 	}
 }

@@ -54,6 +54,21 @@ type AccountPage struct {
 	Sessions     []AccountSession
 	Notice       string // a success message after an action, e.g. "Session ended" (role="status")
 	Error        string // an error after an action, e.g. "Current password is wrong" (role="alert")
+	// ShowSignIns adds a "Recent sign-ins" section listing SignIns, the
+	// latest attempts to sign in to the account, newest first.
+	ShowSignIns bool
+	SignIns     []AccountSignIn
+}
+
+// AccountSignIn is one attempt to sign in to the account, on the account page.
+type AccountSignIn struct {
+	At        time.Time // when; the zero time hides it
+	Device    string    // short description, e.g. from DescribeUserAgent: "Firefox on Linux"
+	UserAgent string    // the raw user agent, shown as the device's tooltip
+	IP        string
+	// Outcome is "success", "failure" (marked Failed) or "throttled"
+	// (marked Blocked: refused after too many failed attempts).
+	Outcome string
 }
 
 // AccountSession is one of the user's sessions on the account page.

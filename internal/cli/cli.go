@@ -165,6 +165,22 @@ user's sessions' next request, on every Caddy server sharing the database.`,
 		Args:  cobra.NoArgs,
 		RunE:  c.run(c.userList),
 	})
+	var historyLimit int
+	history := &cobra.Command{
+		Use:   "history <name> [--limit <n>]",
+		Short: "Lists a user's latest sign-in attempts",
+		Long: `
+Lists a user's latest attempts to sign in, newest first: when, how each
+ended (success, failure or throttled), the client's address and user agent.
+Attempts are kept for the history_retention of the pg_session global option
+(90 days by default).`,
+		Args: nameArgs,
+		RunE: c.run(func(cmd *cobra.Command, args []string) error {
+			return c.userHistory(cmd, args[0], historyLimit)
+		}),
+	}
+	history.Flags().IntVar(&historyLimit, "limit", 50, "how many attempts to list")
+	user.AddCommand(history)
 
 	sessions := &cobra.Command{
 		Use:   "sessions",

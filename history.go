@@ -1,0 +1,116 @@
+package pgsession
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsession/caddy-pgsession/store"
+	"github.com/pgsession/caddy-pgsession/web"
+)
+
+// The sign-in history: every attempt to sign in to an existing account,
+// shown to its owner ({api_path}/history, the account page) and to admins.
+
+const (
+	// historyWriteTimeout bounds the recording of one attempt, which is a
+	// single indexed INSERT: a database that hangs costs a login at most this.
+	historyWriteTimeout = time.Second
+	// defaultHistoryLimit and maxHistoryLimit are how many attempts the JSON
+	// routes list without ?limit= and at most.
+	defaultHistoryLimit = 50
+	maxHistoryLimit     = 500
+	// accountPageSignIns is how many attempts the account page shows.
+	accountPageSignIns = 10
+)
+
+// historyRetention is the store's retention for the history_retention
+// option: unset is the default, 0 keeps nothing.
+func historyRetention(opt *caddy.Duration) time.Duration {
+	switch {
+	case opt == nil:
+		return store.DefaultHistoryRetention
+	case *opt <= 0:
+		return store.NoHistory
+	}
+	return time.Duration(*opt)
+}
+
+// recordSignIn adds an attempt to sign in as username to its account's
+// history; user is the account after a success. It runs in the request, so
+// the history is complete when the answer arrives, and stops waiting for
+// the database after historyWriteTimeout; it is not cancelled when the
+// client hangs up, so hanging up does not hide an attempt. A failure is
+// logged and the login goes on.
+func (h *Handler) recordSignIn(r *http.Request, username string, user *store.User, outcome string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), historyWriteTimeout)
+	defer cancel()
+	a := store.SignInAttempt{Username: username, IP: clientIP(r), UserAgent: r.UserAgent(), Outcome: outcome}
+	if user != nil {
+		a.User = user.ID
+	}
+	if err := h.store.RecordSignIn(ctx, a); err != nil {
+		h.logger.Warn("could not record a sign-in attempt in the history", zap.String("outcome", outcome),
+			zap.String("client_ip", a.IP), zap.Error(err))
+	}
+}
+
+// signInJSON is how an attempt appears in the JSON routes.
+type signInJSON struct {
+	Time      time.Time `json:"time"`
+	IP        string    `json:"ip"`
+	UserAgent string    `json:"user_agent"`
+	Device    string    `json:"device"`
+	Outcome   string    `json:"outcome"`
+}
+
+// serveOwnHistory lists the caller's latest sign-in attempts.
+func (h *Handler) serveOwnHistory(w http.ResponseWriter, r *http.Request, c *caller) error {
+	return h.listSignIns(w, r, c.session.User.ID)
+}
+
+// listSignIns answers with a user's latest sign-in attempts, newest first:
+// defaultHistoryLimit of them, or ?limit= up to maxHistoryLimit.
+func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID store.UserID) error {
+	limit := defaultHistoryLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxHistoryLimit {
+			return refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
+		}
+		limit = n
+	}
+	signIns, err := h.store.SignInHistory(r.Context(), userID, limit)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	out := make([]signInJSON, 0, len(signIns))
+	for _, s := range signIns {
+		out = append(out, signInJSON{Time: s.At, IP: s.IP, UserAgent: s.UserAgent,
+			Device: web.DescribeUserAgent(s.UserAgent), Outcome: s.Outcome})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// addSignIns fills in the account page's "Recent sign-ins", when the
+// history is kept.
+func (h *Handler) addSignIns(r *http.Request, page *web.AccountPage, userID store.UserID) error {
+	if page.ShowSignIns = h.app.keepsHistory; !page.ShowSignIns {
+		return nil
+	}
+	signIns, err := h.store.SignInHistory(r.Context(), userID, accountPageSignIns)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	for _, s := range signIns {
+		page.SignIns = append(page.SignIns, web.AccountSignIn{At: s.At, Device: web.DescribeUserAgent(s.UserAgent),
+			UserAgent: s.UserAgent, IP: s.IP, Outcome: s.Outcome})
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultHistoryRetention is how long sign-in attempts are kept unless
+// Options.HistoryRetention says otherwise.
+const DefaultHistoryRetention = 90 * 24 * time.Hour
+
+// NoHistory, as Options.HistoryRetention, keeps no sign-in history: nothing
+// is recorded, and the cleanup deletes what was recorded before.
+const NoHistory time.Duration = -1
+
+// How a sign-in attempt ended, as the history records it.
+const (
+	SignInSuccess   = "success"
+	SignInFailure   = "failure"   // a wrong password, or credentials that changed during the login
+	SignInThrottled = "throttled" // refused past the failed-login limits, the password unchecked
+)
+
+// SignInAttempt is one attempt to sign in, to record.
+type SignInAttempt struct {
+	// User is the account signed in to, when known (after a success). Else
+	// Username names the account as a login looks it up, and an attempt
+	// naming no account is not recorded: the name itself is never stored.
+	User     UserID
+	Username string
+	IP       string
+	// UserAgent is kept up to MaxUserAgentLength bytes.
+	UserAgent string
+	Outcome   string // SignInSuccess, SignInFailure or SignInThrottled
+}
+
+// SignIn is one entry of a user's sign-in history.
+type SignIn struct {
+	At        time.Time `db:"attempted_at"`
+	IP        string    `db:"ip"`
+	UserAgent string    `db:"user_agent"`
+	Outcome   string    `db:"outcome"`
+}
+
+// RecordSignIn adds an attempt to its account's sign-in history, in one
+// INSERT that finds the account as VerifyPassword does. An attempt naming
+// no account, or a name that could never be one, records nothing and is
+// not an error; nor is an account deleted meanwhile.
+func (s *Store) RecordSignIn(ctx context.Context, a SignInAttempt) error {
+	if s.history == NoHistory {
+		return nil
+	}
+	ip, agent := trimUTF8(a.IP, 64), trimUTF8(a.UserAgent, MaxUserAgentLength)
+	var err error
+	switch {
+	case a.User != "":
+		if !validUUID(string(a.User)) {
+			return nil
+		}
+		_, err = s.pool.Exec(ctx, s.q.signInByID, string(a.User), ip, agent, a.Outcome)
+	case utf8.ValidString(a.Username) && len(a.Username) <= 4*MaxUsernameLength:
+		_, err = s.pool.Exec(ctx, s.q.signInByName, lookupKey(a.Username), a.Username, ip, agent, a.Outcome)
+	}
+	if err != nil && pgErrorCode(err) != foreignKeyViolation {
+		return fmt.Errorf("recording a sign-in attempt: %w", err)
+	}
+	return nil
+}
+
+// SignInHistory returns a user's latest limit sign-in attempts, newest
+// first; an unknown user has none.
+func (s *Store) SignInHistory(ctx context.Context, userID UserID, limit int) ([]SignIn, error) {
+	if !validUUID(string(userID)) || limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, s.q.signInHistory, string(userID), limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading sign-in history: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[SignIn])
+	if err != nil {
+		return nil, fmt.Errorf("reading sign-in history: %w", err)
+	}
+	return out, nil
+}
+
+// TrimSignInHistory deletes the sign-in attempts older than the retention,
+// every one with NoHistory, in batches, and returns how many it removed.
+func (s *Store) TrimSignInHistory(ctx context.Context) (int64, error) {
+	return s.deleteInBatches(ctx, s.q.trimSignInHistory, "trimming sign-in history", max(s.history, 0).Seconds())
+}
