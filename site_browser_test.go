@@ -1,0 +1,364 @@
+package pgsession
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgsession/caddy-pgsession/internal/chromium"
+)
+
+// The login and account pages in a real, headless Chromium: what a person
+// sees and does, typing, clicking, following redirects, keeping cookies and
+// going back, against a site of the harness in site_test.go. One browser
+// serves every subtest; each tab is in a browser context of its own, so no
+// cookie leaks from one test into another.
+
+// Elements are found by what the pages are for (a form's fields, its action,
+// a button's role), not by their wording or layout, which may change.
+const (
+	usernameField  = `input[name="username"]`
+	passwordField  = `input[name="password"]`
+	signInButton   = `form:has(input[name="password"]) button[type="submit"]`
+	rememberBox    = `input[name="remember"]`
+	errorMessage   = `[role="alert"]`
+	noticeMessage  = `[role="status"]`
+	revokeButton   = `form:has(input[name="action"][value="revoke"]) button[type="submit"]`
+	passwordButton = `form:has(input[name="action"][value="password"]) button[type="submit"]`
+	accountSignOut = `form[action="/logout"] button[type="submit"]`
+	protectedText  = `#protected`
+)
+
+const (
+	alicePassword = "correct horse battery"
+	docsPage      = "/docs/page.html?tab=2"
+)
+
+// protectedPage is a page of the site behind the gate: a heading and the
+// tab its query string asks for, as the page's script shows it.
+const protectedPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Handbook</title></head>
+<body>
+<h1 id="protected">The team handbook</h1>
+<p id="tab"></p>
+<script>document.getElementById("tab").textContent = "Showing tab " + new URLSearchParams(location.search).get("tab");</script>
+</body></html>
+`
+
+// startDocs starts a site serving protectedPage at /docs/page.html behind
+// the gate, with handler as its pg_session block, and a user alice.
+func startDocs(t *testing.T, handler string) *testSite {
+	t.Helper()
+	db := newTestDB(t)
+	db.addUser(t, "alice", alicePassword)
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "docs"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "docs", "page.html"), []byte(protectedPage), 0o644))
+	return startSite(t, siteOptions{db: db.url, handler: handler, next: fileServer(t, root)})
+}
+
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	browser := chromium.Start(t)
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T, *chromium.Browser)
+	}{
+		{"SignInReturnsToThePageWithItsQuery", browserSignInReturnsToThePageWithItsQuery},
+		{"WrongPasswordShowsTheErrorAndKeepsTheName", browserWrongPasswordShowsTheErrorAndKeepsTheName},
+		{"KeepMeSignedInGivesAPersistentCookie", browserKeepMeSignedInGivesAPersistentCookie},
+		{"AccountPageSignsOutAnotherBrowser", browserAccountPageSignsOutAnotherBrowser},
+		{"PasswordChangeOnTheAccountPage", browserPasswordChangeOnTheAccountPage},
+		{"BackAfterSignOutDoesNotShowTheProtectedPage", browserBackAfterSignOutDoesNotShowTheProtectedPage},
+		{"KeyboardOnlySignIn", browserKeyboardOnlySignIn},
+		{"PagesInLightAndDark", browserPagesInLightAndDark},
+		{"LoginPageFitsAPhone", browserLoginPageFitsAPhone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.test(t, browser)
+		})
+	}
+}
+
+func browserSignInReturnsToThePageWithItsQuery(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+
+	openLoginPage(tab, site.url(docsPage))
+	assert.Equal(t, "/login", urlPath(t, location(tab)), "a visitor without a session is sent to the login page")
+	assert.False(t, present(tab, protectedText))
+
+	signIn(tab, "alice", alicePassword)
+	tab.Do("wait for the page asked for", chromedp.WaitVisible(chromedp.CSS(protectedText)))
+	assert.Equal(t, site.url(docsPage), location(tab), "the person lands on the page asked for, query string and all")
+	assert.Equal(t, "Showing tab 2", text(tab, "#tab"))
+}
+
+func browserWrongPasswordShowsTheErrorAndKeepsTheName(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+
+	openLoginPage(tab, site.url(docsPage))
+	signIn(tab, "alice", "not the password")
+	tab.Do("wait for the error", chromedp.WaitVisible(chromedp.CSS(errorMessage)))
+	assert.Contains(t, text(tab, errorMessage), "Invalid username or password")
+	assert.Equal(t, "alice", value(tab, usernameField), "the name stays filled in")
+	assert.Empty(t, value(tab, passwordField), "the wrong password does not")
+	assert.False(t, present(tab, protectedText))
+	assert.Nil(t, sessionCookie(tab, site), "no session was started")
+}
+
+func browserKeepMeSignedInGivesAPersistentCookie(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "remember_lifetime 30d")
+
+	remembered := browser.NewTab(t)
+	openLoginPage(remembered, site.url(docsPage))
+	remembered.Do("tick Keep me signed in", chromedp.Click(chromedp.CSS(rememberBox)))
+	signIn(remembered, "alice", alicePassword)
+	remembered.Do("wait for the page", chromedp.WaitVisible(chromedp.CSS(protectedText)))
+	c := sessionCookie(remembered, site)
+	require.NotNil(t, c, "signed in, the browser holds a session cookie")
+	assert.False(t, c.Session, "the cookie outlives the browser session")
+	expires := time.Unix(int64(c.Expires), 0)
+	assert.WithinDuration(t, time.Now().Add(30*24*time.Hour), expires, time.Hour, "it lasts remember_lifetime")
+	assert.True(t, c.HTTPOnly, "page scripts cannot read it")
+
+	plain := browser.NewTab(t)
+	signInAsAlice(plain, site)
+	c = sessionCookie(plain, site)
+	require.NotNil(t, c, "signed in, the browser holds a session cookie")
+	assert.True(t, c.Session, "without Keep me signed in, the cookie ends with the browser session")
+}
+
+func browserAccountPageSignsOutAnotherBrowser(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	laptop, phone := browser.NewTab(t), browser.NewTab(t)
+	signInAsAlice(laptop, site)
+	signInAsAlice(phone, site)
+
+	laptop.Do("open the account page and sign out the other session",
+		chromedp.Navigate(site.url("/account")),
+		chromedp.WaitVisible(chromedp.CSS(revokeButton)),
+		chromedp.Click(chromedp.CSS(revokeButton)),
+		chromedp.WaitVisible(chromedp.CSS(noticeMessage)),
+	)
+	assert.Contains(t, text(laptop, noticeMessage), "signed out")
+	assert.False(t, present(laptop, revokeButton), "the other session is no longer listed")
+
+	openLoginPage(phone, site.url(docsPage))
+	assert.Equal(t, "/login", urlPath(t, location(phone)), "the signed-out browser's next page is the login page")
+	assert.False(t, present(phone, protectedText))
+
+	laptop.Do("open the page again on the laptop", chromedp.Navigate(site.url(docsPage)), chromedp.WaitVisible(chromedp.CSS(protectedText)))
+}
+
+func browserPasswordChangeOnTheAccountPage(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	const newPassword = "a much better passphrase"
+	tab := browser.NewTab(t)
+	signInAsAlice(tab, site)
+	tab.Do("change the password on the account page",
+		chromedp.Navigate(site.url("/account")),
+		chromedp.SendKeys(chromedp.CSS(`input[name="current_password"]`), alicePassword),
+		chromedp.SendKeys(chromedp.CSS(`input[name="new_password"]`), newPassword),
+		chromedp.Click(chromedp.CSS(passwordButton)),
+		chromedp.WaitVisible(chromedp.CSS(noticeMessage)),
+	)
+	assert.Contains(t, text(tab, noticeMessage), "Password changed")
+
+	again := browser.NewTab(t)
+	openLoginPage(again, site.url(docsPage))
+	signIn(again, "alice", alicePassword)
+	again.Do("wait for the error", chromedp.WaitVisible(chromedp.CSS(errorMessage)))
+	assert.Contains(t, text(again, errorMessage), "Invalid username or password", "the old password no longer works")
+	signIn(again, "alice", newPassword)
+	again.Do("wait for the page", chromedp.WaitVisible(chromedp.CSS(protectedText)))
+	assert.Equal(t, site.url(docsPage), location(again), "the new one does")
+}
+
+// Signing out on the account page, then going Back twice, through the
+// account page to the protected page: neither is shown again, as both were
+// in the back-forward cache when the sign-out changed the session cookie.
+func browserBackAfterSignOutDoesNotShowTheProtectedPage(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+	signInAsAlice(tab, site)
+	tab.Do("sign out on the account page",
+		chromedp.Navigate(site.url("/account")),
+		chromedp.WaitVisible(chromedp.CSS(accountSignOut)),
+		chromedp.Click(chromedp.CSS(accountSignOut)),
+		chromedp.WaitVisible(chromedp.CSS(passwordField)),
+	)
+
+	for _, back := range []string{"the account page", "the protected page"} {
+		tab.Do("press Back, towards "+back, chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.CSS(passwordField)))
+		assert.Equal(t, "/login", urlPath(t, location(tab)), "Back towards %s shows the login page", back)
+		assert.False(t, present(tab, protectedText))
+		assert.False(t, present(tab, passwordButton), "nor the account page")
+	}
+}
+
+func browserKeyboardOnlySignIn(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+	openLoginPage(tab, site.url(docsPage))
+	tab.Do("wait for the username field to have the focus",
+		chromedp.Poll[chromedp.Void](`document.activeElement && document.activeElement.name === "username"`,
+			chromedp.WithPollingTimeout(chromium.StepTimeout)))
+
+	tab.Do("type the name, Tab, the password, Enter",
+		chromedp.KeyEvent("alice"),
+		chromedp.KeyEvent(kb.Tab),
+		chromedp.KeyEvent(alicePassword),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(protectedText)),
+	)
+	assert.Equal(t, site.url(docsPage), location(tab))
+}
+
+func browserPagesInLightAndDark(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	dir := artifactsDir(t)
+	tab := browser.NewTab(t)
+	background := map[string]string{}
+	for _, scheme := range []string{"light", "dark"} {
+		tab.Do("see the system's appearance as "+scheme, chromium.ColorScheme(scheme))
+		openLoginPage(tab, site.url(docsPage))
+		background["login "+scheme] = backgroundColor(tab)
+		tab.Screenshot(filepath.Join(dir, "login-"+scheme+".png"))
+	}
+	signIn(tab, "alice", alicePassword)
+	tab.Do("wait for the page", chromedp.WaitVisible(chromedp.CSS(protectedText)))
+	for _, scheme := range []string{"light", "dark"} {
+		tab.Do("open the account page in "+scheme,
+			chromium.ColorScheme(scheme),
+			chromedp.Navigate(site.url("/account")),
+			chromedp.WaitVisible(chromedp.CSS(passwordButton)),
+		)
+		background["account "+scheme] = backgroundColor(tab)
+		tab.Screenshot(filepath.Join(dir, "account-"+scheme+".png"))
+	}
+
+	for _, page := range []string{"login", "account"} {
+		assert.NotEqual(t, background[page+" light"], background[page+" dark"], "the %s page has a dark style", page)
+		for _, scheme := range []string{"light", "dark"} {
+			name := page + "-" + scheme + ".png"
+			assert.True(t, chromium.IsPNG(filepath.Join(dir, name)), "%s is a PNG image in %s", name, dir)
+		}
+	}
+}
+
+func browserLoginPageFitsAPhone(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+	tab.Do("open the login page 375 px wide",
+		chromedp.EmulateViewport(375, 812, chromedp.EmulateMobile),
+		chromedp.Navigate(site.url("/login")),
+		chromedp.WaitVisible(chromedp.CSS(signInButton)),
+	)
+	tab.Screenshot(filepath.Join(artifactsDir(t), "login-375px.png"))
+	widths := chromium.Run(tab, "measure the page", chromedp.Evaluate[[]int](
+		`[document.documentElement.scrollWidth, document.documentElement.clientWidth]`))
+	assert.LessOrEqual(t, widths[0], widths[1], "the page scrolls sideways: %d px wide in a %d px viewport", widths[0], widths[1])
+}
+
+// artifactsDir is where screenshots go: $BROWSER_ARTIFACTS, or
+// artifacts/browser at the repository's root (ignored by git).
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("BROWSER_ARTIFACTS"); dir != "" {
+		return dir
+	}
+	dir, err := filepath.Abs(filepath.Join("artifacts", "browser"))
+	require.NoError(t, err)
+	return dir
+}
+
+// openLoginPage opens rawURL, as typed into the address bar, while signed
+// out, and waits for the login form it leads to.
+func openLoginPage(tab *chromium.Tab, rawURL string) {
+	tab.Do("open "+rawURL+" and wait for the login form",
+		chromedp.Navigate(rawURL),
+		chromedp.WaitVisible(chromedp.CSS(passwordField)),
+	)
+}
+
+// signInAsAlice opens the docs page, signs in as alice on the login page it
+// leads to, and waits for the docs page.
+func signInAsAlice(tab *chromium.Tab, site *testSite) {
+	openLoginPage(tab, site.url(docsPage))
+	signIn(tab, "alice", alicePassword)
+	tab.Do("wait for the docs page", chromedp.WaitVisible(chromedp.CSS(protectedText)))
+}
+
+// signIn fills in the login form shown and presses Sign in, typing the
+// name only when it is not filled in already, as after a failed attempt.
+// The caller waits for what should follow, on the next page.
+func signIn(tab *chromium.Tab, username, password string) {
+	steps := []chromedp.Action[chromedp.Void]{chromedp.WaitVisible(chromedp.CSS(passwordField))}
+	if value(tab, usernameField) != username {
+		steps = append(steps, chromedp.SendKeys(chromedp.CSS(usernameField), username))
+	}
+	steps = append(steps,
+		chromedp.SendKeys(chromedp.CSS(passwordField), password),
+		chromedp.Click(chromedp.CSS(signInButton)),
+	)
+	tab.Do("sign in as "+username, steps...)
+}
+
+func location(tab *chromium.Tab) string {
+	return chromium.Run(tab, "read the address", chromedp.Location())
+}
+
+func urlPath(t *testing.T, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	return u.Path
+}
+
+func text(tab *chromium.Tab, selector string) string {
+	return chromium.Run(tab, "read the text of "+selector, chromedp.Text(chromedp.CSS(selector)))
+}
+
+func value(tab *chromium.Tab, selector string) string {
+	return chromium.Run(tab, "read the value of "+selector, chromedp.Value(chromedp.CSS(selector)))
+}
+
+// present reports whether the page shown has an element matching selector.
+func present(tab *chromium.Tab, selector string) bool {
+	return chromium.Run(tab, "look for "+selector, chromedp.Evaluate[bool](
+		`document.querySelector(`+strconv.Quote(selector)+`) !== null`))
+}
+
+func backgroundColor(tab *chromium.Tab) string {
+	return chromium.Run(tab, "read the page's background colour",
+		chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+}
+
+// sessionCookie is the session cookie the tab's browser context holds for
+// site, or nil.
+func sessionCookie(tab *chromium.Tab, site *testSite) *network.Cookie {
+	cookies := chromium.Run(tab, "read the cookies", func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
+		res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{site.url("/")}})
+		return res.Cookies, err
+	})
+	for _, c := range cookies {
+		if c.Name == "session" {
+			return c
+		}
+	}
+	return nil
+}
