@@ -185,12 +185,23 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	page := web.AccountPage{
 		Title:        "Your account",
+		SiteName:     h.SiteName,
+		Home:         h.Home,
 		Username:     sess.User.Username,
 		IsAdmin:      sess.User.IsAdmin,
 		Action:       h.AccountPath,
 		LogoutAction: h.LogoutPath,
 		Notice:       accountNotices[r.URL.Query().Get("done")],
-		Error:        accountErrors[r.URL.Query().Get("error")],
+	}
+	if e, ok := accountErrors[r.URL.Query().Get("error")]; ok {
+		switch e.form {
+		case "sessions":
+			page.SessionsError = e.text
+		case "password":
+			page.PasswordError, page.PasswordErrorField = e.text, e.field
+		default:
+			page.Error = e.text
+		}
 	}
 	for _, s := range sessions {
 		page.Sessions = append(page.Sessions, web.AccountSession{
@@ -219,13 +230,21 @@ var (
 		"revoked-others": "All other sessions signed out",
 		"password":       "Password changed; your other sessions were signed out",
 	}
-	accountErrors = map[string]string{
-		"no-session":       "That session had already ended",
-		"wrong-password":   "Current password is wrong",
-		"invalid-password": "The new password must be 8 to 1024 characters long",
-		"unknown-action":   "Unknown action",
+	accountErrors = map[string]accountError{
+		"no-session":       {"That session had already ended", "sessions", ""},
+		"wrong-password":   {"Current password is wrong", "password", "current_password"},
+		"invalid-password": {"The new password must be 8 to 1024 characters long", "password", "new_password"},
+		"unknown-action":   {"Unknown action", "", ""},
 	}
 )
+
+// accountError is an error of the account page's forms, shown by the part
+// of the page it belongs to.
+type accountError struct {
+	text  string
+	form  string // "sessions" (the list and its buttons), "password", or "" for the top of the page
+	field string // the password form's field at fault, by its name
+}
 
 // serveAccountForm carries out the account page's forms: revoke one session,
 // revoke the others, change the password. It works without JavaScript.
@@ -255,7 +274,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		h.app.forgetUser(sess.User.ID)
 		if sameHandle(handle, sess.Handle) {
 			http.SetCookie(w, h.clearCookie(r))
-			http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)
+			h.sendToSignedOut(w, r)
 			return nil
 		}
 		return back("done", "revoked")

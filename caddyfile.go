@@ -142,6 +142,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    remember_lifetime <duration>|0           # default 30d; 0 turns remember me off
 //	    max_sessions_per_user <n>                # default 0: unlimited
 //	    account_path   <path>                    # default /account
+//	    site_name      <name>                    # e.g. "Example Docs": "Sign in to Example Docs"; default none
+//	    home           <path>                    # default /: where the pages link back to the site
 //	    admin_token    <token>                   # e.g. {env.ADMIN_TOKEN}; at least 32 characters
 //	    max_failed_logins_per_account <n>        # default 10
 //	    max_failed_logins_per_ip <n>             # default 50
@@ -151,7 +153,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    cross_origin_protection on|off           # default on: refuse cross-origin writes to the site itself
 //	    clear_site_data_cache on|off             # default off: logout clears cookies only
 //	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
-//	    error_pages    builtin|caddy             # default builtin; caddy: refusals go to handle_errors
+//	    error_pages    builtin|caddy             # default builtin (a page for browsers, else JSON); caddy: handle_errors
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -244,6 +246,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.MaxSessionsPerUser = n
 		case "account_path":
 			if err := pathArg(d, &h.AccountPath); err != nil {
+				return err
+			}
+		case "site_name":
+			args := d.RemainingArgs()
+			if len(args) != 1 {
+				return d.Errf(`site_name takes one value: quote a name with spaces, as in site_name "Example Docs"`)
+			}
+			h.SiteName = args[0]
+		case "home":
+			// Its rule (a path on this site) is check's, applied at the block's end.
+			if err := singleArg(d, &h.Home); err != nil {
 				return err
 			}
 		case "max_failed_logins_per_account", "max_failed_logins_per_ip", "max_registrations_per_ip":

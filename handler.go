@@ -105,6 +105,15 @@ type Handler struct {
 	// and changes their password. Default: /account.
 	AccountPath string `json:"account_path,omitempty"`
 
+	// SiteName names the site on the plugin's pages: the login page says
+	// "Sign in to <name>", and the other pages' titles end with it.
+	// Default: none ("Sign in").
+	SiteName string `json:"site_name,omitempty"`
+
+	// Home is the site's home page, a path on this site, which the account
+	// page and the error pages link back to. Default: /.
+	Home string `json:"home,omitempty"`
+
 	// MaxFailedLoginsPerAccount is how many failed logins one account may
 	// have within FailedLoginWindow before its logins get 429, a correct
 	// password included. Default: 10.
@@ -155,10 +164,11 @@ type Handler struct {
 	AdminToken string `json:"admin_token,omitempty"`
 
 	// ErrorPages says who answers a refusal (401 to a script, 403, 429,
-	// 503, and the routes' errors): "builtin", the plugin's own JSON, or
-	// "caddy", the site's handle_errors, with Caddy's {err.*} placeholders
-	// and {http.auth.pg_session.reason} naming the reason. A browser without
-	// a session is sent to the login page either way. Default: builtin.
+	// 503, and the routes' errors): "builtin", the plugin's own answer (a
+	// page for a browser, JSON for anything else), or "caddy", the site's
+	// handle_errors, with Caddy's {err.*} placeholders and
+	// {http.auth.pg_session.reason} naming the reason. A browser without a
+	// session is sent to the login page either way. Default: builtin.
 	ErrorPages string `json:"error_pages,omitempty"`
 
 	app    *App
@@ -259,6 +269,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.LogoutPath = cmp.Or(h.LogoutPath, DefaultLogoutPath)
 	h.APIPath = strings.TrimSuffix(cmp.Or(h.APIPath, DefaultAPIPath), "/")
 	h.AccountPath = cmp.Or(h.AccountPath, DefaultAccountPath)
+	h.Home = cmp.Or(h.Home, "/")
 
 	h.public = caddyhttp.MatchPath(h.Public)
 	if err := h.public.Provision(ctx); err != nil {

@@ -273,11 +273,54 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller)
 		return ref
 	}
 	if r.URL.Path == h.LogoutPath {
-		http.Redirect(w, r, h.LoginPath, http.StatusSeeOther)
+		h.sendToSignedOut(w, r)
 		return nil
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
+}
+
+// sendToSignedOut sends a browser that has just signed out to the login
+// page, which then says so. The page learns it from a fixed key in its
+// query, never from text the request carries, so the query is no way to
+// put words on the page, and the address is always the login page's.
+func (h *Handler) sendToSignedOut(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, h.LoginPath+"?done=signed-out", http.StatusSeeOther)
+}
+
+// loginNotices are what the login page can be asked to say, by the key in
+// its "done" query parameter.
+var loginNotices = map[string]string{
+	"signed-out": "You have been signed out",
+}
+
+// serveLogoutPage answers a browser that opens the sign-out address with a
+// page asking whether to sign out: a GET must not end a session (any link
+// or image could send one), so the page's button sends the POST. A script
+// gets the 405 it always did.
+func (h *Handler) serveLogoutPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	if !prefersHTML(r) {
+		return methodNotAllowed(w, []string{http.MethodPost})
+	}
+	sess, _, err := h.session(r)
+	if err == nil && sess == nil {
+		return h.renderMessage(w, r, http.StatusOK, web.MessagePage{
+			Heading: "You are not signed in",
+			Links:   []web.Link{{Href: h.LoginPath, Text: "Sign in"}, h.homeLink()},
+		})
+	}
+	// Without the database the question is still asked: signing out
+	// then ends the session in this browser and on this server.
+	page := web.MessagePage{
+		Heading: "Sign out?",
+		Action:  h.LogoutPath,
+		Button:  "Sign out",
+		Links:   []web.Link{{Href: h.Home, Text: "Stay signed in"}},
+	}
+	if sess != nil {
+		page.Message = "You are signed in as " + sess.User.Username + "."
+	}
+	return h.renderMessage(w, r, http.StatusOK, page)
 }
 
 // serveMe returns the user of the current session.
@@ -303,12 +346,19 @@ func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *call
 func (h *Handler) renderLoginPage(w http.ResponseWriter, r *http.Request, status int, c credentials, message string) error {
 	page := web.LoginPage{
 		Title:      "Sign in",
+		SiteName:   h.SiteName,
 		Action:     h.LoginPath,
 		Redirect:   request.SafeRedirect(c.Redirect),
 		Username:   c.Username,
 		Error:      message,
 		Remember:   h.rememberFor > 0,
 		Remembered: c.Remember,
+	}
+	if h.SiteName != "" {
+		page.Title = "Sign in to " + h.SiteName
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		page.Notice = loginNotices[r.URL.Query().Get("done")]
 	}
 	if h.Registration {
 		page.RegisterAction = h.APIPath + "/register"

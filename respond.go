@@ -1,11 +1,13 @@
 package pgsession
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"html/template"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -14,13 +16,16 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/store"
+	"github.com/pgsession/caddy-pgsession/web"
 )
 
 // How the plugin answers when it answers instead of the site. The gate and
-// the routes return a *refusal; answer renders it once, in one place: as
-// the plugin's own JSON, or, with error_pages caddy, handed to the site's
-// handle_errors as a caddyhttp.Error, with a placeholder naming the reason.
+// the routes return a *refusal; answer renders it once, in one place: as a
+// page for a browser and the plugin's own JSON for anything else, or, with
+// error_pages caddy, handed to the site's handle_errors as a
+// caddyhttp.Error, with a placeholder naming the reason.
 
 // retryAfterStore is what a client is told to wait when the database is down.
 const retryAfterStore = 5 * time.Second
@@ -98,7 +103,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")
 	if ref.retryAfter > 0 {
-		hdr.Set("Retry-After", strconv.Itoa(int(max(ref.retryAfter.Round(time.Second), time.Second)/time.Second)))
+		hdr.Set("Retry-After", strconv.Itoa(retrySeconds(ref.retryAfter)))
 	}
 	if ref.clearCookie {
 		http.SetCookie(w, h.clearCookie(r))
@@ -109,8 +114,130 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 		}
 		return caddyhttp.Error(ref.status, ref)
 	}
+	if prefersHTML(r) {
+		return h.refusalPage(w, r, ref)
+	}
 	writeJSONError(w, ref.status, ref.message)
 	return nil
+}
+
+// retrySeconds is how long a client is told to wait, in whole seconds, at
+// least one.
+func retrySeconds(d time.Duration) int {
+	return int(max(d.Round(time.Second), time.Second) / time.Second)
+}
+
+// Headings of the refusal pages, by status; any other status is named by
+// http.StatusText.
+var refusalHeadings = map[int]string{
+	http.StatusBadRequest:            "Something is wrong with that request",
+	http.StatusUnauthorized:          "Please sign in",
+	http.StatusForbidden:             "Not allowed",
+	http.StatusNotFound:              "Not found",
+	http.StatusMethodNotAllowed:      "Not available here",
+	http.StatusConflict:              "Already taken",
+	http.StatusRequestEntityTooLarge: "Too much data",
+	http.StatusTooManyRequests:       "Too many attempts",
+	http.StatusServiceUnavailable:    "Temporarily unavailable",
+}
+
+// refusalExplanations replace, on a page, the messages written for
+// developers rather than for the person at the browser.
+var refusalExplanations = map[string]string{
+	"cross_origin":       "The request came from another site, so it was refused to protect your account.",
+	"method_not_allowed": "This address is not a page you can open: it only takes what the site's own forms send.",
+}
+
+// refusalPage answers a browser's refused request with a page in the style
+// of the login page rather than JSON: the same status and headers, what
+// went wrong in words, when to try again, and a way on.
+func (h *Handler) refusalPage(w http.ResponseWriter, r *http.Request, ref *refusal) error {
+	page := web.MessagePage{
+		Status:  ref.status,
+		Heading: cmp.Or(refusalHeadings[ref.status], http.StatusText(ref.status)),
+		Message: sentence(cmp.Or(refusalExplanations[ref.reason], ref.message)),
+	}
+	if ref.retryAfter > 0 {
+		page.Detail = "Try again in " + waitText(retrySeconds(ref.retryAfter)) + "."
+	}
+	back := h.returnTo(r)
+	switch ref.status {
+	case http.StatusServiceUnavailable:
+		page.Links = []web.Link{{Href: back, Text: "Try again"}}
+	case http.StatusUnauthorized:
+		page.Links = []web.Link{{Href: h.loginLink(back), Text: "Sign in"}}
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		page.Links = []web.Link{{Href: back, Text: "Go back"}}
+	}
+	if len(page.Links) == 0 || page.Links[0].Href != h.Home {
+		page.Links = append(page.Links, h.homeLink())
+	}
+	return h.renderMessage(w, r, ref.status, page)
+}
+
+// returnTo is where a person can take up what they were doing: the same
+// address after a GET, and after a form, the page of this site it was sent
+// from (its Referer), or else the login page. It is always a path on this
+// site, whatever the request said.
+func (h *Handler) returnTo(r *http.Request) string {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return request.SafeRedirect(r.URL.RequestURI())
+	}
+	if from, err := url.Parse(r.Referer()); err == nil && (from.Scheme == "http" || from.Scheme == "https") && from.Host == r.Host {
+		return request.SafeRedirect(from.RequestURI())
+	}
+	return h.LoginPath
+}
+
+// loginLink is the login page, sending the person on to target once signed in.
+func (h *Handler) loginLink(target string) string {
+	if target == "/" || target == h.LoginPath {
+		return h.LoginPath
+	}
+	return h.LoginPath + "?redirect=" + url.QueryEscape(target)
+}
+
+// homeLink is the way back to the site from one of the plugin's pages.
+func (h *Handler) homeLink() web.Link {
+	if h.SiteName != "" {
+		return web.Link{Href: h.Home, Text: "Go to " + h.SiteName}
+	}
+	return web.Link{Href: h.Home, Text: "Go to the home page"}
+}
+
+// renderMessage shows a message page, named for the site.
+func (h *Handler) renderMessage(w http.ResponseWriter, r *http.Request, status int, page web.MessagePage) error {
+	page.SiteName = h.SiteName
+	return renderPage(w, r, status, web.DefaultMessageTemplate(), h.builtinPageCSP, page)
+}
+
+// waitText says how long seconds is, for people, rounded up: "5 seconds",
+// "4 minutes", "3 hours".
+func waitText(seconds int) string {
+	switch {
+	case seconds < 60:
+		return plural(seconds, "second")
+	case seconds < 2*60*60:
+		return plural((seconds+59)/60, "minute")
+	default:
+		return plural((seconds+60*60-1)/(60*60), "hour")
+	}
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.Itoa(n) + " " + unit + "s"
+}
+
+// sentence ends a message with a full stop, as the pages' paragraphs are;
+// the JSON messages have none.
+func sentence(s string) string {
+	if s == "" || strings.ContainsAny(s[len(s)-1:], ".!?") {
+		return s
+	}
+	return s + "."
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -150,7 +277,54 @@ func wantsHTML(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
+	return prefersHTML(r)
+}
+
+// prefersHTML tells a browser from a script, whatever the method (a form
+// is sent by a browser too): its Accept header ranks HTML above JSON, as
+// every browser's navigation does ("text/html,…,*/*;q=0.8"). A script
+// asking for JSON, anything (*/*), or nothing in particular gets JSON, and
+// so does a tie.
+func prefersHTML(r *http.Request) bool {
+	accept := r.Header.Values("Accept")
+	if len(accept) == 0 {
+		return false
+	}
+	htmlQ, jsonQ := acceptQualities(strings.Join(accept, ","))
+	return htmlQ > jsonQ
+}
+
+// acceptQualities returns the highest quality an Accept header gives HTML
+// (text/html, application/xhtml+xml) and JSON (application/json, a +json
+// type, application/*), 0 for one it does not name. Wildcards other than
+// application/* count for neither: every browser sends */*.
+func acceptQualities(accept string) (htmlQ, jsonQ float64) {
+	for accept != "" {
+		var mediaRange string
+		mediaRange, accept, _ = strings.Cut(accept, ",")
+		mediaType, params, _ := strings.Cut(mediaRange, ";")
+		mediaType = strings.TrimSpace(mediaType)
+		q := 1.0
+		for params != "" {
+			var param string
+			param, params, _ = strings.Cut(params, ";")
+			if name, value, ok := strings.Cut(param, "="); ok && strings.EqualFold(strings.TrimSpace(name), "q") {
+				v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+				if err != nil || v < 0 || v > 1 {
+					v = 0 // a range with a broken quality counts for nothing
+				}
+				q = v
+			}
+		}
+		switch {
+		case strings.EqualFold(mediaType, "text/html"), strings.EqualFold(mediaType, "application/xhtml+xml"):
+			htmlQ = max(htmlQ, q)
+		case strings.EqualFold(mediaType, "application/json"), strings.EqualFold(mediaType, "application/*"),
+			len(mediaType) > 5 && strings.EqualFold(mediaType[len(mediaType)-5:], "+json"):
+			jsonQ = max(jsonQ, q)
+		}
+	}
+	return htmlQ, jsonQ
 }
 
 func capitalize(s string) string {

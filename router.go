@@ -35,6 +35,7 @@ func (h *Handler) addRoutes() {
 	rt := &h.router
 	rt.add(get, h.LoginPath, anyone, h.serveLoginPage)
 	rt.add(post, h.LoginPath, anyone, h.serveLogin)
+	rt.add(get, h.LogoutPath, anyone, h.serveLogoutPage)
 	rt.add(post, h.LogoutPath, anyone, h.serveLogout)
 	rt.add(post, api+"/login", anyone, h.serveLogin)
 	rt.add(post, api+"/logout", anyone, h.serveLogout)
@@ -64,8 +65,7 @@ func (h *Handler) addRoutes() {
 func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string, adminToken string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if rte == nil {
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		return refuse(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
+		return methodNotAllowed(w, allowed)
 	}
 	for k, v := range params {
 		r.SetPathValue(k, v)
@@ -123,6 +123,12 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		h.renew(r, fromStore(sess, time.Now()))
 	}
 	return rte.serve(w, r, c)
+}
+
+// methodNotAllowed refuses a method the path does not take, naming those it does.
+func methodNotAllowed(w http.ResponseWriter, allowed []string) *refusal {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	return refuse(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
 }
 
 // session returns the live session of the request's cookie; nil with a nil

@@ -121,7 +121,7 @@ func TestEndingYourOwnSessionByAnUpperCaseHandleClearsTheCookie(t *testing.T) {
 		} else {
 			resp = b.postForm(c.url("/account"), map[string][]string{"action": {"revoke"}, "handle": {handle}})
 			require.Equal(t, http.StatusSeeOther, resp.StatusCode, resp.body)
-			assert.Equal(t, "/login", resp.Header.Get("Location"))
+			assert.Equal(t, "/login?done=signed-out", resp.Header.Get("Location"), "the login page says the session ended")
 		}
 		assert.Empty(t, b.cookie(c), "%s: the cookie of the ended session is cleared", how)
 	}

@@ -2,7 +2,9 @@ package pgsession
 
 import (
 	"context"
+	"html"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -79,16 +81,38 @@ func TestDatabaseOutageAnswers503AndKeepsTheCookie(t *testing.T) {
 	token := b.cookie(c)
 
 	srv.Stop(t)
-	for _, path := range []string{"/", "/api/auth/me"} {
-		resp := b.getPage(c.url(path))
+	for _, path := range []string{"/docs/?page=2", "/api/auth/me"} {
+		// A script gets JSON, exactly as before.
+		resp := b.get(c.url(path))
 		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
-		assert.NotEmpty(t, resp.Header.Get("Retry-After"), path)
-		assert.Contains(t, resp.json(t)["error"], "unavailable")
+		assert.Equal(t, "5", resp.Header.Get("Retry-After"), path)
+		assert.JSONEq(t, `{"error":"Session store unavailable, try again shortly"}`, resp.body, path)
+		assert.Empty(t, resp.Header.Values("Set-Cookie"), "the cookie is kept while the database is down")
+
+		// A browser gets a page saying so, with a way to try again.
+		resp = b.getPage(c.url(path))
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
+		assert.Equal(t, "5", resp.Header.Get("Retry-After"), path)
+		assertPage(t, resp, "Temporarily unavailable")
+		assert.Contains(t, markup(resp.body), "Try again in 5 seconds.")
+		assert.Contains(t, markup(resp.body), `<a href="`+html.EscapeString(path)+`" class="button">Try again</a>`, "the same address")
 		assert.Empty(t, resp.Header.Values("Set-Cookie"), "the cookie is kept while the database is down")
 	}
 	resp := b.postJSON(c.url("/api/auth/login"), map[string]string{"username": "alice", "password": "correct horse battery"})
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "a login during the outage is not a wrong password")
 	assert.Equal(t, token, b.cookie(c))
+
+	// The login form's 503 is a page too; trying again goes back to the
+	// page the form was on, or, when the browser does not say, to the login page.
+	form := url.Values{"username": {"alice"}, "password": {"correct horse battery"}, "redirect": {"/docs/"}}.Encode()
+	for referer, back := range map[string]string{c.url("/login?redirect=%2Fdocs%2F"): "/login?redirect=%2Fdocs%2F", "": "/login"} {
+		resp = sendRaw(t, http.MethodPost, c.url("/login"), form, "Content-Type", "application/x-www-form-urlencoded",
+			"Accept", browserAccept, "Referer", referer)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+		assertPage(t, resp, "Temporarily unavailable")
+		assert.Contains(t, markup(resp.body), `<a href="`+html.EscapeString(back)+`" class="button">Try again</a>`, "Referer %q", referer)
+	}
 
 	srv.Start(t)
 	require.Eventually(t, func() bool {

@@ -126,7 +126,7 @@ func TestLoginWithTheFormRedirectsBack(t *testing.T) {
 
 	resp = b.postForm(c.url("/logout"), nil)
 	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	assert.Equal(t, "/login", resp.Header.Get("Location"))
+	assert.Equal(t, "/login?done=signed-out", resp.Header.Get("Location"))
 	assert.Empty(t, b.cookie(c))
 	resp = b.getPage(c.url("/docs/"))
 	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)

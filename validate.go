@@ -6,9 +6,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -104,6 +106,14 @@ func (h *Handler) check() error {
 		if p != "" && !strings.HasPrefix(p, "/") {
 			return optionErrorf(option, "%s must start with /, not %q", option, p)
 		}
+	}
+	// The pages link to home, so it is held to the rule of the redirect
+	// after login: a path that stays on the site.
+	if h.Home != "" && request.SafeRedirect(h.Home) != h.Home {
+		return optionErrorf("home", "home must be a path on this site, such as / or /docs/, not %q", h.Home)
+	}
+	if strings.ContainsFunc(h.SiteName, unicode.IsControl) {
+		return optionErrorf("site_name", "site_name must be one line of text, without control characters: %q", h.SiteName)
 	}
 	// The token is checked as it will be sent: expanded once provisioned,
 	// and before that only if it holds no placeholder.

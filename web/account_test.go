@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"html/template"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,25 @@ func sessionItems(page string) []string {
 	return regexp.MustCompile(`(?s)<li class="session[^"]*">.*?</li>`).FindAllString(page, -1)
 }
 
+// describedBy returns the text of the elements the aria-describedby of tag
+// names, joined by spaces, as a screen reader reads the description.
+func describedBy(t *testing.T, page, tag string) string {
+	t.Helper()
+	m := regexp.MustCompile(`aria-describedby="([^"]*)"`).FindStringSubmatch(tag)
+	if m == nil {
+		t.Fatalf("%s has no aria-describedby", tag)
+	}
+	var texts []string
+	for _, id := range strings.Fields(m[1]) {
+		el := regexp.MustCompile(`<([a-z]+)[^>]*\bid="` + regexp.QuoteMeta(id) + `"[^>]*>([^<]*)</`).FindStringSubmatch(page)
+		if el == nil {
+			t.Fatalf("aria-describedby of %s names %q, which is no element with text", tag, id)
+		}
+		texts = append(texts, el[2])
+	}
+	return strings.Join(texts, " ")
+}
+
 // forms returns every <form ...>...</form> in the page.
 func forms(page string) []string {
 	return regexp.MustCompile(`(?s)<form [^>]*>.*?</form>`).FindAllString(page, -1)
@@ -94,8 +114,8 @@ func TestAccountTemplateRender(t *testing.T) {
 		`<h2 id="password-title">Change password</h2>`,
 		`<section aria-labelledby="sessions-title">`,
 		`<section aria-labelledby="password-title">`,
-		`<span title="` + template.HTMLEscapeString(uaSafariIPhone) + `">Safari on iPhone</span>`,
-		`<dt>IP</dt> <dd>198.51.100.23</dd>`,
+		`<span id="session-1-device" title="` + template.HTMLEscapeString(uaSafariIPhone) + `">Safari on iPhone</span>`,
+		`<dt>IP</dt> <dd id="session-1-ip">198.51.100.23</dd>`,
 		`<dt>Signed in</dt> <dd><time datetime="2026-11-18T14:03:00Z">18 Nov 2026 14:03 UTC</time></dd>`,
 		`<dt>Last active</dt> <dd><time datetime="2026-11-26T12:03:00Z">26 Nov 2026 12:03 UTC</time></dd>`,
 		`<dt>Expires</dt> <dd><time datetime="2026-12-18T14:03:00Z">18 Dec 2026 14:03 UTC</time></dd>`,
@@ -165,7 +185,7 @@ func TestAccountSessions(t *testing.T) {
 		if !strings.Contains(item, ">"+s.Device+"</span>") {
 			t.Errorf("session %d does not show its device %q", i, s.Device)
 		}
-		if !strings.Contains(item, "<dd>"+s.IP+"</dd>") {
+		if !strings.Contains(item, `<dd id="session-`+strconv.Itoa(i)+`-ip">`+s.IP+"</dd>") {
 			t.Errorf("session %d does not show its IP", i)
 		}
 		if s.Current {
@@ -191,11 +211,21 @@ func TestAccountSessions(t *testing.T) {
 			`<form method="post" action="/account"`,
 			`<input type="hidden" name="action" value="revoke">`,
 			`<input type="hidden" name="handle" value="` + s.Handle + `">`,
-			`<button type="submit" class="secondary small" aria-label="Sign out ` + s.Device + ` (` + s.IP + `)">Sign out</button>`,
+			`>Sign out this device</button>`,
 		} {
 			if !strings.Contains(f[0], s) {
 				t.Errorf("session %d form lacks %q:\n%s", i, s, f[0])
 			}
+		}
+		// The button's visible label is its name (no aria-label hides it),
+		// and screen readers tell the buttons apart by what describes
+		// each: its session's device and address.
+		button := regexp.MustCompile(`<button[^>]*>`).FindString(f[0])
+		if strings.Contains(button, "aria-label") {
+			t.Errorf("session %d button has an aria-label: %s", i, button)
+		}
+		if got := describedBy(t, page, button); got != s.Device+" "+s.IP {
+			t.Errorf("session %d button is described as %q, want %q", i, got, s.Device+" "+s.IP)
 		}
 	}
 	if n := len(formsWithAction(page, "revoke")); n != 2 {
@@ -397,28 +427,115 @@ func TestAccountEscaping(t *testing.T) {
 
 func TestAccountSelfContained(t *testing.T) {
 	p := samplePage()
-	p.Error = "e"
-	page := renderAccount(t, p)
-	lower := strings.ToLower(page)
-	for _, s := range []string{"<script", "<link", "<img", "<iframe", "<object", "<embed", "<base", "@import", "url(", "javascript:", "style=", "http://", "https://"} {
-		if strings.Contains(lower, s) {
-			t.Errorf("page contains %q", s)
-		}
+	p.Error, p.Home = "e", "/docs/"
+	assertSelfContained(t, renderAccount(t, p))
+}
+
+func TestAccountHomeLink(t *testing.T) {
+	tests := []struct {
+		name, home, siteName string
+		link, title          string // the link as rendered ("" for none), and the <title>
+	}{
+		{"no home", "", "", "", "<title>Your account</title>"},
+		{"home", "/", "", `<p class="back"><a href="/"><span aria-hidden="true">←</span> Back to the site</a></p>`, "<title>Your account</title>"},
+		{"named site", "/docs/", "Example Docs",
+			`<p class="back"><a href="/docs/"><span aria-hidden="true">←</span> Back to Example Docs</a></p>`,
+			"<title>Your account · Example Docs</title>"},
 	}
-	if m := regexp.MustCompile(`\son[a-z]+\s*=`).FindString(lower); m != "" {
-		t.Errorf("page has an event handler attribute %q", m)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := samplePage()
+			p.Home, p.SiteName = tt.home, tt.siteName
+			page := renderAccount(t, p)
+			if !strings.Contains(page, tt.title) {
+				t.Errorf("page has no %s", tt.title)
+			}
+			if tt.link == "" {
+				if strings.Contains(page, "<a ") {
+					t.Error("page has a link it was not given")
+				}
+				return
+			}
+			if !strings.Contains(page, tt.link) {
+				t.Errorf("page lacks %s", tt.link)
+			}
+			// The way back comes first, before the heading.
+			if strings.Index(page, tt.link) > strings.Index(page, "<h1") {
+				t.Error("the home link comes after the heading")
+			}
+		})
 	}
-	re := regexp.MustCompile(`\b(src|href|srcset|action|formaction|poster|data|xlink:href)\s*=\s*"([^"]*)"`)
-	for _, m := range re.FindAllStringSubmatch(lower, -1) {
-		v := strings.TrimSpace(m[2])
-		if m[1] != "action" {
-			t.Errorf("page loads or links %s=%q", m[1], v)
-			continue
+}
+
+// Each error is shown by the form it belongs to, marks the fields at fault
+// and describes them, and nothing is shown at the top of the page.
+func TestAccountErrorsByTheirForms(t *testing.T) {
+	section := func(t *testing.T, page, id string) string {
+		t.Helper()
+		m := regexp.MustCompile(`(?s)<section aria-labelledby="` + id + `">.*?</section>`).FindString(page)
+		if m == "" {
+			t.Fatalf("no section %s", id)
 		}
-		if strings.Contains(v, ":") || strings.HasPrefix(v, "//") {
-			t.Errorf("%s=%q points to another origin", m[1], v)
-		}
+		return m
 	}
+	t.Run("revoke", func(t *testing.T) {
+		p := samplePage()
+		p.Notice, p.SessionsError = "", "That session had already ended"
+		page := renderAccount(t, p)
+		sessions := section(t, page, "sessions-title")
+		alert := `<p id="sessions-error" class="alert" role="alert">That session had already ended</p>`
+		if !strings.Contains(sessions, alert) {
+			t.Fatalf("the sessions section has no %s:\n%s", alert, sessions)
+		}
+		if strings.Index(sessions, alert) > strings.Index(sessions, "<ul") {
+			t.Error("the error comes after the list it is about")
+		}
+		if !strings.Contains(sessions, `<ul class="sessions" role="list" aria-describedby="sessions-error">`) {
+			t.Error("the list is not described by its error")
+		}
+		markup := strings.Replace(page, css, "", 1)
+		if strings.Count(markup, `role="alert"`) != 1 || strings.Contains(markup, "aria-invalid") {
+			t.Error("the error is shown elsewhere too, or marks a field")
+		}
+	})
+	for _, field := range []struct{ name, id, describedBy string }{
+		{"current_password", "current-password", "password-error"},
+		{"new_password", "new-password", "password-error new-password-hint"},
+	} {
+		t.Run(field.name, func(t *testing.T) {
+			p := samplePage()
+			p.Notice, p.PasswordError, p.PasswordErrorField = "", "Current password is wrong", field.name
+			page := renderAccount(t, p)
+			form := section(t, page, "password-title")
+			alert := `<p id="password-error" class="alert" role="alert">Current password is wrong</p>`
+			if !strings.Contains(form, alert) || strings.Index(form, alert) > strings.Index(form, "<form") {
+				t.Fatalf("the password section has no %s before its form:\n%s", alert, form)
+			}
+			if strings.Count(page, `role="alert"`) != 1 {
+				t.Error("the error is shown elsewhere too")
+			}
+			for _, id := range []string{"current-password", "new-password"} {
+				tag := inputTag(t, form, id)
+				atFault := id == field.id
+				for _, attr := range []string{` aria-invalid="true"`, ` autofocus`} {
+					if strings.Contains(tag, attr) != atFault {
+						t.Errorf("%s: %s present=%v, want %v", tag, attr, !atFault, atFault)
+					}
+				}
+				if atFault && !strings.Contains(tag, `aria-describedby="`+field.describedBy+`"`) {
+					t.Errorf("%s is not described by %q", tag, field.describedBy)
+				}
+			}
+		})
+	}
+	t.Run("no errors", func(t *testing.T) {
+		markup := strings.Replace(renderAccount(t, samplePage()), css, "", 1)
+		for _, s := range []string{`role="alert"`, "aria-invalid", " autofocus", "sessions-error", "password-error"} {
+			if strings.Contains(markup, s) {
+				t.Errorf("page contains %q", s)
+			}
+		}
+	})
 }
 
 func TestAccountStyleHash(t *testing.T) {
@@ -454,7 +571,7 @@ func TestAccountZeroTimesHidden(t *testing.T) {
 			t.Errorf("page contains %q for a session without times or IP", s)
 		}
 	}
-	if !strings.Contains(page, `<span>Unknown device</span>`) {
+	if !strings.Contains(page, `<span id="session-0-device">Unknown device</span>`) {
 		t.Error("a session without a device is not an unknown device")
 	}
 }

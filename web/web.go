@@ -1,9 +1,10 @@
-// Package web holds the built-in pages of caddy-pgsession: the login page
-// and the account page.
+// Package web holds the built-in pages of caddy-pgsession: the login page,
+// the account page, and the message page (an error a browser meets, or the
+// question whether to sign out).
 //
 // Each page is a single self-contained HTML document rendered from an
 // embedded html/template: its CSS is inlined in one <style> element, it
-// uses no JavaScript, and it loads nothing from any other URL. Both pages
+// uses no JavaScript, and it loads nothing from any other URL. The pages
 // share one stylesheet, so the style element's content is the same fixed
 // text on each and the server can send a strict Content-Security-Policy
 // that allows exactly that stylesheet:
@@ -27,11 +28,13 @@ import (
 
 // LoginPage is what the login template is executed with.
 type LoginPage struct {
-	Title    string // page heading, default "Sign in"
+	Title    string // page heading and title, default "Sign in"; e.g. "Sign in to Example Docs"
+	SiteName string // the site's name, e.g. "Example Docs"; empty when not configured
 	Action   string // form action path, e.g. "/login"
 	Redirect string // carried in a hidden input named "redirect"
 	Username string // re-filled after a failed login
 	Error    string // message shown above the form after a failed login, e.g. "Invalid username or password"
+	Notice   string // message shown above the form, e.g. "You have been signed out" (role="status")
 	// RegisterAction, when non-empty, shows a second small form that lets a
 	// visitor create an account by POSTing username, password and redirect
 	// to this path. Empty hides it.
@@ -46,6 +49,21 @@ type LoginPage struct {
 
 // AccountPage is what the account template is executed with.
 type AccountPage struct {
+	// The site: its name, e.g. "Example Docs", ends the <title> and names
+	// the link to its home page, which the top of the page shows unless
+	// Home is empty.
+	SiteName string
+	Home     string
+
+	// Errors shown by the part of the page they belong to (role="alert");
+	// Error, at the top of the page, is for one that belongs to no form.
+	SessionsError string // by the sessions list, e.g. "That session had already ended"
+	PasswordError string // by the password form, e.g. "Current password is wrong"
+	// PasswordErrorField names the password form's field at fault,
+	// "current_password" or "new_password": it is marked aria-invalid,
+	// described by the error, and focused.
+	PasswordErrorField string
+
 	Title        string // page title, default "Your account"
 	Username     string
 	IsAdmin      bool
@@ -90,9 +108,36 @@ type AccountSession struct {
 	Current    bool      // the session viewing the page: marked, and has no sign-out button
 }
 
+// MessagePage is what the message template is executed with: a short page
+// that says one thing and offers a way on, such as a refused request or the
+// question whether to sign out.
+type MessagePage struct {
+	Heading  string // the h1, and the start of the <title>, e.g. "Temporarily unavailable"
+	SiteName string // the site's name, added to the <title>: "Temporarily unavailable · Example Docs"
+	Status   int    // an HTTP error status, shown small above the heading ("Error 503"); 0 hides it
+	Message  string // a paragraph under the heading; empty hides it
+	Detail   string // a second paragraph, e.g. "Try again in 4 minutes."; empty hides it
+	// Action, when non-empty, shows a form that POSTs to this path with
+	// one button labelled Button, e.g. "/logout" and "Sign out".
+	Action string
+	Button string
+	// Links are the ways on, local paths only; the first is shown as a
+	// button when there is no form.
+	Links []Link
+}
+
+// Link is a link of a MessagePage.
+type Link struct {
+	Href string // a path on this site, e.g. "/"
+	Text string // e.g. "Try again"
+}
+
 var (
 	//go:embed login.html
 	loginHTML string
+
+	//go:embed message.html
+	messageHTML string
 
 	//go:embed account.html
 	accountHTML string
@@ -143,8 +188,17 @@ func datetime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// titled is a page's <title>: what the page is, then the site's name when
+// there is one and the page does not say it already.
+func titled(title, siteName string) string {
+	if siteName == "" || strings.Contains(title, siteName) {
+		return title
+	}
+	return title + " · " + siteName
+}
+
 func funcs() template.FuncMap {
-	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime}
+	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime, "titled": titled}
 }
 
 // page parses one of the built-in pages with the head they share.
@@ -155,6 +209,8 @@ func page(name, text string) *template.Template {
 var defaultTemplate = sync.OnceValue(func() *template.Template { return page("login.html", loginHTML) })
 
 var defaultAccountTemplate = sync.OnceValue(func() *template.Template { return page("account.html", accountHTML) })
+
+var defaultMessageTemplate = sync.OnceValue(func() *template.Template { return page("message.html", messageHTML) })
 
 // DefaultLoginTemplate returns the built-in login page template (parsed once).
 //
@@ -172,6 +228,16 @@ func DefaultLoginTemplate() *template.Template {
 // callers must not modify it (Clone it first if they need to).
 func DefaultAccountTemplate() *template.Template {
 	return defaultAccountTemplate()
+}
+
+// DefaultMessageTemplate returns the built-in message page template (parsed
+// once), executed with a MessagePage. Its <style> element matches
+// StyleHash, like the other pages'.
+//
+// The returned template is shared and safe for concurrent Execute calls;
+// callers must not modify it (Clone it first if they need to).
+func DefaultMessageTemplate() *template.Template {
+	return defaultMessageTemplate()
 }
 
 // ParseLoginTemplate parses a site's own login page template file; it is
@@ -195,11 +261,13 @@ func ParseLoginTemplate(path string) (*template.Template, error) {
 	samples := []LoginPage{
 		{Title: "Sign in", Action: "/login", Redirect: "/"},
 		{
-			Title:          "Sign in",
+			Title:          "Sign in to Example",
+			SiteName:       "Example",
 			Action:         "/login",
 			Redirect:       "/",
 			Username:       "user",
 			Error:          "Invalid username or password",
+			Notice:         "You have been signed out",
 			RegisterAction: "/register",
 			Remember:       true,
 			Remembered:     true,
