@@ -273,9 +273,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		}
 		h.app.forgetUser(sess.User.ID)
 		if sameHandle(handle, sess.Handle) {
-			http.SetCookie(w, h.clearCookie(r))
-			h.sendToSignedOut(w, r)
-			return nil
+			return h.signedOut(w, r)
 		}
 		return back("done", "revoked")
 	case "revoke-others":

@@ -259,39 +259,63 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller)
 			storeErr = err
 		}
 	}
-	http.SetCookie(w, h.clearCookie(r))
-	// Clear-Site-Data also removes what scripts may have copied of the session.
-	if h.ClearSiteDataCache {
-		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
-	} else {
-		w.Header().Set("Clear-Site-Data", `"cookies"`)
+	if storeErr == nil && r.URL.Path == h.LogoutPath {
+		return h.signedOut(w, r)
 	}
+	h.clearSession(w, r)
 	if storeErr != nil {
 		ref := storeUnavailable(storeErr)
 		ref.message = "Signed out in this browser and on this server, but the session store is unavailable, " +
 			"so the session could not be ended everywhere"
 		return ref
 	}
-	if r.URL.Path == h.LogoutPath {
-		h.sendToSignedOut(w, r)
-		return nil
-	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
 
-// sendToSignedOut sends a browser that has just signed out to the login
-// page, which then says so. The page learns it from a fixed key in its
-// query, never from text the request carries, so the query is no way to
-// put words on the page, and the address is always the login page's.
-func (h *Handler) sendToSignedOut(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, h.LoginPath+"?done=signed-out", http.StatusSeeOther)
+// clearSession clears the session cookie, and with Clear-Site-Data what
+// scripts may have copied of the session.
+func (h *Handler) clearSession(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, h.clearCookie(r))
+	if h.ClearSiteDataCache {
+		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
+	} else {
+		w.Header().Set("Clear-Site-Data", `"cookies"`)
+	}
+}
+
+// signedOutURL is the login page saying "You have been signed out". The
+// page learns it from a fixed key in its query, never from text the request
+// carries, so the query is no way to put words on the page.
+func (h *Handler) signedOutURL() string { return h.LoginPath + "?done=" + doneSignedOut }
+
+const doneSignedOut = "signed-out"
+
+// signedOut answers a form that has just ended its own session, whose row
+// is already deleted. A browser gets a "Signing out" page that moves on at
+// once (a Refresh header) to the login page, and the login page clears the
+// cookie. Chromium keeps a no-store page in its back-forward cache unless a
+// cookie changes while the page is in it, which is only once the browser
+// has shown the next page: a cookie cleared by this response would leave
+// the protected page one Back away. Anything else is redirected to the
+// login page with the cookie cleared at once.
+func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) error {
+	if !prefersHTML(r) {
+		h.clearSession(w, r)
+		http.Redirect(w, r, h.signedOutURL(), http.StatusSeeOther)
+		return nil
+	}
+	w.Header().Set("Refresh", "0; url="+h.signedOutURL())
+	return h.renderMessage(w, r, http.StatusOK, web.MessagePage{
+		Heading: "Signing out…",
+		Links:   []web.Link{{Href: h.signedOutURL(), Text: "Continue"}},
+	})
 }
 
 // loginNotices are what the login page can be asked to say, by the key in
 // its "done" query parameter.
 var loginNotices = map[string]string{
-	"signed-out": "You have been signed out",
+	doneSignedOut: "You have been signed out",
 }
 
 // serveLogoutPage answers a browser that opens the sign-out address with a
@@ -333,10 +357,18 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request, c *caller) err
 // logged in on to where they were going.
 func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	redirect := r.URL.Query().Get("redirect")
-	sess, _, err := h.session(r)
+	sess, hadCookie, err := h.session(r)
 	if err == nil && sess != nil {
 		http.Redirect(w, r, request.SafeRedirect(redirect), http.StatusSeeOther)
 		return nil
+	}
+	if err == nil && hadCookie {
+		// The end of a sign-out (see signedOut), or a session that ended.
+		if r.URL.Query().Get("done") == doneSignedOut {
+			h.clearSession(w, r)
+		} else {
+			http.SetCookie(w, h.clearCookie(r))
+		}
 	}
 	// A database failure still shows the form: the login itself will say
 	// that the store is unavailable.

@@ -38,6 +38,7 @@ const (
 	passwordButton = `form:has(input[name="action"][value="password"]) button[type="submit"]`
 	accountSignOut = `form[action="/logout"] button[type="submit"]`
 	protectedText  = `#protected`
+	pageSignOut    = `#sign-out`
 )
 
 const (
@@ -52,6 +53,7 @@ const protectedPage = `<!doctype html>
 <body>
 <h1 id="protected">The team handbook</h1>
 <p id="tab"></p>
+<form method="post" action="/logout"><button id="sign-out">Sign out</button></form>
 <script>document.getElementById("tab").textContent = "Showing tab " + new URLSearchParams(location.search).get("tab");</script>
 </body></html>
 `
@@ -81,6 +83,7 @@ func TestBrowser(t *testing.T) {
 		{"AccountPageSignsOutAnotherBrowser", browserAccountPageSignsOutAnotherBrowser},
 		{"PasswordChangeOnTheAccountPage", browserPasswordChangeOnTheAccountPage},
 		{"BackAfterSignOutDoesNotShowTheProtectedPage", browserBackAfterSignOutDoesNotShowTheProtectedPage},
+		{"BackAfterSignOutOnTheProtectedPage", browserBackAfterSignOutOnTheProtectedPage},
 		{"KeyboardOnlySignIn", browserKeyboardOnlySignIn},
 		{"PagesInLightAndDark", browserPagesInLightAndDark},
 		{"LoginPageFitsAPhone", browserLoginPageFitsAPhone},
@@ -208,6 +211,34 @@ func browserBackAfterSignOutDoesNotShowTheProtectedPage(t *testing.T, browser *c
 		assert.False(t, present(tab, protectedText))
 		assert.False(t, present(tab, passwordButton), "nor the account page")
 	}
+}
+
+// Signing out with a form on the protected page itself, where most sites
+// put it, then Back: the page must not come back from the back-forward
+// cache, which Chromium keeps a no-store page in unless a cookie changes
+// while it is there.
+func browserBackAfterSignOutOnTheProtectedPage(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+	signInAsAlice(tab, site)
+	tab.Do("sign out with the page's own form",
+		chromedp.Click(chromedp.CSS(pageSignOut)),
+		chromedp.WaitVisible(chromedp.CSS(passwordField)),
+	)
+	assert.Equal(t, "You have been signed out", text(tab, noticeMessage))
+	// Back by script, as chromedp's NavigateBack waits for a load that a
+	// page restored from the cache never has; then wait for the next page.
+	signedOut := location(tab)
+	chromium.Run(tab, "press Back", chromedp.Evaluate[bool](`history.back(), true`))
+	// Each check may meet a page being replaced, which fails it: poll.
+	shown := chromedp.Evaluate[bool](`location.href !== ` + strconv.Quote(signedOut) +
+		` && document.readyState === "complete" && document.querySelector("#protected, input[name=password]") !== null`)
+	require.Eventually(t, func() bool {
+		ok, err := chromium.Try(tab, shown)
+		return err == nil && ok
+	}, chromium.StepTimeout, 50*time.Millisecond, "no page after Back")
+	assert.False(t, present(tab, protectedText), "Back does not show the protected page")
+	assert.Equal(t, "/login", urlPath(t, location(tab)))
 }
 
 func browserKeyboardOnlySignIn(t *testing.T, browser *chromium.Browser) {

@@ -170,15 +170,20 @@ func TestLogoutPageAsksThenSignsOut(t *testing.T) {
 	assert.Contains(t, markup(resp.body), `<a href="/">Stay signed in</a>`)
 	assert.Equal(t, http.StatusOK, b.get(c.url("/api/auth/me")).StatusCode, "asking does not sign out")
 
-	// The button: a same-origin form POST, which the origin check lets through.
+	// The button: a same-origin form POST, which the origin check lets
+	// through. The session ends at once; the page moves on to the login
+	// page, which clears the cookie (see signedOut for why not this one).
 	resp = b.submit(c, "/logout", nil, "/logout")
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode, resp.body)
-	assert.Equal(t, "/login?done=signed-out", resp.Header.Get("Location"))
-	assert.Empty(t, b.cookie(c))
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	assertPage(t, resp, "Signing out…")
+	assert.Equal(t, "0; url=/login?done=signed-out", resp.Header.Get("Refresh"))
+	assert.Contains(t, markup(resp.body), `<a href="/login?done=signed-out"`, "and a link, for a browser that does not refresh")
 	assert.Zero(t, db.count(t, `SELECT count(*) FROM pgsession.sessions`), "the session is ended")
 
-	resp = b.getPage(c.url(resp.Header.Get("Location")))
+	resp = b.getPage(c.url("/login?done=signed-out"))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, b.cookie(c), "the login page clears the cookie")
+	assert.Equal(t, `"cookies"`, resp.Header.Get("Clear-Site-Data"))
 	assert.Contains(t, markup(resp.body), `<p class="notice" role="status">You have been signed out</p>`)
 	assert.Contains(t, markup(resp.body), `name="password"`, "with the form to sign in again")
 
