@@ -38,6 +38,9 @@ const (
 	// which bounds how long a silently stalled connection can go unnoticed.
 	pingInterval = 250 * time.Millisecond
 	trustWindow  = 2 * time.Second
+	// countInterval is how often the session gauges are counted, a query
+	// over the sessions table: often enough for a dashboard, never per scrape.
+	countInterval = time.Minute
 )
 
 // App is the pg_session app: it owns the connection pool, the memory of
@@ -96,6 +99,8 @@ type App struct {
 	health       *storeHealth
 	server       string // names this server in the maintenance table
 	keepsHistory bool   // whether sign-in attempts are recorded
+	metrics      *metrics
+	countEvery   time.Duration // countInterval; tests count sooner
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -114,12 +119,14 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // and a reload neither drops nor doubles connections.
 var pools = caddy.NewUsagePool()
 
-// sharedPool is the value pools holds: the pool, and how its connections
-// run statements, found out once by the first config that starts.
+// sharedPool is the value pools holds: the pool, how its connections run
+// statements, found out once by the first config that starts, and the
+// metrics, which carry over reloads with it.
 type sharedPool struct {
 	pool     *pgxpool.Pool
 	mode     *store.StatementMode
 	detected *sync.Once
+	metrics  *metrics
 }
 
 // Destruct closes the pool once no config uses it.
@@ -190,17 +197,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	sum := sha256.Sum256([]byte(url + "\x00" + strconv.Itoa(a.MaxConnections)))
 	a.poolKey = fmt.Sprintf("%x", sum)
 	val, _, err := pools.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		m := newMetrics()
+		cfg.ConnConfig.Tracer = store.NewQueryTimer(m.observeQuery)
 		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			return nil, err
 		}
-		return sharedPool{pool: pool, mode: mode, detected: new(sync.Once)}, nil
+		m.pool.pool = pool
+		return sharedPool{pool: pool, mode: mode, detected: new(sync.Once), metrics: m}, nil
 	})
 	if err != nil {
 		a.poolKey = ""
 		return fmt.Errorf("creating connection pool for %s: %w", a.target, err)
 	}
 	a.pool = val.(sharedPool)
+	a.metrics = a.pool.metrics
+	if err := a.metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	opts := a.storeOptions
 	opts.Schema = a.Schema
 	opts.HistoryRetention = historyRetention(a.HistoryRetention)
@@ -320,17 +334,24 @@ func (a *App) renewed(s *cachedSession, now time.Time, wrote bool) {
 }
 
 // cleanupLoop deletes expired sessions now and then every CleanupInterval,
-// in the manner of the tls app's storage cleaner.
+// in the manner of the tls app's storage cleaner, and counts the sessions
+// for the gauges after each round and every countInterval.
 func (a *App) cleanupLoop(ctx context.Context) {
 	ticker := time.NewTicker(time.Duration(a.CleanupInterval))
 	defer ticker.Stop()
+	counter := time.NewTicker(cmp.Or(a.countEvery, countInterval))
+	defer counter.Stop()
+	a.cleanupRound(ctx)
+	a.countSessions(ctx)
 	for {
-		a.cleanupRound(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+			a.cleanupRound(ctx)
+		case <-counter.C:
 		}
+		a.countSessions(ctx)
 	}
 }
 
@@ -347,6 +368,7 @@ func (a *App) cleanupRound(ctx context.Context) {
 	// A round counts as taken for most of an interval, so the server that
 	// ran it runs the next one, and another takes over if it is gone.
 	c, ran, err := a.store.RunCleanup(ctx, a.server, interval*9/10)
+	a.metrics.cleaned(c)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		a.logger.Error("session cleanup", zap.String("database", a.target), zap.Int64("deleted", c.Sessions), zap.Error(err))

@@ -1,6 +1,8 @@
 package pgsession
 
 import (
+	"time"
+
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
@@ -39,3 +41,7 @@ func provisionHandler(ctx caddy.Context, h *Handler, app *App, l *zap.Logger) er
 	h.logger = l
 	return nil
 }
+
+// countSessionsEvery makes app count the sessions for its gauges every d
+// instead of every minute. Call it before Start.
+func countSessionsEvery(app *App, d time.Duration) { app.countEvery = d }

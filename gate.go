@@ -69,10 +69,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // gate returns the live session of the request, or why it has none: nil
-// and nil for a browser to send to the login page.
+// and nil for a browser to send to the login page. It counts each outcome
+// in the gate_requests_total metric.
 func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
+	count := &h.app.metrics.gate
 	token, hadCookie := h.token(r)
 	if !hadCookie {
+		count[gateNoCookie].Inc()
 		if wantsHTML(r) {
 			return nil, nil
 		}
@@ -83,14 +86,25 @@ func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
 	// the site.
 	if h.guardSiteWrites {
 		if err := h.originGuard.Check(r); err != nil || isUpgrade(r) && h.crossOriginUpgrade(r) {
+			count[gateCrossOrigin].Inc()
 			return nil, refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
 		}
 	}
 	sess, err := h.app.session(r.Context(), token)
 	if err != nil {
+		if !clientGone(r.Context(), err) {
+			count[gateStoreError].Inc()
+		}
 		return nil, storeUnavailable(err)
 	}
 	if sess == nil {
+		// Only a refusal asks whether the token was well formed: a session
+		// found in memory was never checked for it.
+		if store.ValidToken(token) {
+			count[gateExpired].Inc()
+		} else {
+			count[gateInvalid].Inc()
+		}
 		ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
 		ref.clearCookie = true
 		if wantsHTML(r) {
@@ -98,6 +112,7 @@ func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
 		}
 		return nil, ref
 	}
+	count[gateAllowed].Inc()
 	return sess, nil
 }
 

@@ -19,7 +19,7 @@ func BenchmarkGateFromMemory(b *testing.B) {
 	now := time.Now()
 	token := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
 	app := &App{cache: newSessionCache(100, time.Minute, time.Hour), inflight: newInflight(),
-		health: &storeHealth{logger: zap.NewNop()}}
+		health: &storeHealth{logger: zap.NewNop()}, metrics: newMetrics()}
 	app.cache.confirmed(now)
 	s := testSession(token, "user-1", now)
 	app.cache.put(s, app.cache.epoch.Load())

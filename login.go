@@ -97,6 +97,7 @@ const (
 // the metrics and the sign-in history learn of logins.
 func (h *Handler) signInAttempt(r *http.Request, username string, user *store.User, outcome string) {
 	h.recordSignIn(r, username, user, outcome)
+	h.app.metrics.logins.WithLabelValues(outcome).Inc()
 }
 
 // signedIn answers a login or registration that started a session: the form
@@ -232,6 +233,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 	if err != nil {
 		return err
 	}
+	h.app.metrics.sessionsCreated.Inc()
 	// Without remember me the cookie lasts as long as the browser session;
 	// with it, as long as the session itself.
 	cookie := h.sessionCookie(r, token)

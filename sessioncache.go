@@ -251,7 +251,9 @@ func (c *sessionCache) stop() {
 // known to be up to date, else from the database, and from memory again
 // during an outage for a session confirmed within offline_grace. A missing
 // or expired session is (nil, nil); an error means the database could not
-// answer (and was counted as such, unless the client went away).
+// answer (and was counted as such, unless the client went away). Each
+// look-up of a well-formed token that got an answer counts once in
+// cache_lookups_total: a hit, a miss, or offline_grace.
 func (a *App) session(ctx context.Context, token string) (*cachedSession, error) {
 	if len(token) != store.TokenLength {
 		return nil, nil
@@ -262,6 +264,7 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	now := time.Now()
 	if a.cache.trusted(now) {
 		if s, ok := a.cache.get(key); ok && s.live(now) {
+			a.metrics.cache[cacheHit].Inc()
 			return s, nil
 		}
 	}
@@ -270,6 +273,7 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	}
 	if a.health.recentlyFailed(now) {
 		if s, ok := a.cache.graceFor(key, now); ok {
+			a.metrics.cache[cacheOfflineGrace].Inc()
 			a.health.servedFromMemory()
 			return s, nil
 		}
@@ -285,13 +289,16 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 			return nil, err
 		}
 		if s, ok := a.cache.graceFor(key, now); ok {
+			a.metrics.cache[cacheOfflineGrace].Inc()
 			a.health.failed(err, true)
 			return s, nil
 		}
 		a.health.failed(err, false)
+		a.metrics.cache[cacheMiss].Inc()
 		return nil, err
 	}
 	a.health.ok()
+	a.metrics.cache[cacheMiss].Inc()
 	a.cache.reached(started)
 	if row == nil {
 		a.cache.forget(key)

@@ -27,6 +27,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -73,6 +74,8 @@ type testSite struct {
 	next    caddyhttp.Handler
 	server  *httptest.Server
 	log     *siteLog
+	// registry is the config's metrics registry, which Caddy's /metrics serves.
+	registry *prometheus.Registry
 	// caddyServer is what Caddy's own request preparation reads: with no
 	// trusted_proxies, the client address is the connection's.
 	caddyServer *caddyhttp.Server
@@ -118,7 +121,7 @@ func openSite(t *testing.T, opts siteOptions) *testSite {
 	cheapHashing(s.app)
 
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	s.cancel = cancel
+	s.cancel, s.registry = cancel, ctx.GetMetricsRegistry()
 	t.Cleanup(s.stop)
 	t.Cleanup(func() {
 		if t.Failed() {

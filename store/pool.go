@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -120,3 +123,77 @@ func DetectPooler(ctx context.Context, connString string, wait time.Duration) (b
 	}
 	return false, nil
 }
+
+// QueryTimer is a pgx query tracer (set it as ConnConfig.Tracer) that
+// reports how long each statement took, under the name of the store's
+// statement: a small fixed set, never the SQL text, so it can label a
+// metric. Statements the store does not name (migrations, pings,
+// transactions' begin and commit) are "other". The time counts from when
+// the statement is sent until its rows are read, not the wait for a
+// connection from the pool.
+type QueryTimer struct {
+	observe func(statement string, took time.Duration)
+}
+
+// NewQueryTimer returns a tracer that calls observe after each statement.
+func NewQueryTimer(observe func(statement string, took time.Duration)) *QueryTimer {
+	return &QueryTimer{observe: observe}
+}
+
+type queryStartKey struct{}
+
+type queryStart struct {
+	sql string
+	at  time.Time
+}
+
+// TraceQueryStart notes the statement and when it began.
+func (t *QueryTimer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return context.WithValue(ctx, queryStartKey{}, queryStart{sql: data.SQL, at: time.Now()})
+}
+
+// TraceQueryEnd reports the statement's time.
+func (t *QueryTimer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	if start, ok := ctx.Value(queryStartKey{}).(queryStart); ok {
+		t.observe(StatementName(start.sql), time.Since(start.at))
+	}
+}
+
+// statementNames maps the SQL text of every statement a Store was built
+// with, for any schema, to the statement's name; learnStatementNames fills it.
+var statementNames sync.Map
+
+// StatementName is the name of the store's statement sql (get_session,
+// create_session, …), or "other".
+func StatementName(sql string) string {
+	if name, ok := statementNames.Load(sql); ok {
+		return name.(string)
+	}
+	return "other"
+}
+
+// learnStatementNames names each statement of q after its field, in snake
+// case (getSession is get_session), so a statement added to queries is named
+// without a list to keep up to date.
+func learnStatementNames(q queries) {
+	v := reflect.ValueOf(q)
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.String && f.String() != "" {
+			statementNames.LoadOrStore(f.String(), snakeCase(v.Type().Field(i).Name))
+		}
+	}
+}
+
+func snakeCase(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if unicode.IsUpper(r) {
+			b.WriteByte('_')
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+var _ pgx.QueryTracer = (*QueryTimer)(nil)

@@ -107,11 +107,13 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		opts.HistoryRetention = DefaultHistoryRetention
 	}
 	params := opts.Argon2
+	q := newQueries(opts.Schema)
+	learnStatementNames(q)
 	return &Store{
 		pool:      pool,
 		schema:    opts.Schema,
 		batchSize: opts.CleanupBatchSize,
-		q:         newQueries(opts.Schema),
+		q:         q,
 		hashSlots: make(chan struct{}, opts.MaxConcurrentHashes),
 		hashWait:  opts.HashWait,
 		argon2:    params,
@@ -180,6 +182,7 @@ type queries struct {
 	cleanupLoginAttempts, anyAdmin, unkeyedUsers, setUsernameKey            string
 	claimCleanup, notify                                                    string
 	signInByName, signInByID, signInHistory, trimSignInHistory              string
+	countSessions, topUsers                                                 string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -287,6 +290,16 @@ func newQueries(schema string) queries {
 			FROM {reserve_attempt}($1, $2, $3, $4, $5, $6)`),
 		releaseAttempt:     r.Replace(`DELETE FROM {attempts} WHERE id = $1`),
 		clearLoginFailures: r.Replace(`DELETE FROM {attempts} WHERE username_key = $1 AND kind = 'login'`),
+		// countSessions counts by what cleanupSessions deletes and by the
+		// UTC day, whatever the server's time zone.
+		countSessions: r.Replace(`SELECT count(*) FILTER (WHERE {live}) AS active,
+				count(*) FILTER (WHERE s.expires_at <= now() OR s.idle_expires_at <= now()) AS expired,
+				count(*) FILTER (WHERE s.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+					AS created_today
+			FROM {sessions} s JOIN {users} u ON u.id = s.user_id`),
+		topUsers: r.Replace(`SELECT u.username, count(*) AS sessions
+			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
+			WHERE {live} GROUP BY u.id, u.username ORDER BY sessions DESC, u.username LIMIT $1`),
 		cleanupLoginAttempts: r.Replace(`DELETE FROM {attempts} WHERE id IN (
 				SELECT id FROM {attempts} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`),
 		// The sign-in history is written only for an account that exists:

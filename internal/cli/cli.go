@@ -209,6 +209,26 @@ every Caddy server sharing the database.`,
 	}
 	revoke.Flags().StringVar(&revokeID, "id", "", "end only the session with this ID (from 'sessions list')")
 	sessions.AddCommand(revoke)
+
+	var top int
+	var statsJSON bool
+	stats := &cobra.Command{
+		Use:   "stats [--top N] [--json]",
+		Short: "Shows how many sessions there are and who has the most",
+		Long: `
+Shows the numbers to watch: live sessions, sessions that have ended but are
+still in the table until the next cleanup round, sessions created today, and
+the users with the most live sessions. "Today" is the UTC day, from
+00:00 UTC, wherever the command runs, and only sessions still in the table
+count: a logout, a revocation or a cleanup round deletes a session. --json
+prints one object: active_sessions, expired_sessions, created_today, and
+top_users, a list of {username, sessions}.`,
+		Args: cobra.NoArgs,
+		RunE: c.run(func(cmd *cobra.Command, _ []string) error { return c.stats(cmd, top, statsJSON) }),
+	}
+	stats.Flags().IntVar(&top, "top", 10, "how many users to list, by live sessions")
+	stats.Flags().BoolVar(&statsJSON, "json", false, "print JSON")
+	cmd.AddCommand(stats)
 }
 
 // groupRunE runs a command that only groups others: without arguments it

@@ -22,7 +22,7 @@ func TestCommandIsRegisteredWithCaddy(t *testing.T) {
 	registered.CobraFunc(cmd)
 	for _, path := range [][]string{
 		{"migrate"}, {"user", "add"}, {"user", "passwd"}, {"user", "delete"}, {"user", "list"},
-		{"sessions", "list"}, {"sessions", "revoke"},
+		{"sessions", "list"}, {"sessions", "revoke"}, {"stats"},
 	} {
 		found, rest, err := cmd.Find(path)
 		require.NoError(t, err, path)
