@@ -58,6 +58,12 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 		return err
 	}
 	user, err := h.store.VerifyPassword(r.Context(), c.Username, c.Password)
+	if errors.Is(err, store.ErrUnknownUser) {
+		// The name is not logged: it is often a password typed into the name field.
+		h.logger.Info("login failed: no account has the name given", zap.String("client_ip", ip))
+		h.signInAttempt(r, c.Username, nil, loginFailure)
+		return h.refuseLogin(w, r, c)
+	}
 	if errors.Is(err, store.ErrInvalidCredentials) {
 		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", ip))
 		h.signInAttempt(r, c.Username, nil, loginFailure)

@@ -340,6 +340,9 @@ http://127.0.0.1:%d {
 		require.NoError(t, rows.Err())
 		return out
 	}
+	// A password typed into the name field, as happens when a person's
+	// focus is in the wrong place: no account has that name.
+	pasted := "pasted-password-" + randomHex(t, 8)
 	secrets := map[string]string{"admin token": token, "wrong admin token": wrongToken, "old password": oldPassword, "new password": newPassword}
 	for i, pw := range wrongPasswords {
 		secrets[fmt.Sprintf("wrong password %d", i)] = pw
@@ -351,6 +354,7 @@ http://127.0.0.1:%d {
 	b := newBrowser(t)
 	require.Equal(t, http.StatusUnauthorized, keep(b.postJSON(c.url("/api/auth/login"), map[string]string{"username": "alice", "password": wrongPasswords[0]})).StatusCode)
 	require.Equal(t, http.StatusUnauthorized, keep(b.postForm(c.url("/login"), url.Values{"username": {"alice"}, "password": {wrongPasswords[1]}})).StatusCode)
+	require.Equal(t, http.StatusUnauthorized, keep(b.postForm(c.url("/login"), url.Values{"username": {pasted}, "password": {"x"}})).StatusCode)
 	resp := keep(b.postJSON(c.url("/api/auth/login"), map[string]string{"username": "alice", "password": oldPassword}))
 	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
 	require.Equal(t, http.StatusOK, keep(b.getPage(c.url("/dashboard"))).StatusCode)
@@ -392,6 +396,14 @@ http://127.0.0.1:%d {
 	require.Contains(t, logs, `"level":"debug"`, "debug logging was on")
 	require.Contains(t, logs, "login failed", "the plugin's own log lines are there")
 	require.Contains(t, logs, `"uri":"/api/auth/admin/users"`, "the access log is there")
+	// The login form fills the name in again for its own visitor, so only
+	// the log is checked for it.
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, pasted) {
+			t.Errorf("Caddy's log contains a password typed as the name, in: %.500s", line)
+			break
+		}
+	}
 	for what, secret := range secrets {
 		// Not assert.NotContains: it would print the whole log for each secret.
 		for _, line := range strings.Split(logs, "\n") {

@@ -30,6 +30,10 @@ var (
 	ErrUserNotFound       = errors.New("user not found")
 	ErrUserExists         = errors.New("a user with that name already exists")
 	ErrInvalidCredentials = errors.New("invalid username or password")
+	// ErrUnknownUser is the ErrInvalidCredentials of a name that is no
+	// account's, which is often a password typed into the name field: a
+	// caller may log the name of any other failure, but not this one's.
+	ErrUnknownUser = fmt.Errorf("%w: no such user", ErrInvalidCredentials)
 	// ErrCredentialsChanged means the user's password was set between the
 	// check of the old one and the creation of a session: the login must
 	// fail as if the password had been wrong.

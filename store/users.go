@@ -183,7 +183,8 @@ func (s *Store) SetAdmin(ctx context.Context, userID UserID, isAdmin bool) error
 }
 
 // VerifyPassword returns the user when username and password match, and
-// ErrInvalidCredentials when they do not. Every failure takes as long as
+// ErrInvalidCredentials when they do not (ErrUnknownUser, which is one, when
+// no account has the name). Every failure takes as long as
 // the slowest password check seen lately, whatever the user's hash and
 // whether the user exists, so timing tells neither which names exist nor
 // how their passwords are hashed. A bcrypt or weaker argon2id hash is
@@ -213,7 +214,10 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 	if err != nil {
 		return nil, fmt.Errorf("verifying password of %s: %w", u.Username, err)
 	}
-	if !ok || !found {
+	if !found {
+		return nil, ErrUnknownUser
+	}
+	if !ok {
 		return nil, ErrInvalidCredentials
 	}
 	if rehash {

@@ -104,6 +104,10 @@ func TestImportedBcryptUserCanLogInAndIsUpgraded(t *testing.T) {
 
 	_, err = s.VerifyPassword(ctx, "legacy", "wrong password")
 	assert.ErrorIs(t, err, store.ErrInvalidCredentials)
+	assert.NotErrorIs(t, err, store.ErrUnknownUser, "the account exists")
+	_, err = s.VerifyPassword(ctx, "hunter2hunter2", "x")
+	assert.ErrorIs(t, err, store.ErrUnknownUser, "a password typed as the name is no account's")
+	assert.ErrorIs(t, err, store.ErrInvalidCredentials, "and is a wrong login all the same")
 	_, err = s.VerifyPassword(ctx, "legacy", "hunter2hunter2")
 	require.NoError(t, err)
 
