@@ -2,6 +2,7 @@ package pgsession
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -9,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/templates"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -87,6 +91,7 @@ func TestBrowser(t *testing.T) {
 		{"KeyboardOnlySignIn", browserKeyboardOnlySignIn},
 		{"PagesInLightAndDark", browserPagesInLightAndDark},
 		{"LoginPageFitsAPhone", browserLoginPageFitsAPhone},
+		{"DemoSiteFitsAPhone", browserDemoSiteFitsAPhone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -121,6 +126,12 @@ func browserWrongPasswordShowsTheErrorAndKeepsTheName(t *testing.T, browser *chr
 	assert.Empty(t, value(tab, passwordField), "the wrong password does not")
 	assert.False(t, present(tab, protectedText))
 	assert.Nil(t, sessionCookie(tab, site), "no session was started")
+	focused := chromium.Run(tab, "see which field has focus", chromedp.Evaluate[string](`document.activeElement.name || ""`))
+	assert.Equal(t, "password", focused, "the person can type the password again at once")
+
+	// Typing the password again, with nothing else, signs in.
+	tab.Do("type the right password and press Enter", chromedp.KeyEvent(alicePassword), chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(protectedText)))
 }
 
 func browserKeepMeSignedInGivesAPersistentCookie(t *testing.T, browser *chromium.Browser) {
@@ -303,6 +314,44 @@ func browserLoginPageFitsAPhone(t *testing.T, browser *chromium.Browser) {
 	widths := chromium.Run(tab, "measure the page", chromedp.Evaluate[[]int](
 		`[document.documentElement.scrollWidth, document.documentElement.clientWidth]`))
 	assert.LessOrEqual(t, widths[0], widths[1], "the page scrolls sideways: %d px wide in a %d px viewport", widths[0], widths[1])
+}
+
+// The demo site, as make demo serves it (file_server with templates), at
+// 375 px with a long username: its header wraps instead of making the page
+// scroll sideways, and it links to the account page.
+func browserDemoSiteFitsAPhone(t *testing.T, browser *chromium.Browser) {
+	db := newTestDB(t)
+	name := "Maximiliane-Wolkenstein"
+	db.addUser(t, name, alicePassword)
+	site := startSite(t, siteOptions{db: db.url, handler: "public /assets/*", next: withTemplates(t, fileServer(t, "demo/site"))})
+	tab := browser.NewTab(t)
+	tab.Do("open the demo 375 px wide", chromedp.EmulateViewport(375, 812, chromedp.EmulateMobile))
+	openLoginPage(tab, site.url("/"))
+	signIn(tab, name, alicePassword)
+	tab.Do("wait for the demo's home page", chromedp.WaitVisible(chromedp.CSS(`header.bar`)))
+	tab.Screenshot(filepath.Join(artifactsDir(t), "demo-375px.png"))
+	assert.Contains(t, text(tab, "h1"), name, "the page's templates ran")
+	widths := chromium.Run(tab, "measure the page", chromedp.Evaluate[[]int](
+		`[document.documentElement.scrollWidth, document.documentElement.clientWidth]`))
+	assert.LessOrEqual(t, widths[0], widths[1], "the page scrolls sideways: %d px wide in a %d px viewport", widths[0], widths[1])
+	inside := chromium.Run(tab, "measure the header's parts", chromedp.Evaluate[bool](
+		`[...document.querySelectorAll("header.bar a, header.bar button")].every(e => e.getBoundingClientRect().right <= document.documentElement.clientWidth)`))
+	assert.True(t, inside, "every link and button of the header is inside the screen")
+	tab.Do("follow the account link", chromedp.Click(chromedp.CSS(`header.bar a[href="/account"]`)),
+		chromedp.WaitVisible(chromedp.CSS(passwordButton)))
+}
+
+// withTemplates puts Caddy's templates handler in front of next, as the
+// demo's Caddyfile does.
+func withTemplates(t *testing.T, next caddyhttp.Handler) caddyhttp.Handler {
+	t.Helper()
+	tmpl := &templates.Templates{}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	require.NoError(t, tmpl.Provision(ctx))
+	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return tmpl.ServeHTTP(w, r, next)
+	})
 }
 
 // artifactsDir is where screenshots go: $BROWSER_ARTIFACTS, or
