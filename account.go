@@ -128,34 +128,16 @@ func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c 
 // password is reserved against the failed-login limits like a login, so a
 // stolen session cannot become a way to guess the password.
 func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
-	wrong := refuse(http.StatusForbidden, "wrong_password", "Current password is wrong")
-	if len(body.CurrentPassword) > store.MaxPasswordLength {
-		return 0, wrong
-	}
 	var inputErr *store.InputError
-	if err := store.ValidatePassword(body.NewPassword); errors.As(err, &inputErr) {
-		return 0, badInput(inputErr)
+	if len(body.CurrentPassword) <= store.MaxPasswordLength {
+		if err := store.ValidatePassword(body.NewPassword); errors.As(err, &inputErr) {
+			return 0, badInput(inputErr)
+		}
+	}
+	if err := h.checkCurrentPassword(r, c, body.CurrentPassword); err != nil {
+		return 0, err
 	}
 	username := c.session.User.Username
-	attempt, err := h.store.ReserveLoginAttempt(r.Context(), username, clientIP(r), h.throttle)
-	if err != nil {
-		return 0, storeUnavailable(err)
-	}
-	if attempt.Throttled() {
-		h.logger.Warn("password change throttled", zap.String("username", username), zap.String("client_ip", clientIP(r)))
-		return 0, tooManyAttempts(attempt, msgTooManyFailures)
-	}
-	_, err = h.store.VerifyPassword(r.Context(), username, body.CurrentPassword)
-	if errors.Is(err, store.ErrInvalidCredentials) {
-		return 0, wrong
-	}
-	if err != nil {
-		h.releaseAttempt(attempt)
-		return 0, passwordCheckFailed(err)
-	}
-	if err := h.store.ClearLoginFailures(r.Context(), username); err != nil {
-		return 0, storeUnavailable(err)
-	}
 	n, err := h.store.ChangePassword(r.Context(), c.session.User.ID, body.NewPassword, c.token)
 	switch {
 	case errors.As(err, &inputErr):
@@ -166,6 +148,38 @@ func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange
 	h.app.forgetUser(c.session.User.ID)
 	h.logger.Info("password changed", zap.String("username", username), zap.Int64("sessions_ended", n))
 	return n, nil
+}
+
+// checkCurrentPassword checks the caller's password before a change to
+// their credentials: 403 when it is wrong, 429 past the failed-login limits.
+// The check is reserved against those limits like a login, so a stolen
+// session cannot become a way to guess the password.
+func (h *Handler) checkCurrentPassword(r *http.Request, c *caller, password string) error {
+	wrong := refuse(http.StatusForbidden, "wrong_password", "Current password is wrong")
+	if len(password) > store.MaxPasswordLength {
+		return wrong
+	}
+	username := c.session.User.Username
+	attempt, err := h.store.ReserveLoginAttempt(r.Context(), username, clientIP(r), h.throttle)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	if attempt.Throttled() {
+		h.logger.Warn("password check throttled", zap.String("username", username), zap.String("client_ip", clientIP(r)))
+		return tooManyAttempts(attempt, msgTooManyFailures)
+	}
+	_, err = h.store.VerifyPassword(r.Context(), username, password)
+	if errors.Is(err, store.ErrInvalidCredentials) {
+		return wrong
+	}
+	if err != nil {
+		h.releaseAttempt(attempt)
+		return passwordCheckFailed(err)
+	}
+	if err := h.store.ClearLoginFailures(r.Context(), username); err != nil {
+		return storeUnavailable(err)
+	}
+	return nil
 }
 
 // serveAccountPage shows the user their sessions and the password form; a
@@ -179,9 +193,19 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(h.AccountPath), http.StatusSeeOther)
 		return nil
 	}
+	page, err := h.accountPage(r, sess)
+	if err != nil {
+		return err
+	}
+	return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.builtinPageCSP, page)
+}
+
+// accountPage is the account page of sess's user, with the notice or the
+// error its query names.
+func (h *Handler) accountPage(r *http.Request, sess *store.Session) (web.AccountPage, error) {
 	sessions, err := h.store.GetUserSessions(r.Context(), sess.User.ID)
 	if err != nil {
-		return storeUnavailable(err)
+		return web.AccountPage{}, storeUnavailable(err)
 	}
 	page := web.AccountPage{
 		Title:        "Your account",
@@ -216,9 +240,15 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 		})
 	}
 	if err := h.addSignIns(r, &page, sess.User.ID); err != nil {
-		return err
+		return page, err
 	}
-	return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.builtinPageCSP, page)
+	if err := h.addTwoStep(r, &page, sess); err != nil {
+		return page, err
+	}
+	if e, ok := accountErrors[r.URL.Query().Get("error")]; ok && e.form == "two-step" && page.TwoStep != nil {
+		page.TwoStep.Error = e.text
+	}
+	return page, nil
 }
 
 // The account form answers with a redirect back to the page (so a reload
@@ -229,12 +259,16 @@ var (
 		"revoked":        "Session signed out",
 		"revoked-others": "All other sessions signed out",
 		"password":       "Password changed; your other sessions were signed out",
+		"totp-off":       "Two-step sign-in is off; your other sessions were signed out",
 	}
 	accountErrors = map[string]accountError{
 		"no-session":       {"That session had already ended", "sessions", ""},
 		"wrong-password":   {"Current password is wrong", "password", "current_password"},
 		"invalid-password": {"The new password must be 8 to 1024 characters long", "password", "new_password"},
 		"unknown-action":   {"Unknown action", "", ""},
+		"wrong-code":       {"That code is not right: check the app's clock and try the next one", "two-step", ""},
+		"no-totp-setup":    {"No authenticator is being set up: start again", "two-step", ""},
+		"totp-password":    {"Current password is wrong", "two-step", ""},
 	}
 )
 
@@ -242,7 +276,7 @@ var (
 // of the page it belongs to.
 type accountError struct {
 	text  string
-	form  string // "sessions" (the list and its buttons), "password", or "" for the top of the page
+	form  string // "sessions" (the list and its buttons), "password", "two-step", or "" for the top of the page
 	field string // the password form's field at fault, by its name
 }
 
@@ -299,6 +333,8 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		default:
 			return err
 		}
+	case "totp-setup", "totp-confirm", "totp-disable":
+		return h.serveTwoStepForm(w, r, c, back)
 	default:
 		return back("error", "unknown-action")
 	}

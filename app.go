@@ -85,6 +85,12 @@ type App struct {
 	// recorded. Default: 90d.
 	HistoryRetention *caddy.Duration `json:"history_retention,omitempty"`
 
+	// SecretsKey encrypts the secrets stored for second factors (TOTP);
+	// placeholders such as {env.PGSESSION_SECRETS_KEY} are expanded. At
+	// least 32 characters: `caddy pg-session secrets-key` prints one.
+	// Without it, TOTP is not offered. Default: none.
+	SecretsKey string `json:"secrets_key,omitempty"`
+
 	store        *store.Store
 	storeOptions store.Options // tests set cheap password hashing here
 	pool         sharedPool
@@ -97,8 +103,9 @@ type App struct {
 	cache        *sessionCache
 	inflight     *inflight
 	health       *storeHealth
-	server       string // names this server in the maintenance table
-	keepsHistory bool   // whether sign-in attempts are recorded
+	server       string     // names this server in the maintenance table
+	secrets      *secretBox // from secrets_key; nil without it
+	keepsHistory bool       // whether sign-in attempts are recorded
 	metrics      *metrics
 	countEvery   time.Duration // countInterval; tests count sooner
 
@@ -163,6 +170,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	a.server = host + "/" + hex.EncodeToString(nonce[:])
+
+	if err := a.openSecrets(); err != nil {
+		return err
+	}
 
 	url, err := a.expand("database_url", a.DatabaseURL)
 	listenTo := url
@@ -379,6 +390,7 @@ func (a *App) cleanupRound(ctx context.Context) {
 		a.logger.Info("deleted expired sessions", zap.Int64("deleted", c.Sessions),
 			zap.Int64("login_attempts_deleted", c.LoginAttempts),
 			zap.Int64("sign_ins_deleted", c.SignIns),
+			zap.Int64("pending_logins_deleted", c.PendingLogins),
 			zap.Duration("took", time.Since(start)))
 	}
 }

@@ -38,6 +38,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    cache_size          <n>          # default 10000 sessions in memory; 0 turns it off
 //	    offline_grace       <duration>   # default 1m; 0 turns it off
 //	    history_retention   <duration>   # default 90d of sign-in history; 0 keeps none
+//	    secrets_key         <key>        # encrypts TOTP secrets; 32+ characters; no default (no TOTP)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name
@@ -58,6 +59,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "schema":
 			if err := singleArg(d, &a.Schema); err != nil {
+				return err
+			}
+		case "secrets_key":
+			if err := singleArg(d, &a.SecretsKey); err != nil {
 				return err
 			}
 		case "cache_size":
@@ -154,6 +159,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    clear_site_data_cache on|off             # default off: logout clears cookies only
 //	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
 //	    error_pages    builtin|caddy             # default builtin (a page for browsers, else JSON); caddy: handle_errors
+//	    second_factor  optional|required         # default optional; required: users must set one up first
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
@@ -319,6 +325,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "error_pages":
 			if err := singleArg(d, &h.ErrorPages); err != nil {
+				return err
+			}
+		case "second_factor":
+			if err := singleArg(d, &h.SecondFactor); err != nil {
 				return err
 			}
 		default:

@@ -56,6 +56,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.answer(w, r, err)
 	}
+	if h.requireSecondFactor && !sess.secondFactor {
+		return h.sendToEnrol(w, r)
+	}
 	h.identify(r, sess.userID, sess.username)
 	h.renew(r, sess)
 	h.stripSessionCookie(r)

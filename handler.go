@@ -171,26 +171,33 @@ type Handler struct {
 	// session is sent to the login page either way. Default: builtin.
 	ErrorPages string `json:"error_pages,omitempty"`
 
+	// SecondFactor is the site's policy on second factors: "optional", each
+	// user chooses; "required", a user without one who signs in can only
+	// set one up (the account page) until they have. Required needs
+	// secrets_key in the pg_session global option. Default: optional.
+	SecondFactor string `json:"second_factor,omitempty"`
+
 	app    *App
 	store  *store.Store
 	logger *zap.Logger
 
 	// Compiled from the options by Provision.
-	public           caddyhttp.MatchPath
-	router           router
-	loginTemplate    *template.Template
-	loginPageCSP     string // the login page's, which may be the site's own page
-	builtinPageCSP   string // the plugin's own pages'
-	sameSite         http.SameSite
-	originGuard      *http.CrossOriginProtection
-	trustedOrigins   map[string]bool
-	guardSiteWrites  bool // cross_origin_protection on
-	privateResponses bool // cache_control on
-	caddyErrorPages  bool // error_pages caddy
-	adminToken       []byte
-	rememberFor      time.Duration
-	throttle         store.Throttle
-	renewing         *sync.Map // sessions being renewed now, so one request per session writes
+	public              caddyhttp.MatchPath
+	router              router
+	loginTemplate       *template.Template
+	loginPageCSP        string // the login page's, which may be the site's own page
+	builtinPageCSP      string // the plugin's own pages'
+	sameSite            http.SameSite
+	originGuard         *http.CrossOriginProtection
+	trustedOrigins      map[string]bool
+	guardSiteWrites     bool // cross_origin_protection on
+	privateResponses    bool // cache_control on
+	caddyErrorPages     bool // error_pages caddy
+	requireSecondFactor bool // second_factor required
+	adminToken          []byte
+	rememberFor         time.Duration
+	throttle            store.Throttle
+	renewing            *sync.Map // sessions being renewed now, so one request per session writes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -247,6 +254,11 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.guardSiteWrites = h.CrossOriginProtection != "off"
 	h.privateResponses = h.CacheControl != "off"
 	h.caddyErrorPages = h.ErrorPages == "caddy"
+	h.requireSecondFactor = h.SecondFactor == "required"
+	if h.requireSecondFactor && app.SecretsKey == "" {
+		return errors.New("second_factor required needs secrets_key in the pg_session global option: " +
+			"without it no second factor can be set up")
+	}
 
 	h.originGuard = http.NewCrossOriginProtection()
 	h.trustedOrigins = make(map[string]bool, len(h.TrustedOrigins))

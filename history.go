@@ -47,10 +47,10 @@ func historyRetention(opt *caddy.Duration) time.Duration {
 // the database after historyWriteTimeout; it is not cancelled when the
 // client hangs up, so hanging up does not hide an attempt. A failure is
 // logged and the login goes on.
-func (h *Handler) recordSignIn(r *http.Request, username string, user *store.User, outcome string) {
+func (h *Handler) recordSignIn(r *http.Request, username string, user *store.User, outcome, factor string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), historyWriteTimeout)
 	defer cancel()
-	a := store.SignInAttempt{Username: username, IP: clientIP(r), UserAgent: r.UserAgent(), Outcome: outcome}
+	a := store.SignInAttempt{Username: username, IP: clientIP(r), UserAgent: r.UserAgent(), Outcome: outcome, Factor: factor}
 	if user != nil {
 		a.User = user.ID
 	}
@@ -67,6 +67,7 @@ type signInJSON struct {
 	UserAgent string    `json:"user_agent"`
 	Device    string    `json:"device"`
 	Outcome   string    `json:"outcome"`
+	Factor    string    `json:"factor,omitempty"`
 }
 
 // serveOwnHistory lists the caller's latest sign-in attempts.
@@ -92,7 +93,7 @@ func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID sto
 	out := make([]signInJSON, 0, len(signIns))
 	for _, s := range signIns {
 		out = append(out, signInJSON{Time: s.At, IP: s.IP, UserAgent: s.UserAgent,
-			Device: web.DescribeUserAgent(s.UserAgent), Outcome: s.Outcome})
+			Device: web.DescribeUserAgent(s.UserAgent), Outcome: s.Outcome, Factor: s.Factor})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -110,7 +111,7 @@ func (h *Handler) addSignIns(r *http.Request, page *web.AccountPage, userID stor
 	}
 	for _, s := range signIns {
 		page.SignIns = append(page.SignIns, web.AccountSignIn{At: s.At, Device: web.DescribeUserAgent(s.UserAgent),
-			UserAgent: s.UserAgent, IP: s.IP, Outcome: s.Outcome})
+			UserAgent: s.UserAgent, IP: s.IP, Outcome: s.Outcome, Factor: s.Factor})
 	}
 	return nil
 }

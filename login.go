@@ -53,7 +53,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 	attempt, err := h.reserveLogin(r, c.Username, ip)
 	if err != nil {
 		if attempt.Throttled() {
-			h.signInAttempt(r, c.Username, nil, loginThrottled)
+			h.signInAttempt(r, c.Username, nil, loginThrottled, "")
 		}
 		return err
 	}
@@ -61,17 +61,25 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 	if errors.Is(err, store.ErrUnknownUser) {
 		// The name is not logged: it is often a password typed into the name field.
 		h.logger.Info("login failed: no account has the name given", zap.String("client_ip", ip))
-		h.signInAttempt(r, c.Username, nil, loginFailure)
+		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
 		return h.refuseLogin(w, r, c)
 	}
 	if errors.Is(err, store.ErrInvalidCredentials) {
 		h.logger.Info("login failed", zap.String("username", c.Username), zap.String("client_ip", ip))
-		h.signInAttempt(r, c.Username, nil, loginFailure)
+		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
 		return h.refuseLogin(w, r, c)
 	}
 	if err != nil {
 		h.releaseAttempt(attempt)
 		return passwordCheckFailed(err)
+	}
+	// A user with a second factor gets no session yet, and the reserved
+	// attempt still counts: it is forgiven once the code is right.
+	switch has, err := h.store.HasSecondFactor(r.Context(), user.ID); {
+	case err != nil:
+		return storeUnavailable(err)
+	case has:
+		return h.askSecondFactor(w, r, c, user)
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), c.Username); err != nil {
 		return storeUnavailable(err)
@@ -82,12 +90,12 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 		// was being checked: what was verified is no longer valid.
 		h.logger.Info("login failed: credentials changed during the login", zap.String("username", user.Username),
 			zap.String("client_ip", ip))
-		h.signInAttempt(r, c.Username, nil, loginFailure)
+		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
 		return h.refuseLogin(w, r, c)
 	case err != nil:
 		return storeUnavailable(err)
 	}
-	h.signInAttempt(r, c.Username, user, loginSuccess)
+	h.signInAttempt(r, c.Username, user, loginSuccess, store.FactorPassword)
 	return h.signedIn(w, r, c, http.StatusOK, user)
 }
 
@@ -96,13 +104,16 @@ const (
 	loginSuccess   = "success"
 	loginFailure   = "failure"
 	loginThrottled = "throttled"
+	// loginSecondFactorRequired is a right password that asks for a code.
+	loginSecondFactorRequired = store.SignInSecondFactorRequired
 )
 
 // signInAttempt notes how an attempt to sign in as username ended; user is
-// the account when the attempt succeeded, nil otherwise. It is the one place
-// the metrics and the sign-in history learn of logins.
-func (h *Handler) signInAttempt(r *http.Request, username string, user *store.User, outcome string) {
-	h.recordSignIn(r, username, user, outcome)
+// the account when it is known, nil otherwise; factor is what the attempt
+// checked (store.FactorPassword, …), "" for none. It is the one place the
+// metrics and the sign-in history learn of logins.
+func (h *Handler) signInAttempt(r *http.Request, username string, user *store.User, outcome, factor string) {
+	h.recordSignIn(r, username, user, outcome, factor)
 	h.app.metrics.logins.WithLabelValues(outcome).Inc()
 }
 

@@ -80,9 +80,9 @@ func newMetrics() *metrics {
 		"result", cacheResultNames[:])
 	copy(m.cache[:], cacheCounters)
 	m.logins, _ = labelled("logins_total",
-		"Login attempts by outcome: success, failure (wrong username or password), throttled (refused by the "+
-			"failed-login limits).",
-		"outcome", []string{loginSuccess, loginFailure, loginThrottled})
+		"Login attempts by outcome: success, failure (wrong username, password or second-factor code), "+
+			"throttled (refused by the failed-login limits), second_factor_required (right password, code asked).",
+		"outcome", []string{loginSuccess, loginFailure, loginThrottled, loginSecondFactorRequired})
 	m.sessionsCreated = prometheus.NewCounter(counterOpts("sessions_created_total",
 		"Sessions created by logins and registrations on this server."))
 	m.cleanupDeleted, _ = labelled("cleanup_deleted_total",
@@ -158,6 +158,7 @@ func (m *metrics) cleaned(c store.Cleanup) {
 	m.cleanupDeleted.WithLabelValues("sessions").Add(float64(c.Sessions))
 	m.cleanupDeleted.WithLabelValues("login_attempts").Add(float64(c.LoginAttempts))
 	m.cleanupDeleted.WithLabelValues("sign_ins").Add(float64(c.SignIns))
+	m.cleanupDeleted.WithLabelValues("pending_logins").Add(float64(c.PendingLogins))
 }
 
 // poolCollector reads the pool's connection counts when /metrics is

@@ -47,6 +47,11 @@ func (h *Handler) addRoutes() {
 	rt.add(post, api+"/sessions/revoke-others", withSession, h.serveEndOtherSessions)
 	rt.add(post, api+"/password", withSession, h.serveChangePassword)
 	rt.add(get, api+"/history", withSession, h.serveOwnHistory)
+	rt.add(post, api+"/login/second-factor", anyone, h.serveSecondFactor)
+	rt.add(post, h.LoginPath+"/second-factor", anyone, h.serveSecondFactor)
+	rt.add(post, api+"/totp/setup", withSession, h.serveTOTPSetup)
+	rt.add(post, api+"/totp/confirm", withSession, h.serveTOTPConfirm)
+	rt.add(del, api+"/totp", withSession, h.serveTOTPDisable)
 	rt.add(get, h.AccountPath, anyone, h.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, h.serveAccountForm)
 
@@ -57,7 +62,9 @@ func (h *Handler) addRoutes() {
 	rt.add(get, api+"/admin/users/{username}/sessions", admin, h.serveAdminUserSessions)
 	rt.add(del, api+"/admin/users/{username}/sessions", admin, h.serveAdminEndUserSessions)
 	rt.add(get, api+"/admin/users/{username}/history", admin, h.serveAdminUserHistory)
+	rt.add(del, api+"/admin/users/{username}/second-factors", admin, h.serveAdminResetSecondFactors)
 	rt.add(del, api+"/admin/sessions/{id}", admin, h.serveAdminEndSession)
+	rt.enrolment(api+"/me", h.AccountPath, api+"/totp/setup", api+"/totp/confirm")
 }
 
 // serveRoute checks method, origin and access for an own route, then serves
@@ -115,6 +122,9 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 			}
 			return refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
 		}
+		if h.requireSecondFactor && !sess.SecondFactor && !rte.enrolment {
+			return enrolmentRequired()
+		}
 		if rte.access == admin && !sess.User.IsAdmin {
 			return refuse(http.StatusForbidden, "not_admin", "Admin access required")
 		}
@@ -153,7 +163,10 @@ type route struct {
 	method  string
 	pattern []string
 	access  access
-	serve   func(http.ResponseWriter, *http.Request, *caller) error
+	// enrolment marks the routes a user may use before setting up the
+	// second factor that second_factor required asks of them.
+	enrolment bool
+	serve     func(http.ResponseWriter, *http.Request, *caller) error
 }
 
 // caller is who is making a request to an own route, as far as it is known.
@@ -180,6 +193,18 @@ func (rt *router) add(method, path string, acc access, serve func(http.ResponseW
 	}
 	if method == http.MethodGet {
 		rt.routes = append(rt.routes, route{method: http.MethodHead, pattern: splitPath(path), access: acc, serve: serve})
+	}
+}
+
+// enrolment lets a user without a second factor use the routes of paths
+// under second_factor required: what setting one up needs.
+func (rt *router) enrolment(paths ...string) {
+	for i := range rt.routes {
+		for _, p := range paths {
+			if slices.Equal(rt.routes[i].pattern, splitPath(p)) {
+				rt.routes[i].enrolment = true
+			}
+		}
 	}
 }
 

@@ -31,16 +31,20 @@ const DefaultCacheSize = 10_000
 // measured when the row was read, so a clock skew between the two does not
 // stretch a session.
 type cachedSession struct {
-	key         sessionKey
-	id          store.SessionID
-	userID      store.UserID
-	username    string
-	isAdmin     bool
-	expires     time.Time
-	idleExpires time.Time // zero without an idle timeout
-	idleTimeout time.Duration
-	lastSeen    time.Time // the use the database last recorded
-	confirmed   time.Time // when the database last said it was live
+	key      sessionKey
+	id       store.SessionID
+	userID   store.UserID
+	username string
+	isAdmin  bool
+	// secondFactor says whether the user had a second factor when the row
+	// was read; a change of factors changes the user's credentials, whose
+	// NOTIFY drops the entry.
+	secondFactor bool
+	expires      time.Time
+	idleExpires  time.Time // zero without an idle timeout
+	idleTimeout  time.Duration
+	lastSeen     time.Time // the use the database last recorded
+	confirmed    time.Time // when the database last said it was live
 }
 
 // sessionKey is the SHA-256 of a token: the session's id, as bytes.
@@ -73,14 +77,15 @@ func (s *cachedSession) ends() time.Time {
 func fromStore(sess *store.Session, now time.Time) *cachedSession {
 	offset := now.Sub(sess.CheckedAt)
 	c := &cachedSession{
-		id:          sess.ID,
-		userID:      sess.User.ID,
-		username:    sess.User.Username,
-		isAdmin:     sess.User.IsAdmin,
-		expires:     sess.ExpiresAt.Add(offset),
-		idleTimeout: sess.IdleTimeout,
-		lastSeen:    sess.LastSeenAt.Add(offset),
-		confirmed:   now,
+		id:           sess.ID,
+		userID:       sess.User.ID,
+		username:     sess.User.Username,
+		isAdmin:      sess.User.IsAdmin,
+		secondFactor: sess.SecondFactor,
+		expires:      sess.ExpiresAt.Add(offset),
+		idleTimeout:  sess.IdleTimeout,
+		lastSeen:     sess.LastSeenAt.Add(offset),
+		confirmed:    now,
 	}
 	c.key, _ = keyOfID(sess.ID)
 	if sess.IdleExpiresAt != nil {

@@ -93,6 +93,9 @@ func (h *Handler) check() error {
 			return optionErrorf(option, "%s must be on or off, not %q", option, v)
 		}
 	}
+	if !oneOf(h.SecondFactor, "", "optional", "required") {
+		return optionErrorf("second_factor", "second_factor must be optional or required, not %q", h.SecondFactor)
+	}
 	if !oneOf(h.ErrorPages, "", "builtin", "caddy") {
 		return optionErrorf("error_pages", "error_pages must be builtin or caddy, not %q", h.ErrorPages)
 	}
@@ -152,6 +155,10 @@ func (a *App) check() error {
 	}
 	if a.HistoryRetention != nil && *a.HistoryRetention < 0 {
 		return optionErrorf("history_retention", "history_retention must not be negative (0 keeps no history)")
+	}
+	if a.SecretsKey != "" && !strings.Contains(a.SecretsKey, "{") && len(a.SecretsKey) < minSecretsKeyLength {
+		return optionErrorf("secrets_key", "secrets_key must be at least %d characters (caddy pg-session secrets-key prints one)",
+			minSecretsKeyLength)
 	}
 	// A connection string with placeholders is checked once they are
 	// expanded, at provisioning; the error never repeats the string, which

@@ -11,6 +11,7 @@ type Cleanup struct {
 	Sessions      int64 // expired sessions
 	LoginAttempts int64 // failed logins and sign-ups that no longer count
 	SignIns       int64 // sign-in history older than its retention
+	PendingLogins int64 // logins that waited for a second factor too long
 }
 
 // RunCleanup runs one cleanup round, unless another server sharing the
@@ -30,6 +31,9 @@ func (s *Store) RunCleanup(ctx context.Context, server string, every time.Durati
 		return c, true, err
 	}
 	if c.LoginAttempts, err = s.CleanupLoginAttempts(ctx); err != nil {
+		return c, true, err
+	}
+	if c.PendingLogins, err = s.CleanupPendingLogins(ctx); err != nil {
 		return c, true, err
 	}
 	c.SignIns, err = s.TrimSignInHistory(ctx)

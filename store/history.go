@@ -22,6 +22,17 @@ const (
 	SignInSuccess   = "success"
 	SignInFailure   = "failure"   // a wrong password, or credentials that changed during the login
 	SignInThrottled = "throttled" // refused past the failed-login limits, the password unchecked
+	// SignInSecondFactorRequired is a right password for an account that
+	// also needs its second factor: no session yet.
+	SignInSecondFactorRequired = "second_factor_required"
+)
+
+// The factors a step of a sign-in checks, as the history records them.
+const (
+	FactorPassword     = "password"
+	FactorTOTP         = "totp"
+	FactorRecoveryCode = "recovery_code"
+	FactorPasskey      = "passkey"
 )
 
 // SignInAttempt is one attempt to sign in, to record.
@@ -34,7 +45,10 @@ type SignInAttempt struct {
 	IP       string
 	// UserAgent is kept up to MaxUserAgentLength bytes.
 	UserAgent string
-	Outcome   string // SignInSuccess, SignInFailure or SignInThrottled
+	Outcome   string // SignInSuccess, SignInFailure, SignInThrottled or SignInSecondFactorRequired
+	// Factor is what the attempt checked (FactorPassword, …); empty when it
+	// failed before checking any.
+	Factor string
 }
 
 // SignIn is one entry of a user's sign-in history.
@@ -43,6 +57,7 @@ type SignIn struct {
 	IP        string    `db:"ip"`
 	UserAgent string    `db:"user_agent"`
 	Outcome   string    `db:"outcome"`
+	Factor    string    `db:"factor"` // empty when none was checked
 }
 
 // RecordSignIn adds an attempt to its account's sign-in history, in one
@@ -54,15 +69,19 @@ func (s *Store) RecordSignIn(ctx context.Context, a SignInAttempt) error {
 		return nil
 	}
 	ip, agent := trimUTF8(a.IP, 64), trimUTF8(a.UserAgent, MaxUserAgentLength)
+	var factor *string
+	if a.Factor != "" {
+		factor = &a.Factor
+	}
 	var err error
 	switch {
 	case a.User != "":
 		if !validUUID(string(a.User)) {
 			return nil
 		}
-		_, err = s.pool.Exec(ctx, s.q.signInByID, string(a.User), ip, agent, a.Outcome)
+		_, err = s.pool.Exec(ctx, s.q.signInByID, string(a.User), ip, agent, a.Outcome, factor)
 	case utf8.ValidString(a.Username) && len(a.Username) <= 4*MaxUsernameLength:
-		_, err = s.pool.Exec(ctx, s.q.signInByName, lookupKey(a.Username), a.Username, ip, agent, a.Outcome)
+		_, err = s.pool.Exec(ctx, s.q.signInByName, lookupKey(a.Username), a.Username, ip, agent, a.Outcome, factor)
 	}
 	if err != nil && pgErrorCode(err) != foreignKeyViolation {
 		return fmt.Errorf("recording a sign-in attempt: %w", err)

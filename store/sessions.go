@@ -42,6 +42,9 @@ type Session struct {
 	// CheckedAt is the database's clock when the row was read, so callers
 	// measure the session's age by the clock every server shares.
 	CheckedAt time.Time
+	// SecondFactor says whether the user has a confirmed second factor,
+	// for the second_factor required policy.
+	SecondFactor bool
 }
 
 // SessionParams describe a session to create.
@@ -287,12 +290,14 @@ type sessionRow struct {
 	UserUpdatedAt      time.Time  `db:"user_updated_at"`
 	CredentialVersion  int64      `db:"credential_version"`
 	CheckedAt          time.Time  `db:"checked_at"`
+	SecondFactor       bool       `db:"second_factor"`
 }
 
 func (r sessionRow) session() Session {
 	sess := Session{
 		ID: r.ID, Handle: r.Handle, ExpiresAt: r.ExpiresAt, IdleExpiresAt: r.IdleExpiresAt,
 		CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, UserAgent: r.UserAgent, IP: r.IP, CheckedAt: r.CheckedAt,
+		SecondFactor: r.SecondFactor,
 		User: User{ID: r.UserID, Username: r.Username, IsAdmin: r.IsAdmin, CreatedAt: r.UserCreatedAt,
 			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion},
 	}

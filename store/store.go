@@ -187,16 +187,25 @@ type queries struct {
 	claimCleanup, notify                                                    string
 	signInByName, signInByID, signInHistory, trimSignInHistory              string
 	countSessions, topUsers                                                 string
+	// The second factor (totp.go, pending.go).
+	setTOTPSecret, getTOTP, confirmTOTP, acceptTOTPStep, deleteTOTP          string
+	deleteRecoveryCodes, addRecoveryCode, useRecoveryCode, recoveryCodesLeft string
+	hasSecondFactor, bumpCredentials, deletePendingOfUser                    string
+	createPending, getPending, failPending, deletePending, cleanupPending    string
 }
 
 // userColumns are what userRow reads from users, by name.
 const userColumns = `id::text AS id, username, is_admin, created_at, updated_at, credential_version`
 
+// userColumnsOfU are userColumns of a users table named u in a join.
+const userColumnsOfU = `u.id::text AS id, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version`
+
 // sessionColumns are what sessionRow reads, by name, from sessions s joined
 // with users u.
 const sessionColumns = `s.id, s.handle::text AS handle, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
 	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text AS user_id, u.username, u.is_admin,
-	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version, now() AS checked_at`
+	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version, now() AS checked_at,
+	{has_second_factor} AS second_factor`
 
 // liveSession is the condition a session row s, joined with its user u, must
 // meet to count: not expired, not idle too long, and created under the user's
@@ -215,13 +224,18 @@ func newQueries(schema string) queries {
 		"{attempts}", pgx.Identifier{schema, "login_attempts"}.Sanitize(),
 		"{maintenance}", pgx.Identifier{schema, "maintenance"}.Sanitize(),
 		"{history}", pgx.Identifier{schema, "sign_in_history"}.Sanitize(),
+		"{totp}", pgx.Identifier{schema, "totp_secrets"}.Sanitize(),
+		"{recovery_codes}", pgx.Identifier{schema, "recovery_codes"}.Sanitize(),
+		"{pending}", pgx.Identifier{schema, "pending_logins"}.Sanitize(),
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
-		"{columns}", sessionColumns,
+		"{columns}", strings.ReplaceAll(sessionColumns, "{has_second_factor}", hasSecondFactor(schema)),
+		"{has_second_factor}", hasSecondFactor(schema),
 		"{user_columns}", userColumns,
+		"{user_columns_u}", userColumnsOfU,
 		"{live}", liveSession,
 		"{by_name}", byName,
 	)
-	return queries{
+	q := queries{
 		// createSession inserts only while the user's credentials are still
 		// the ones verified ($7), and returns the row joined with its user in
 		// the same round trip.
@@ -314,15 +328,17 @@ func newQueries(schema string) queries {
 		// login for an account, which writes a row, takes no measurably
 		// longer than one for an unknown name, which writes none. A crash
 		// may lose the last fraction of a second of history.
-		signInByName: r.Replace(`INSERT INTO {history} (user_id, ip, user_agent, outcome)
-			SELECT id, $3, $4, $5 FROM {users}, set_config('synchronous_commit', 'off', true)
+		signInByName: r.Replace(`INSERT INTO {history} (user_id, ip, user_agent, outcome, factor)
+			SELECT id, $3, $4, $5, $6 FROM {users}, set_config('synchronous_commit', 'off', true)
 			WHERE {by_name} ORDER BY username_key IS NULL LIMIT 1`),
-		signInByID: r.Replace(`INSERT INTO {history} (user_id, ip, user_agent, outcome)
-			SELECT id, $2, $3, $4 FROM {users}, set_config('synchronous_commit', 'off', true) WHERE id = $1`),
-		signInHistory: r.Replace(`SELECT attempted_at, ip, user_agent, outcome FROM {history}
+		signInByID: r.Replace(`INSERT INTO {history} (user_id, ip, user_agent, outcome, factor)
+			SELECT id, $2, $3, $4, $5 FROM {users}, set_config('synchronous_commit', 'off', true) WHERE id = $1`),
+		signInHistory: r.Replace(`SELECT attempted_at, ip, user_agent, outcome, coalesce(factor, '') AS factor FROM {history}
 			WHERE user_id = $1 ORDER BY attempted_at DESC, id DESC LIMIT $2`),
 		trimSignInHistory: r.Replace(`DELETE FROM {history} WHERE id IN (
 				SELECT id FROM {history} WHERE attempted_at <= now() - make_interval(secs => $2)
 				ORDER BY attempted_at LIMIT $1)`),
 	}
+	secondFactorQueries(r, &q)
+	return q
 }

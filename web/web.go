@@ -76,6 +76,29 @@ type AccountPage struct {
 	// latest attempts to sign in to the account, newest first.
 	ShowSignIns bool
 	SignIns     []AccountSignIn
+
+	// TwoStep is the "Two-step sign-in" section; nil hides it (TOTP is off).
+	TwoStep *AccountTwoStep
+}
+
+// AccountTwoStep is the account page's "Two-step sign-in" section. Its
+// forms POST to AccountPage.Action with action=totp-setup, action=totp-confirm
+// (code), and action=totp-disable (current_password).
+type AccountTwoStep struct {
+	On            bool // an authenticator is on
+	CodesLeft     int  // unused recovery codes, when On
+	Required      bool // the site requires a second factor: the page says enrolment comes first
+	Error         string
+	RecoveryCodes []string // shown once, just after the authenticator was turned on
+	// Setup, when set, is an authenticator being set up: its QR code and
+	// its secret for typing in, and the form for the first code.
+	Setup *AccountTOTPSetup
+}
+
+// AccountTOTPSetup is an authenticator being set up.
+type AccountTOTPSetup struct {
+	QRCode template.HTML // an inline <svg> from QRCodeSVG
+	Secret string        // base32, for typing into the app
 }
 
 // AccountSignIn is one attempt to sign in to the account, on the account page.
@@ -84,9 +107,13 @@ type AccountSignIn struct {
 	Device    string    // short description, e.g. from DescribeUserAgent: "Firefox on Linux"
 	UserAgent string    // the raw user agent, shown as the device's tooltip
 	IP        string
-	// Outcome is "success", "failure" (marked Failed) or "throttled"
-	// (marked Blocked: refused after too many failed attempts).
+	// Outcome is "success", "failure" (marked Failed), "throttled"
+	// (marked Blocked: refused after too many failed attempts) or
+	// "second_factor_required" (the password was right, a code was asked).
 	Outcome string
+	// Factor is what the attempt checked: "password", "totp",
+	// "recovery_code", "passkey", or "" for none.
+	Factor string
 }
 
 // AccountSession is one of the user's sessions on the account page.
@@ -126,6 +153,18 @@ type MessagePage struct {
 	Links []Link
 }
 
+// SecondFactorPage is what the second step of a sign-in is executed with:
+// a form for the authenticator's code, and one for a recovery code.
+type SecondFactorPage struct {
+	Title     string // default "Two-step sign-in"
+	SiteName  string
+	Action    string // where both forms POST: code=… or recovery_code=…, with redirect
+	Redirect  string // carried in a hidden input named "redirect"
+	Error     string // e.g. "Invalid code" (role="alert")
+	Recovery  bool   // the error is the recovery code's: open that form and focus it
+	LoginHref string // the login page, to start over
+}
+
 // Link is a link of a MessagePage.
 type Link struct {
 	Href string // a path on this site, e.g. "/"
@@ -141,6 +180,9 @@ var (
 
 	//go:embed account.html
 	accountHTML string
+
+	//go:embed secondfactor.html
+	secondFactorHTML string
 
 	// headHTML is the <head> both built-in pages share, as {{template "head" title}}.
 	//go:embed head.html
@@ -211,6 +253,12 @@ var defaultTemplate = sync.OnceValue(func() *template.Template { return page("lo
 var defaultAccountTemplate = sync.OnceValue(func() *template.Template { return page("account.html", accountHTML) })
 
 var defaultMessageTemplate = sync.OnceValue(func() *template.Template { return page("message.html", messageHTML) })
+
+var secondFactorTemplate = sync.OnceValue(func() *template.Template { return page("secondfactor.html", secondFactorHTML) })
+
+// SecondFactorTemplate returns the page of a sign-in's second step,
+// executed with a SecondFactorPage; shared, like the other pages'.
+func SecondFactorTemplate() *template.Template { return secondFactorTemplate() }
 
 // DefaultLoginTemplate returns the built-in login page template (parsed once).
 //

@@ -165,6 +165,18 @@ user's sessions' next request, on every Caddy server sharing the database.`,
 		Args:  cobra.NoArgs,
 		RunE:  c.run(c.userList),
 	})
+	user.AddCommand(&cobra.Command{
+		Use:   "reset-2fa <name>",
+		Short: "Removes a user's second factors and ends their sessions",
+		Long: `
+Removes a user's second factors (their authenticator app and recovery
+codes), and the sign-ins waiting for a code, and ends every session of
+theirs: for someone who lost their phone and their recovery codes. They sign
+in with their password alone next time, and can set up a new authenticator
+on the account page (under second_factor required, they must).`,
+		Args: nameArgs,
+		RunE: c.run(c.userReset2FA),
+	})
 	var historyLimit int
 	history := &cobra.Command{
 		Use:   "history <name> [--limit <n>]",
@@ -209,6 +221,20 @@ every Caddy server sharing the database.`,
 	}
 	revoke.Flags().StringVar(&revokeID, "id", "", "end only the session with this ID (from 'sessions list')")
 	sessions.AddCommand(revoke)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "secrets-key",
+		Short: "Prints a new random key for the secrets_key option",
+		Long: `
+Prints 32 random bytes, base64url-encoded, fit for the secrets_key option of
+the pg_session global option, which encrypts the TOTP secrets in the
+database. Keep it out of the Caddyfile, e.g. secrets_key
+{env.PGSESSION_SECRETS_KEY}: whoever has it and a copy of the database can
+read every authenticator secret. Changing it makes every stored secret
+unreadable, so users must set up their authenticator again.`,
+		Args: cobra.NoArgs,
+		RunE: secretsKey,
+	})
 
 	var top int
 	var statsJSON bool

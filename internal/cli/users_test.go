@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -202,4 +203,42 @@ func TestUserAdmin(t *testing.T) {
 			assert.Equal(t, msg, r.err.Error(), args)
 		}
 	}
+}
+
+func TestUserReset2FA(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	executeOK(t, url, testPassword+"\n", "user", "add", "alice", "--password-stdin")
+	s := openStore(t, url)
+	ctx := context.Background()
+	u, err := s.GetUserByName(ctx, "alice")
+	require.NoError(t, err)
+	token, _, err := s.CreateSession(ctx, store.SessionParams{User: *u, Lifetime: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, s.SetTOTPSecret(ctx, u.ID, []byte("sealed secret")))
+	_, err = s.ConfirmTOTP(ctx, u.ID, 1, [][]byte{[]byte("a code's hash")}, token)
+	require.NoError(t, err)
+	has, err := s.HasSecondFactor(ctx, u.ID)
+	require.NoError(t, err)
+	require.True(t, has)
+
+	assert.Equal(t, "removed the second factors of \"alice\" and ended 1 session\n",
+		executeOK(t, url, "", "user", "reset-2fa", "alice"))
+	has, err = s.HasSecondFactor(ctx, u.ID)
+	require.NoError(t, err)
+	assert.False(t, has, "the authenticator is gone")
+	left, err := s.RecoveryCodesLeft(ctx, u.ID)
+	require.NoError(t, err)
+	assert.Zero(t, left, "and the recovery codes")
+	sess, err := s.GetSession(ctx, token)
+	require.NoError(t, err)
+	assert.Nil(t, sess, "and the session")
+}
+
+func TestSecretsKeyPrintsAFreshKey(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	a, b := strings.TrimSpace(executeOK(t, url, "", "secrets-key")), strings.TrimSpace(executeOK(t, url, "", "secrets-key"))
+	assert.Len(t, a, 43, "32 random bytes, base64url")
+	assert.NotEqual(t, a, b)
 }

@@ -1,0 +1,350 @@
+package pgsession
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/pgsession/caddy-pgsession/internal/request"
+	"github.com/pgsession/caddy-pgsession/store"
+	"github.com/pgsession/caddy-pgsession/web"
+)
+
+// Secrets kept for second factors are encrypted at rest: a copy of the
+// database (a backup, a replica, a leaked dump) must not hand out every
+// user's authenticator. The key comes from the secrets_key option and lives
+// only in the server's configuration.
+
+// minSecretsKeyLength is the shortest secrets_key accepted: 32 characters
+// of the printed key carry 192 bits, more than AES-256's brute-force margin
+// needs against a guessed passphrase.
+const minSecretsKeyLength = 32
+
+// secretBox seals and opens the secrets stored for users.
+type secretBox struct{ aead cipher.AEAD }
+
+// newSecretBox derives an AES-256-GCM key from secretsKey with HKDF-SHA256,
+// so the option may be any long string and other uses of it get other keys.
+func newSecretBox(secretsKey string) (*secretBox, error) {
+	key, err := hkdf.Key(sha256.New, []byte(secretsKey), nil, "caddy-pgsession second factor secrets v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &secretBox{aead: aead}, nil
+}
+
+// seal encrypts a secret of user's; the user id is authenticated with it,
+// so a row copied to another user does not open.
+func (b *secretBox) seal(userID, secret string) []byte {
+	nonce := make([]byte, b.aead.NonceSize(), b.aead.NonceSize()+len(secret)+b.aead.Overhead())
+	rand.Read(nonce)
+	return b.aead.Seal(nonce, nonce, []byte(secret), []byte(userID))
+}
+
+// open decrypts what seal made for the same user.
+func (b *secretBox) open(userID string, sealed []byte) (string, error) {
+	n := b.aead.NonceSize()
+	if len(sealed) < n+b.aead.Overhead() {
+		return "", errors.New("stored secret is too short")
+	}
+	plain, err := b.aead.Open(nil, sealed[:n], sealed[n:], []byte(userID))
+	if err != nil {
+		return "", errors.New("stored secret does not open with secrets_key (was the key changed, or the row moved?)")
+	}
+	return string(plain), nil
+}
+
+// openSecrets expands secrets_key and makes the box for it; without the
+// option there is none and TOTP is off.
+func (a *App) openSecrets() error {
+	if a.SecretsKey == "" {
+		return nil
+	}
+	key, err := caddy.NewReplacer().ReplaceOrErr(a.SecretsKey, true, true)
+	if err != nil {
+		// As for database_url: caddy validate runs where the variables of
+		// the machine that runs Caddy may not be set; Start reports it.
+		a.unexpanded = fmt.Errorf("secrets_key: %w", err)
+		return nil
+	}
+	key = strings.TrimSpace(key)
+	if len(key) < minSecretsKeyLength {
+		return fmt.Errorf("secrets_key must be at least %d characters once expanded (caddy pg-session secrets-key prints one)",
+			minSecretsKeyLength)
+	}
+	a.secrets, err = newSecretBox(key)
+	return err
+}
+
+// The second step of a sign-in. A right password for a user with a second
+// factor starts no session: it records a pending login, bound to the user
+// and to their credentials as verified, and sets a short-lived cookie of
+// its own naming it. The code (or a recovery code) sent with that cookie
+// then starts the session. The pending cookie is not a session: the gate
+// never reads it.
+
+const (
+	// maxCodeFailures is how many wrong codes one pending login may see
+	// before it ends and the password must be typed again.
+	maxCodeFailures = 3
+	// maxCodeFailuresPerAccount caps the failed logins, wrong codes
+	// included, after which an account's codes are refused with 429 within
+	// failed_login_window, when max_failed_logins_per_account is higher:
+	// with the password known, a few guesses per window at a six-digit
+	// code are all there is.
+	maxCodeFailuresPerAccount = 5
+
+	msgInvalidCode    = "Invalid code"
+	msgPendingExpired = "Your sign-in expired: sign in with your password again"
+)
+
+// pendingCookieName is the pending login's cookie: the session cookie's
+// name with _pending, which keeps a __Host- prefix valid.
+func (h *Handler) pendingCookieName() string { return h.CookieName + "_pending" }
+
+// pendingCookie sets (maxAge > 0) or clears (maxAge < 0) the pending cookie.
+func (h *Handler) pendingCookie(r *http.Request, token string, maxAge int) *http.Cookie {
+	c := h.sessionCookie(r, token)
+	c.Name, c.MaxAge = h.pendingCookieName(), maxAge
+	return c
+}
+
+// askSecondFactor answers a right password of a user with a second factor:
+// a pending login, its cookie, and the code page or a JSON answer naming
+// the methods the user can use.
+func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User) error {
+	token, err := h.store.CreatePendingLogin(r.Context(), *user, c.Remember && h.rememberFor > 0)
+	if errors.Is(err, store.ErrCredentialsChanged) {
+		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
+		return h.refuseLogin(w, r, c)
+	}
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	http.SetCookie(w, h.pendingCookie(r, token, int(store.PendingLoginLifetime/time.Second)))
+	h.signInAttempt(r, c.Username, user, loginSecondFactorRequired, store.FactorPassword)
+	h.logger.Info("login awaits a second factor", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
+	if c.form {
+		return h.renderCodePage(w, r, http.StatusOK, c.Redirect, "", false)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"second_factor": "required", "methods": []string{"totp", "recovery_code"}})
+	return nil
+}
+
+// renderCodePage shows the second step's page; recovery says the error is
+// the recovery code's.
+func (h *Handler) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool) error {
+	return renderPage(w, r, status, web.SecondFactorTemplate(), h.builtinPageCSP, web.SecondFactorPage{
+		SiteName:  h.SiteName,
+		Action:    h.LoginPath + "/second-factor",
+		Redirect:  request.SafeRedirect(redirect),
+		Error:     message,
+		Recovery:  recovery,
+		LoginHref: h.LoginPath + "?redirect=" + url.QueryEscape(request.SafeRedirect(redirect)),
+	})
+}
+
+// secondFactorBody is what the second step reads, from JSON or a form.
+type secondFactorBody struct {
+	Code         string `json:"code"`
+	RecoveryCode string `json:"recovery_code"`
+	Redirect     string `json:"-"`
+	form         bool
+}
+
+func readSecondFactor(r *http.Request) (secondFactorBody, error) {
+	var b secondFactorBody
+	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mediaType == "application/x-www-form-urlencoded" {
+		b.form = true
+		if err := r.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if !errors.As(err, &tooBig) {
+				err = errors.New("request body is not a valid form")
+			}
+			return b, badBody(err)
+		}
+		b.Code, b.RecoveryCode, b.Redirect = r.PostFormValue("code"), r.PostFormValue("recovery_code"), r.PostFormValue("redirect")
+	} else if err := request.DecodeJSONObject(r.Body, &b, "code", "recovery_code"); err != nil {
+		return b, badBody(err)
+	}
+	if (b.Code == "") == (b.RecoveryCode == "") {
+		return b, refuse(http.StatusBadRequest, "bad_request", "Send either code or recovery_code")
+	}
+	if len(b.Code) > 16 || len(b.RecoveryCode) > 64 {
+		return b, refuse(http.StatusBadRequest, "bad_request", "Code is too long")
+	}
+	return b, nil
+}
+
+// serveSecondFactor finishes a pending login with a code or a recovery
+// code: POST {api}/login/second-factor, and the code page's form at
+// {login_path}/second-factor. Each check is reserved against the
+// failed-login limits as a password check is, with the account's limit at
+// most maxCodeFailuresPerAccount.
+func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	b, err := readSecondFactor(r)
+	if err != nil {
+		return err
+	}
+	var pending *store.PendingLogin
+	token, ok := h.pendingToken(r)
+	if ok {
+		if pending, err = h.store.GetPendingLogin(r.Context(), token); err != nil {
+			return storeUnavailable(err)
+		}
+	}
+	if pending == nil {
+		http.SetCookie(w, h.pendingCookie(r, "", -1))
+		if b.form {
+			return h.renderLoginPage(w, r, http.StatusUnauthorized, credentials{Redirect: b.Redirect}, msgPendingExpired)
+		}
+		return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+	}
+	user, ip := pending.User, clientIP(r)
+	limits := h.throttle
+	limits.PerAccount = min(limits.PerAccount, maxCodeFailuresPerAccount)
+	attempt, err := h.store.ReserveLoginAttempt(r.Context(), user.Username, ip, limits)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	if attempt.Throttled() {
+		h.logger.Warn("second factor throttled", zap.String("username", user.Username), zap.String("client_ip", ip))
+		h.signInAttempt(r, user.Username, &user, loginThrottled, "")
+		return tooManyAttempts(attempt, "Too many wrong codes, try again later")
+	}
+	factor, right, err := h.checkSecondFactor(r, user.ID, b)
+	if err != nil {
+		h.releaseAttempt(attempt)
+		return err
+	}
+	if !right {
+		if err := h.store.FailPendingLogin(r.Context(), token, maxCodeFailures); err != nil {
+			return storeUnavailable(err)
+		}
+		h.logger.Info("second factor failed", zap.String("username", user.Username), zap.String("client_ip", ip),
+			zap.String("factor", factor))
+		h.signInAttempt(r, user.Username, &user, loginFailure, factor)
+		if b.form {
+			return h.renderCodePage(w, r, http.StatusUnauthorized, b.Redirect, msgInvalidCode, factor == store.FactorRecoveryCode)
+		}
+		return refuse(http.StatusUnauthorized, "invalid_code", msgInvalidCode)
+	}
+	if err := h.store.ClearLoginFailures(r.Context(), user.Username); err != nil {
+		return storeUnavailable(err)
+	}
+	switch err := h.startSession(w, r, &user, pending.Remember); {
+	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
+		h.signInAttempt(r, user.Username, &user, loginFailure, factor)
+		return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+	case err != nil:
+		return storeUnavailable(err)
+	}
+	if err := h.store.DeletePendingLogin(r.Context(), token); err != nil {
+		h.logger.Warn("deleting a finished pending login", zap.Error(err))
+	}
+	http.SetCookie(w, h.pendingCookie(r, "", -1))
+	h.signInAttempt(r, user.Username, &user, loginSuccess, factor)
+	return h.signedIn(w, r, credentials{form: b.form, Redirect: b.Redirect}, http.StatusOK, &user)
+}
+
+// checkSecondFactor checks a code against the user's authenticator, or a
+// recovery code against theirs, using it up when right; it returns the
+// factor checked and whether it was right.
+func (h *Handler) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (string, bool, error) {
+	if b.RecoveryCode != "" {
+		ok, err := h.store.UseRecoveryCode(r.Context(), userID, hashRecoveryCode(b.RecoveryCode))
+		if err != nil {
+			return store.FactorRecoveryCode, false, storeUnavailable(err)
+		}
+		return store.FactorRecoveryCode, ok, nil
+	}
+	if h.app.secrets == nil {
+		return store.FactorTOTP, false, refuse(http.StatusNotFound, "totp_off", msgTOTPOff)
+	}
+	secret, confirmed, err := h.totpSecret(r, userID)
+	if err != nil || !confirmed {
+		return store.FactorTOTP, false, err
+	}
+	step, ok := matchTOTP(secret, b.Code, time.Now())
+	if !ok {
+		return store.FactorTOTP, false, nil
+	}
+	// A code already used (here or by a login racing this one) is wrong.
+	ok, err = h.store.AcceptTOTPStep(r.Context(), userID, step)
+	if err != nil {
+		return store.FactorTOTP, false, storeUnavailable(err)
+	}
+	return store.FactorTOTP, ok, nil
+}
+
+// pendingToken returns the pending cookie's value, if the request has one.
+func (h *Handler) pendingToken(r *http.Request) (string, bool) {
+	c, err := r.Cookie(h.pendingCookieName())
+	if err != nil || c.Value == "" {
+		return "", false
+	}
+	return c.Value, true
+}
+
+// serveAdminResetSecondFactors removes a user's second factors and ends
+// their sessions: DELETE {api}/admin/users/{username}/second-factors, for
+// someone who lost their authenticator and their recovery codes.
+func (h *Handler) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	user, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
+	if errors.Is(err, store.ErrUserNotFound) {
+		return refuse(http.StatusNotFound, "no_such_user", "No such user")
+	}
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	n, err := h.store.ResetSecondFactors(r.Context(), user.ID)
+	if errors.Is(err, store.ErrUserNotFound) {
+		return refuse(http.StatusNotFound, "no_such_user", "No such user")
+	}
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	h.app.forgetUser(user.ID)
+	h.logger.Info("second factors reset", zap.String("username", user.Username), zap.Int64("sessions_ended", n))
+	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
+	return nil
+}
+
+// enrolmentRequired refuses a user without a second factor under
+// second_factor required.
+func enrolmentRequired() *refusal {
+	return refuse(http.StatusForbidden, "second_factor_enrolment_required", "Second factor enrolment required")
+}
+
+// sendToEnrol answers a request of a user who must set up a second factor
+// first: a browser goes to the account page's section for it, anything
+// else gets 403.
+func (h *Handler) sendToEnrol(w http.ResponseWriter, r *http.Request) error {
+	if wantsHTML(r) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.AccountPath+"#two-step", http.StatusSeeOther)
+		return nil
+	}
+	return h.answer(w, r, enrolmentRequired())
+}
