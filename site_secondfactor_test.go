@@ -329,3 +329,28 @@ func TestTwoStepSignInWithThePages(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, resp.body)
 	assert.Contains(t, b.getPage(s.url(resp.Header.Get("Location"))).body, "Two-step sign-in is off")
 }
+
+// A secret sealed under another secrets_key (the key was changed, or the
+// servers disagree) cannot be checked: the sign-in gets 503 saying what to
+// do, never a 500, and the log says which user without the secret.
+func TestTOTPSecretUnderAnotherKeyIsRefusedWith503(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	db.addUser(t, "alice", "correct horse")
+	s := twoStepSite(t, db, "")
+	b := newBrowser(t)
+	b.login(s, "alice", "correct horse")
+	secret, _ := enrolTOTP(t, s, b)
+
+	other := startSite(t, siteOptions{db: db.url, app: "secrets_key another-secrets-key-0123456789-abcdefghij"})
+	late := newBrowser(t)
+	passwordStep(t, other, late, "alice", "correct horse")
+	resp := late.postJSON(other.url("/api/auth/login/second-factor"), map[string]string{"code": laterCode(t, secret, 1)})
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, resp.body)
+	assert.Contains(t, resp.body, "ask an administrator to reset your second factor")
+	assert.Empty(t, late.cookie(other), "no session")
+	assert.True(t, other.logged(t, "reading a TOTP secret"))
+	assert.NotContains(t, other.logs(), secret)
+	assert.Equal(t, 1.0, other.metric(t, "logins_total", "outcome", "second_factor_required"),
+		"the password step is counted as asking for the second factor")
+}

@@ -101,7 +101,7 @@ func (h *Handler) totpSecret(r *http.Request, userID store.UserID) (secret strin
 	secret, err = h.app.secrets.open(string(userID), t.Secret)
 	if err != nil {
 		h.logger.Error("reading a TOTP secret", zap.String("user_id", string(userID)), zap.Error(err))
-		return "", false, refuse(http.StatusInternalServerError, "secret_unreadable",
+		return "", false, refuse(http.StatusServiceUnavailable, "secret_unreadable",
 			"The stored authenticator secret cannot be read: ask an administrator to reset your second factor")
 	}
 	return secret, t.Confirmed, nil
