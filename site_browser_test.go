@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/pquerna/otp/totp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -92,6 +93,7 @@ func TestBrowser(t *testing.T) {
 		{"PagesInLightAndDark", browserPagesInLightAndDark},
 		{"LoginPageFitsAPhone", browserLoginPageFitsAPhone},
 		{"DemoSiteFitsAPhone", browserDemoSiteFitsAPhone},
+		{"TwoStepSignIn", browserTwoStepSignIn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -339,6 +341,52 @@ func browserDemoSiteFitsAPhone(t *testing.T, browser *chromium.Browser) {
 	assert.True(t, inside, "every link and button of the header is inside the screen")
 	tab.Do("follow the account link", chromedp.Click(chromedp.CSS(`header.bar a[href="/account"]`)),
 		chromedp.WaitVisible(chromedp.CSS(passwordButton)))
+}
+
+// Two-step sign-in as a person meets it: set up an authenticator from the
+// account page (the QR code and the key shown, the app's code typed in),
+// see the recovery codes once, sign out, then sign in with the password
+// and the code on the page that asks for it, landing where they were going.
+func browserTwoStepSignIn(t *testing.T, browser *chromium.Browser) {
+	db := newTestDB(t)
+	db.addUser(t, "alice", alicePassword)
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "docs"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "docs", "page.html"), []byte(protectedPage), 0o644))
+	site := startSite(t, siteOptions{db: db.url, app: "secrets_key " + testSecretsKey, next: fileServer(t, root)})
+	tab := browser.NewTab(t)
+	signInAsAlice(tab, site)
+
+	tab.Do("set up an authenticator on the account page",
+		chromedp.Navigate(site.url("/account")),
+		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-setup"]) button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.qr-box svg`)),
+	)
+	secret := text(tab, ".totp-secret")
+	code, err := totp.GenerateCode(secret, time.Now())
+	require.NoError(t, err)
+	tab.Do("type the app's code and turn it on",
+		chromedp.SendKeys(chromedp.CSS(`#totp-code`), code),
+		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-confirm"]) button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.recovery-codes`)),
+	)
+	codes := chromium.Run(tab, "read the recovery codes", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll(".recovery-codes code")].map(c => c.textContent)`))
+	assert.Len(t, codes, 10, "ten recovery codes, shown once")
+
+	tab.Do("sign out on the account page", chromedp.Click(chromedp.CSS(accountSignOut)), chromedp.WaitVisible(chromedp.CSS(passwordField)))
+	openLoginPage(tab, site.url(docsPage))
+	signIn(tab, "alice", alicePassword)
+	tab.Do("wait for the page that asks for the code", chromedp.WaitVisible(chromedp.CSS(`#code`)))
+	assert.Nil(t, sessionCookie(tab, site), "the password alone starts no session")
+	focused := chromium.Run(tab, "see which field has focus", chromedp.Evaluate[string](`document.activeElement.id`))
+	assert.Equal(t, "code", focused, "the code field is ready to type in")
+	next, err := totp.GenerateCode(secret, time.Now().Add(30*time.Second))
+	require.NoError(t, err)
+	tab.Do("type the next code and press Enter", chromedp.KeyEvent(next), chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(protectedText)))
+	assert.Equal(t, site.url(docsPage), location(tab), "the person lands on the page asked for")
+	assert.NotNil(t, sessionCookie(tab, site))
 }
 
 // withTemplates puts Caddy's templates handler in front of next, as the
