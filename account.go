@@ -223,6 +223,8 @@ func (h *Handler) accountPage(r *http.Request, sess *store.Session) (web.Account
 			page.SessionsError = e.text
 		case "password":
 			page.PasswordError, page.PasswordErrorField = e.text, e.field
+		case "passkeys":
+			page.PasskeysError = e.text
 		default:
 			page.Error = e.text
 		}
@@ -238,6 +240,9 @@ func (h *Handler) accountPage(r *http.Request, sess *store.Session) (web.Account
 			ExpiresAt:  expiry(s),
 			Current:    s.ID == sess.ID,
 		})
+	}
+	if err := h.addPasskeys(r, &page, sess.User.ID); err != nil {
+		return page, err
 	}
 	if err := h.addSignIns(r, &page, sess.User.ID); err != nil {
 		return page, err
@@ -256,10 +261,12 @@ func (h *Handler) accountPage(r *http.Request, sess *store.Session) (web.Account
 // page never echoes text from the query string.
 var (
 	accountNotices = map[string]string{
-		"revoked":        "Session signed out",
-		"revoked-others": "All other sessions signed out",
-		"password":       "Password changed; your other sessions were signed out",
-		"totp-off":       "Two-step sign-in is off; your other sessions were signed out",
+		"revoked":         "Session signed out",
+		"revoked-others":  "All other sessions signed out",
+		"password":        "Password changed; your other sessions were signed out",
+		"totp-off":        "Two-step sign-in is off; your other sessions were signed out",
+		"passkey-added":   "Passkey added; your other sessions were signed out",
+		"passkey-removed": "Passkey removed; your other sessions were signed out",
 	}
 	accountErrors = map[string]accountError{
 		"no-session":       {"That session had already ended", "sessions", ""},
@@ -269,6 +276,7 @@ var (
 		"wrong-code":       {"That code is not right: check the app's clock and try the next one", "two-step", ""},
 		"no-totp-setup":    {"No authenticator is being set up: start again", "two-step", ""},
 		"totp-password":    {"Current password is wrong", "two-step", ""},
+		"no-passkey":       {"That passkey had already been removed", "passkeys", ""},
 	}
 )
 
@@ -276,7 +284,7 @@ var (
 // of the page it belongs to.
 type accountError struct {
 	text  string
-	form  string // "sessions" (the list and its buttons), "password", "two-step", or "" for the top of the page
+	form  string // "sessions" (the list and its buttons), "password", "two-step", "passkeys", or "" for the top of the page
 	field string // the password form's field at fault, by its name
 }
 
@@ -335,6 +343,17 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		}
 	case "totp-setup", "totp-confirm", "totp-disable":
 		return h.serveTwoStepForm(w, r, c, back)
+	case "remove-passkey":
+		_, err := h.removePasskey(r, c, r.PostFormValue("passkey"))
+		var ref *refusal
+		switch {
+		case err == nil:
+			return back("done", "passkey-removed")
+		case errors.As(err, &ref) && ref.status == http.StatusNotFound:
+			return back("error", "no-passkey")
+		default:
+			return err
+		}
 	default:
 		return back("error", "unknown-action")
 	}

@@ -149,6 +149,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    account_path   <path>                    # default /account
 //	    site_name      <name>                    # e.g. "Example Docs": "Sign in to Example Docs"; default none
 //	    home           <path>                    # default /: where the pages link back to the site
+//	    passkey_rp_id  <domain>                  # default: the request's host; e.g. example.com for its subdomains
+//	    passkey_origins <origins...>             # default: the request's origin; e.g. https://a.example.com https://b.example.com
 //	    admin_token    <token>                   # e.g. {env.ADMIN_TOKEN}; at least 32 characters
 //	    max_failed_logins_per_account <n>        # default 10
 //	    max_failed_logins_per_ip <n>             # default 50
@@ -319,6 +321,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if on {
 				h.CacheControl = "on"
 			}
+		case "passkey_rp_id":
+			if err := singleArg(d, &h.PasskeyRPID); err != nil {
+				return err
+			}
+		case "passkey_origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.PasskeyOrigins = append(h.PasskeyOrigins, args...)
 		case "admin_token":
 			if err := singleArg(d, &h.AdminToken); err != nil {
 				return err

@@ -114,6 +114,17 @@ type Handler struct {
 	// page and the error pages link back to. Default: /.
 	Home string `json:"home,omitempty"`
 
+	// PasskeyRPID is the WebAuthn relying party ID passkeys are bound to: the
+	// site's domain, or a parent domain of it, e.g. example.com for a site
+	// at login.example.com and docs.example.com. Default: the host the
+	// request came to, without its port.
+	PasskeyRPID string `json:"passkey_rp_id,omitempty"`
+
+	// PasskeyOrigins are the origins (scheme://host[:port]) whose pages may
+	// register and use passkeys, when a site answers to several names.
+	// Default: the origin the request came to.
+	PasskeyOrigins []string `json:"passkey_origins,omitempty"`
+
 	// MaxFailedLoginsPerAccount is how many failed logins one account may
 	// have within FailedLoginWindow before its logins get 429, a correct
 	// password included. Default: 10.
@@ -288,8 +299,10 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 		return fmt.Errorf("public: %w", err)
 	}
 
-	h.builtinPageCSP = "default-src 'none'; style-src " + web.StyleHash() +
-		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	// The one script the pages may run is the passkey script, which talks
+	// to this site only.
+	h.builtinPageCSP = "default-src 'none'; style-src " + web.StyleHash() + "; script-src " + web.ScriptHash() +
+		"; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	h.loginTemplate, h.loginPageCSP = web.DefaultLoginTemplate(), h.builtinPageCSP
 	if h.LoginTemplate != "" {
 		var err error

@@ -404,6 +404,7 @@ func (h *Handler) renderLoginPage(w http.ResponseWriter, r *http.Request, status
 		Error:      message,
 		Remember:   h.rememberFor > 0,
 		Remembered: c.Remember,
+		PasskeyAPI: h.APIPath,
 	}
 	if h.SiteName != "" {
 		page.Title = "Sign in to " + h.SiteName

@@ -52,6 +52,12 @@ func (h *Handler) addRoutes() {
 	rt.add(post, api+"/totp/setup", withSession, h.serveTOTPSetup)
 	rt.add(post, api+"/totp/confirm", withSession, h.serveTOTPConfirm)
 	rt.add(del, api+"/totp", withSession, h.serveTOTPDisable)
+	rt.add(post, api+"/passkeys/register/begin", withSession, h.serveRegisterPasskeyBegin)
+	rt.add(post, api+"/passkeys/register/finish", withSession, h.serveRegisterPasskeyFinish)
+	rt.add(get, api+"/passkeys", withSession, h.serveOwnPasskeys)
+	rt.add(del, api+"/passkeys/{id}", withSession, h.serveRemovePasskey)
+	rt.add(post, api+"/passkeys/login/begin", anyone, h.serveLoginPasskeyBegin)
+	rt.add(post, api+"/passkeys/login/finish", anyone, h.serveLoginPasskeyFinish)
 	rt.add(get, h.AccountPath, anyone, h.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, h.serveAccountForm)
 

@@ -2,6 +2,7 @@ package pgsession
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -118,6 +119,9 @@ func (h *Handler) check() error {
 	if strings.ContainsFunc(h.SiteName, unicode.IsControl) {
 		return optionErrorf("site_name", "site_name must be one line of text, without control characters: %q", h.SiteName)
 	}
+	if err := h.checkPasskeyOptions(); err != nil {
+		return err
+	}
 	// The token is checked as it will be sent: expanded once provisioned,
 	// and before that only if it holds no placeholder.
 	token := h.AdminToken
@@ -127,6 +131,33 @@ func (h *Handler) check() error {
 	if token != "" && (h.adminToken != nil || !strings.Contains(token, "{")) && len(token) < minAdminTokenLength {
 		return optionErrorf("admin_token", "admin_token must be at least %d characters (it is %d): "+
 			"generate one with `openssl rand -base64 32`", minAdminTokenLength, len(token))
+	}
+	return nil
+}
+
+// checkPasskeyOptions applies WebAuthn's rules to passkey_rp_id and
+// passkey_origins: the RP ID is a domain, not an IP address, a port or a
+// URL, and every origin's host is that domain or a subdomain of it, as
+// browsers require.
+func (h *Handler) checkPasskeyOptions() error {
+	rpID := h.PasskeyRPID
+	if rpID != "" {
+		if rpID != strings.ToLower(rpID) || strings.ContainsAny(rpID, ":/[]@ ") || net.ParseIP(rpID) != nil ||
+			strings.HasPrefix(rpID, ".") || strings.HasSuffix(rpID, ".") || strings.Contains(rpID, "..") {
+			return optionErrorf("passkey_rp_id", "passkey_rp_id must be a lowercase domain name such as example.com, "+
+				"without scheme or port, and not an IP address: %q", rpID)
+		}
+	}
+	for _, origin := range h.PasskeyOrigins {
+		if err := checkOrigin(origin); err != nil {
+			return optionErrorf("passkey_origins", "passkey_origins: %v", err)
+		}
+		u, _ := url.Parse(origin)
+		host := strings.ToLower(u.Hostname())
+		if rpID != "" && host != rpID && !strings.HasSuffix(host, "."+rpID) {
+			return optionErrorf("passkey_origins", "passkey_origins: %s is not on passkey_rp_id %s or a subdomain of it: "+
+				"browsers would refuse its passkeys", origin, rpID)
+		}
 	}
 	return nil
 }

@@ -192,6 +192,8 @@ type queries struct {
 	deleteRecoveryCodes, addRecoveryCode, useRecoveryCode, recoveryCodesLeft string
 	hasSecondFactor, bumpCredentials, deletePendingOfUser                    string
 	createPending, getPending, failPending, deletePending, cleanupPending    string
+	addPasskey, userPasskeys, deletePasskey, usePasskey, webauthnHandle      string
+	userByWebauthnHandle, beginCeremony, takeCeremony                        string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -230,6 +232,8 @@ func newQueries(schema string) queries {
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
 		"{columns}", strings.ReplaceAll(sessionColumns, "{has_second_factor}", hasSecondFactor(schema)),
 		"{has_second_factor}", hasSecondFactor(schema),
+		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize(),
+		"{ceremonies}", pgx.Identifier{schema, "webauthn_ceremonies"}.Sanitize(),
 		"{user_columns}", userColumns,
 		"{user_columns_u}", userColumnsOfU,
 		"{live}", liveSession,
@@ -340,5 +344,6 @@ func newQueries(schema string) queries {
 				ORDER BY attempted_at LIMIT $1)`),
 	}
 	secondFactorQueries(r, &q)
+	passkeyQueries(r, &q)
 	return q
 }

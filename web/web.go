@@ -3,13 +3,14 @@
 // question whether to sign out).
 //
 // Each page is a single self-contained HTML document rendered from an
-// embedded html/template: its CSS is inlined in one <style> element, it
-// uses no JavaScript, and it loads nothing from any other URL. The pages
-// share one stylesheet, so the style element's content is the same fixed
-// text on each and the server can send a strict Content-Security-Policy
-// that allows exactly that stylesheet:
+// embedded html/template: its CSS is inlined in one <style> element, and it
+// loads nothing from any other URL. The login and account pages carry one
+// inline <script>, the same fixed text on each (passkey.js), which only
+// adds passkeys: everything else works without JavaScript. The pages share
+// one stylesheet and one script, so the server can send a strict
+// Content-Security-Policy that allows exactly those:
 //
-//	default-src 'none'; style-src <StyleHash()>; form-action 'self'; frame-ancestors 'none'; base-uri 'none'
+//	default-src 'none'; style-src <StyleHash()>; script-src <ScriptHash()>; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'
 package web
 
 import (
@@ -45,6 +46,10 @@ type LoginPage struct {
 	// Remembered ticks that checkbox, e.g. to keep the visitor's choice
 	// after a failed login.
 	Remembered bool
+	// PasskeyAPI, the plugin's API path (e.g. "/api/auth"), offers "Sign in
+	// with a passkey", shown by the page's script once the browser can use
+	// passkeys. Empty leaves it out.
+	PasskeyAPI string
 }
 
 // AccountPage is what the account template is executed with.
@@ -79,6 +84,16 @@ type AccountPage struct {
 
 	// TwoStep is the "Two-step sign-in" section; nil hides it (TOTP is off).
 	TwoStep *AccountTwoStep
+
+	// PasskeyAPI, the plugin's API path (e.g. "/api/auth"), adds the
+	// "Passkeys" section: Passkeys listed, each with a remove form
+	// (action=remove-passkey, passkey=<ID>), and a form to add one, which
+	// the page's script shows once the browser can make passkeys and which
+	// then goes to PasskeyAdded. Empty leaves the section out.
+	PasskeyAPI    string
+	Passkeys      []AccountPasskey
+	PasskeyAdded  string // where to go after adding one, e.g. "/account?done=passkey-added"
+	PasskeysError string // by the passkeys list, e.g. "That passkey had already been removed"
 }
 
 // AccountTwoStep is the account page's "Two-step sign-in" section. Its
@@ -99,6 +114,14 @@ type AccountTwoStep struct {
 type AccountTOTPSetup struct {
 	QRCode template.HTML // an inline <svg> from QRCodeSVG
 	Secret string        // base32, for typing into the app
+}
+
+// AccountPasskey is one of the user's passkeys on the account page.
+type AccountPasskey struct {
+	ID         string // opaque id, sent back in the remove form
+	Name       string // e.g. "Laptop"
+	CreatedAt  time.Time
+	LastUsedAt time.Time // the zero time: never used
 }
 
 // AccountSignIn is one attempt to sign in to the account, on the account page.
@@ -190,6 +213,9 @@ var (
 
 	//go:embed style.css
 	rawCSS string
+
+	//go:embed passkey.js
+	rawScript string
 )
 
 // css is the built-in stylesheet exactly as it appears between <style> and
@@ -198,10 +224,23 @@ var (
 // checkout must not change the hash.
 var css = normalizeNewlines(rawCSS)
 
-var styleHash = func() string {
-	sum := sha256.Sum256([]byte(css))
+var styleHash = cspHash(css)
+
+// script is the passkey script exactly as it appears between <script> and
+// </script>, newlines normalised as for css.
+var script = normalizeNewlines(rawScript)
+
+var scriptHash = cspHash(script)
+
+// cspHash is the CSP source expression of an inline element's text.
+func cspHash(text string) string {
+	sum := sha256.Sum256([]byte(text))
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-}()
+}
+
+// passkeyScript returns the passkey script, typed template.JS so that
+// html/template emits it unchanged inside a <script> element.
+func passkeyScript() template.JS { return template.JS(script) }
 
 func normalizeNewlines(s string) string {
 	s = strings.ReplaceAll(s, "\r\n", "\n")
@@ -240,7 +279,7 @@ func titled(title, siteName string) string {
 }
 
 func funcs() template.FuncMap {
-	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime, "titled": titled}
+	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime, "titled": titled, "passkeyScript": passkeyScript}
 }
 
 // page parses one of the built-in pages with the head they share.
@@ -319,6 +358,7 @@ func ParseLoginTemplate(path string) (*template.Template, error) {
 			RegisterAction: "/register",
 			Remember:       true,
 			Remembered:     true,
+			PasskeyAPI:     "/api/auth",
 		},
 	}
 	for _, p := range samples {
@@ -334,4 +374,10 @@ func ParseLoginTemplate(path string) (*template.Template, error) {
 // Content-Security-Policy (style-src 'sha256-…') without 'unsafe-inline'.
 func StyleHash() string {
 	return styleHash
+}
+
+// ScriptHash is the CSP source expression ('sha256-...') of the built-in
+// inline <script> element of the login and account pages, for script-src.
+func ScriptHash() string {
+	return scriptHash
 }

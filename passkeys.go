@@ -1,0 +1,502 @@
+package pgsession
+
+import (
+	"cmp"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+	"go.uber.org/zap"
+
+	"github.com/pgsession/caddy-pgsession/internal/request"
+	"github.com/pgsession/caddy-pgsession/store"
+	"github.com/pgsession/caddy-pgsession/web"
+)
+
+// Passkeys (WebAuthn): a user registers one from the account page and then
+// signs in with it alone, without a username or password. A ceremony's
+// begin answers with the options for navigator.credentials.create or get
+// and keeps its challenge in the database (store.BeginCeremony), named by a
+// token in a short-lived cookie, so the finish may reach another server;
+// the finish takes it, once, and has go-webauthn verify the browser's answer.
+
+// ceremonyLifetime is how long a begun ceremony can be finished: the time a
+// person needs to touch a key or unlock a phone, not more.
+const ceremonyLifetime = 5 * time.Minute
+
+// ceremonyCookie holds the token of the ceremony under way in this browser.
+const ceremonyCookie = "pg_session_passkey"
+
+// msgPasskeyFailed is the answer to a passkey sign-in that did not verify;
+// it does not say why, as the reasons are for the log.
+const msgPasskeyFailed = "That passkey could not be verified"
+
+// passkeyJSON is how a passkey appears in the JSON routes: by its
+// credential id in unpadded base64url, as WebAuthn spells ids.
+type passkeyJSON struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+func toPasskeyJSON(p store.Passkey) passkeyJSON {
+	return passkeyJSON{ID: base64.RawURLEncoding.EncodeToString(p.ID), Name: p.Name, CreatedAt: p.CreatedAt, LastUsedAt: p.LastUsedAt}
+}
+
+// passkeyID decodes a passkey id from a path or a form; false when it is
+// not one.
+func passkeyID(s string) ([]byte, bool) {
+	id, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	return id, err == nil && len(id) > 0 && len(id) <= 1023
+}
+
+// passkeyUser is a user as go-webauthn sees them.
+type passkeyUser struct {
+	user        store.User
+	handle      []byte
+	credentials []webauthn.Credential
+}
+
+func (u *passkeyUser) WebAuthnID() []byte                         { return u.handle }
+func (u *passkeyUser) WebAuthnName() string                       { return u.user.Username }
+func (u *passkeyUser) WebAuthnDisplayName() string                { return u.user.Username }
+func (u *passkeyUser) WebAuthnCredentials() []webauthn.Credential { return u.credentials }
+
+// loadPasskeyUser reads a user's WebAuthn handle and passkeys. The stored
+// counter and backup state are the columns', which sign-ins update.
+func (h *Handler) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUser, error) {
+	handle, err := h.store.WebAuthnHandle(r.Context(), user.ID)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := h.store.UserPasskeys(r.Context(), user.ID)
+	if err != nil {
+		return nil, err
+	}
+	u := &passkeyUser{user: user, handle: handle}
+	for _, k := range keys {
+		var c webauthn.Credential
+		if err := json.Unmarshal(k.Credential, &c); err != nil {
+			h.logger.Warn("a stored passkey cannot be read", zap.String("username", user.Username), zap.Error(err))
+			continue
+		}
+		c.Authenticator.SignCount, c.Flags.BackupState = k.SignCount, k.BackupState
+		u.credentials = append(u.credentials, c)
+	}
+	return u, nil
+}
+
+// relyingParty is the WebAuthn relying party of r's site: passkey_rp_id and
+// passkey_origins when set, else the request's host (without its port) and
+// origin, which is what the browser itself checks the RP ID against.
+func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
+	rpID := h.PasskeyRPID
+	if rpID == "" {
+		rpID = strings.ToLower(r.Host)
+		if host, _, err := net.SplitHostPort(rpID); err == nil {
+			rpID = host
+		}
+		if rpID == "" || net.ParseIP(strings.Trim(rpID, "[]")) != nil {
+			return nil, refuse(http.StatusBadRequest, "passkeys_need_a_domain",
+				"Passkeys need the site to be opened by its domain name, not an IP address")
+		}
+	}
+	origins := h.PasskeyOrigins
+	if len(origins) == 0 {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		origins = []string{scheme + "://" + strings.ToLower(r.Host)}
+	}
+	wa, err := webauthn.New(&webauthn.Config{RPID: rpID, RPDisplayName: cmp.Or(h.SiteName, rpID), RPOrigins: origins})
+	if err != nil {
+		return nil, refuse(http.StatusBadRequest, "passkeys_unavailable", "Passkeys are not available at this address")
+	}
+	return wa, nil
+}
+
+// beginCeremony keeps a ceremony's state for its finish and gives the
+// browser the cookie that names it.
+func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
+	state, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	token, err := h.store.BeginCeremony(r.Context(), kind, userID, state, ceremonyLifetime)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	http.SetCookie(w, h.ceremonyCookie(r, token, int(ceremonyLifetime/time.Second)))
+	return nil
+}
+
+// takeCeremony returns, once, the state of the browser's ceremony of kind,
+// and clears its cookie.
+func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
+	c, err := r.Cookie(ceremonyCookie)
+	if err != nil {
+		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "No passkey request is under way: start again")
+	}
+	http.SetCookie(w, h.ceremonyCookie(r, "", -1))
+	userID, state, err := h.store.TakeCeremony(r.Context(), kind, c.Value)
+	if errors.Is(err, store.ErrNoCeremony) {
+		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request expired or was used: start again")
+	}
+	if err != nil {
+		return "", nil, storeUnavailable(err)
+	}
+	var data webauthn.SessionData
+	if err := json.Unmarshal(state, &data); err != nil {
+		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request cannot be read: start again")
+	}
+	return userID, &data, nil
+}
+
+// ceremonyCookie is the cookie of a ceremony's token, sent only to the
+// passkey routes; maxAge -1 clears it.
+func (h *Handler) ceremonyCookie(r *http.Request, token string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: ceremonyCookie, Value: token, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
+		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode}
+}
+
+// serveRegisterPasskeyBegin answers with the options to create a passkey
+// for the caller: a discoverable credential (so it can sign in without a
+// username) with user verification, none of the caller's passkeys again.
+func (h *Handler) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Request, c *caller) error {
+	wa, err := h.relyingParty(r)
+	if err != nil {
+		return err
+	}
+	u, err := h.loadPasskeyUser(r, c.session.User)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	exclude := make([]protocol.CredentialDescriptor, 0, len(u.credentials))
+	for _, cred := range u.credentials {
+		exclude = append(exclude, cred.Descriptor())
+	}
+	creation, data, err := wa.BeginRegistration(u,
+		webauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{
+			ResidentKey:      protocol.ResidentKeyRequirementRequired,
+			UserVerification: protocol.VerificationRequired,
+		}),
+		webauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired),
+		webauthn.WithExclusions(exclude))
+	if err != nil {
+		return err
+	}
+	if err := h.beginCeremony(w, r, store.CeremonyRegister, c.session.User.ID, data); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, creation)
+	return nil
+}
+
+// passkeyRegistration is the body of POST {api}/passkeys/register/finish.
+type passkeyRegistration struct {
+	Name       string          `json:"name"`
+	Credential json.RawMessage `json:"credential"`
+}
+
+// serveRegisterPasskeyFinish verifies the new passkey and stores it; like a
+// password change, it ends the caller's other sessions.
+func (h *Handler) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var body passkeyRegistration
+	if err := request.DecodeJSONObject(r.Body, &body, "name", "credential"); err != nil {
+		return badBody(err)
+	}
+	body.Name = strings.TrimSpace(body.Name)
+	var inputErr *store.InputError
+	if err := store.ValidatePasskeyName(body.Name); errors.As(err, &inputErr) {
+		return badInput(inputErr)
+	}
+	passkey, err := h.registerPasskey(w, r, c, body)
+	if err != nil {
+		return err
+	}
+	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	h.app.forgetUser(c.session.User.ID)
+	h.logger.Info("passkey added", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
+	writeJSON(w, http.StatusCreated, toPasskeyJSON(*passkey))
+	return nil
+}
+
+// registerPasskey verifies a registration's answer against its ceremony and
+// stores the passkey.
+func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *caller, body passkeyRegistration) (*store.Passkey, error) {
+	wa, err := h.relyingParty(r)
+	if err != nil {
+		return nil, err
+	}
+	userID, data, err := h.takeCeremony(w, r, store.CeremonyRegister)
+	if err != nil {
+		return nil, err
+	}
+	if userID != c.session.User.ID {
+		return nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request was started by another account: start again")
+	}
+	invalid := refuse(http.StatusBadRequest, "invalid_passkey", "The passkey could not be verified")
+	parsed, err := protocol.ParseCredentialCreationResponseBytes(body.Credential)
+	if err != nil {
+		return nil, invalid
+	}
+	u, err := h.loadPasskeyUser(r, c.session.User)
+	if err != nil {
+		return nil, storeUnavailable(err)
+	}
+	cred, err := wa.CreateCredential(u, *data, parsed)
+	if err != nil {
+		h.logger.Info("passkey registration refused", zap.String("username", u.user.Username), zap.Error(err))
+		return nil, invalid
+	}
+	record, err := json.Marshal(cred)
+	if err != nil {
+		return nil, err
+	}
+	transports := make([]string, 0, len(cred.Transport))
+	for _, t := range cred.Transport {
+		transports = append(transports, string(t))
+	}
+	passkey, err := h.store.AddPasskey(r.Context(), store.Passkey{
+		ID: cred.ID, UserID: c.session.User.ID, Name: body.Name, Credential: record, PublicKey: cred.PublicKey,
+		SignCount: cred.Authenticator.SignCount, AAGUID: cred.Authenticator.AAGUID, Transports: transports,
+		BackupEligible: cred.Flags.BackupEligible, BackupState: cred.Flags.BackupState,
+	})
+	var inputErr *store.InputError
+	switch {
+	case errors.Is(err, store.ErrPasskeyExists):
+		return nil, refuse(http.StatusConflict, "passkey_exists", "That passkey is already registered")
+	case errors.Is(err, store.ErrTooManyPasskeys):
+		return nil, refuse(http.StatusConflict, "too_many_passkeys", "You have as many passkeys as an account may have: remove one first")
+	case errors.As(err, &inputErr):
+		return nil, badInput(inputErr)
+	case errors.Is(err, store.ErrUserNotFound):
+		return nil, refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
+	case err != nil:
+		return nil, storeUnavailable(err)
+	}
+	return passkey, nil
+}
+
+// serveOwnPasskeys lists the caller's passkeys.
+func (h *Handler) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *caller) error {
+	keys, err := h.store.UserPasskeys(r.Context(), c.session.User.ID)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	out := make([]passkeyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, toPasskeyJSON(k))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// serveRemovePasskey removes one of the caller's passkeys.
+func (h *Handler) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *caller) error {
+	n, err := h.removePasskey(r, c, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
+	return nil
+}
+
+// removePasskey removes the caller's passkey named by id and, as a password
+// change does, ends their other sessions: whoever added a passkey with a
+// stolen session loses that session with it. It returns how many ended.
+func (h *Handler) removePasskey(r *http.Request, c *caller, id string) (int64, error) {
+	notFound := refuse(http.StatusNotFound, "no_such_passkey", "No such passkey")
+	raw, ok := passkeyID(id)
+	if !ok {
+		return 0, notFound
+	}
+	removed, err := h.store.DeletePasskey(r.Context(), c.session.User.ID, raw)
+	if err != nil {
+		return 0, storeUnavailable(err)
+	}
+	if !removed {
+		return 0, notFound
+	}
+	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
+	if err != nil {
+		return 0, storeUnavailable(err)
+	}
+	h.app.forgetUser(c.session.User.ID)
+	h.logger.Info("passkey removed", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
+	return n, nil
+}
+
+// serveLoginPasskeyBegin answers with the options to sign in with a
+// passkey: no username and no list of credentials (the browser offers the
+// site's discoverable passkeys), and user verification required, since a
+// passkey alone stands for both a password and a second factor.
+func (h *Handler) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	if err := h.cookieCanBeSet(r); err != nil {
+		return err
+	}
+	wa, err := h.relyingParty(r)
+	if err != nil {
+		return err
+	}
+	assertion, data, err := wa.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return err
+	}
+	if err := h.beginCeremony(w, r, store.CeremonyLogin, "", data); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, assertion)
+	return nil
+}
+
+// passkeyLogin is the body of POST {api}/passkeys/login/finish.
+type passkeyLogin struct {
+	Credential json.RawMessage `json:"credential"`
+	Remember   bool            `json:"remember"`
+	Redirect   string          `json:"redirect"`
+}
+
+// serveLoginPasskeyFinish verifies a passkey sign-in and signs its user in.
+// Each is reserved against the per-address limit of failed logins first,
+// as a password check is.
+func (h *Handler) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request, _ *caller) error {
+	var body passkeyLogin
+	if err := request.DecodeJSONObject(r.Body, &body, "credential", "remember", "redirect"); err != nil {
+		return badBody(err)
+	}
+	if err := h.cookieCanBeSet(r); err != nil {
+		return err
+	}
+	ip := clientIP(r)
+	attempt, err := h.store.ReservePasskeyAttempt(r.Context(), ip, h.throttle)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	if attempt.Throttled() {
+		h.logger.Warn("passkey sign-in throttled", zap.String("client_ip", ip), zap.Int("ip_failures", attempt.IP))
+		h.signInAttempt(r, "", nil, loginThrottled, "")
+		return tooManyAttempts(attempt, msgTooManyFailures)
+	}
+	user, err := h.verifyPasskeyLogin(w, r, body.Credential)
+	var ref *refusal
+	if errors.As(err, &ref) && ref.status == http.StatusServiceUnavailable {
+		h.releaseAttempt(attempt)
+	}
+	if err != nil {
+		return err
+	}
+	h.releaseAttempt(attempt)
+	return h.completePasskeySignIn(w, r, user, body)
+}
+
+// verifyPasskeyLogin checks a sign-in's answer against its ceremony and the
+// passkey it names, moves the passkey's counter forward, and returns the
+// passkey's user. A failure is recorded in the user's sign-in history when
+// the passkey named one.
+func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, credential json.RawMessage) (*store.User, error) {
+	wa, err := h.relyingParty(r)
+	if err != nil {
+		return nil, err
+	}
+	_, data, err := h.takeCeremony(w, r, store.CeremonyLogin)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(credential)
+	if err != nil {
+		h.signInAttempt(r, "", nil, loginFailure, "")
+		return nil, refuse(http.StatusBadRequest, "invalid_passkey", "The passkey answer cannot be read")
+	}
+	var found *passkeyUser
+	var storeErr error
+	_, cred, err := wa.ValidatePasskeyLogin(func(_, handle []byte) (webauthn.User, error) {
+		user, err := h.store.UserByWebAuthnHandle(r.Context(), handle)
+		if err != nil {
+			if !errors.Is(err, store.ErrUserNotFound) {
+				storeErr = err
+			}
+			return nil, err
+		}
+		found, err = h.loadPasskeyUser(r, *user)
+		storeErr = err
+		return found, err
+	}, *data, parsed)
+	if storeErr != nil {
+		return nil, storeUnavailable(storeErr)
+	}
+	username := ""
+	if found != nil {
+		username = found.user.Username
+	}
+	ip := clientIP(r)
+	if err != nil {
+		h.logger.Info("passkey sign-in failed", zap.String("username", username), zap.String("client_ip", ip), zap.Error(err))
+		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
+		return nil, refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
+	}
+	err = h.store.UsePasskey(r.Context(), cred.ID, cred.Authenticator.SignCount, cred.Flags.BackupState)
+	if cred.Authenticator.CloneWarning || errors.Is(err, store.ErrPasskeyCounter) {
+		// The counter went backwards or stood still: two copies of the key
+		// may exist. The sign-in is refused, and the owner sees it.
+		h.logger.Warn("passkey sign-in refused: its signature counter did not move forward, the key may be cloned",
+			zap.String("username", username), zap.String("client_ip", ip))
+		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
+		return nil, refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
+	}
+	if err != nil {
+		return nil, storeUnavailable(err)
+	}
+	return &found.user, nil
+}
+
+// passkeySignedIn is the answer to a passkey sign-in: the user, and where
+// the page should go next.
+type passkeySignedIn struct {
+	userJSON
+	Redirect string `json:"redirect"`
+}
+
+// completePasskeySignIn signs in user, whose passkey was verified. A
+// passkey with user verification is both factors at once, so the session
+// starts here; a second-factor mode would instead finish a pending login.
+func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
+	switch err := h.startSession(w, r, user, body.Remember); {
+	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
+		h.signInAttempt(r, user.Username, nil, loginFailure, store.FactorPasskey)
+		return refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
+	case err != nil:
+		return storeUnavailable(err)
+	}
+	h.signInAttempt(r, user.Username, user, loginSuccess, store.FactorPasskey)
+	writeJSON(w, http.StatusOK, passkeySignedIn{userJSON: toUserJSON(*user), Redirect: request.SafeRedirect(body.Redirect)})
+	return nil
+}
+
+// addPasskeys fills in the account page's passkeys section.
+func (h *Handler) addPasskeys(r *http.Request, page *web.AccountPage, userID store.UserID) error {
+	keys, err := h.store.UserPasskeys(r.Context(), userID)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	page.PasskeyAPI, page.PasskeyAdded = h.APIPath, h.AccountPath+"?done=passkey-added"
+	for _, k := range keys {
+		p := web.AccountPasskey{ID: base64.RawURLEncoding.EncodeToString(k.ID), Name: k.Name, CreatedAt: k.CreatedAt}
+		if k.LastUsedAt != nil {
+			p.LastUsedAt = *k.LastUsedAt
+		}
+		page.Passkeys = append(page.Passkeys, p)
+	}
+	return nil
+}
