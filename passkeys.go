@@ -222,7 +222,7 @@ func (h *Handler) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return err
 	}
-	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
+	n, err := h.store.NewCredentials(r.Context(), c.session.User.ID, c.token)
 	if err != nil {
 		return storeUnavailable(err)
 	}
@@ -329,7 +329,7 @@ func (h *Handler) removePasskey(r *http.Request, c *caller, id string) (int64, e
 	if !removed {
 		return 0, notFound
 	}
-	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
+	n, err := h.store.NewCredentials(r.Context(), c.session.User.ID, c.token)
 	if err != nil {
 		return 0, storeUnavailable(err)
 	}
@@ -471,13 +471,43 @@ type passkeySignedIn struct {
 // completePasskeySignIn signs in user, whose passkey was verified. A
 // passkey with user verification is both factors at once, so the session
 // starts here; a second-factor mode would instead finish a pending login.
+//
+// After a right password (a pending login, see secondfactor.go) the passkey
+// is the second step: it must be the same user's, remember-me comes from
+// the password step, and the pending login ends with the session's start.
 func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
-	switch err := h.startSession(w, r, user, body.Remember); {
+	remember := body.Remember
+	pendingToken, hasPending := h.pendingToken(r)
+	if hasPending {
+		pending, err := h.store.GetPendingLogin(r.Context(), pendingToken)
+		if err != nil {
+			return storeUnavailable(err)
+		}
+		switch {
+		case pending == nil:
+			// Expired or finished: the passkey alone signs in all the same.
+			hasPending = false
+		case pending.User.ID != user.ID:
+			h.signInAttempt(r, pending.User.Username, nil, loginFailure, store.FactorPasskey)
+			return refuse(http.StatusUnauthorized, "invalid_passkey", "That passkey is another account's: use the one of the account you are signing in to")
+		default:
+			remember = pending.Remember
+		}
+	}
+	switch err := h.startSession(w, r, user, remember); {
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
 		h.signInAttempt(r, user.Username, nil, loginFailure, store.FactorPasskey)
 		return refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
 	case err != nil:
 		return storeUnavailable(err)
+	}
+	if hasPending {
+		if err := h.store.DeletePendingLogin(r.Context(), pendingToken); err != nil {
+			h.logger.Warn("deleting a finished pending login", zap.Error(err))
+		}
+	}
+	if _, had := h.pendingToken(r); had {
+		http.SetCookie(w, h.pendingCookie(r, "", -1))
 	}
 	h.signInAttempt(r, user.Username, user, loginSuccess, store.FactorPasskey)
 	writeJSON(w, http.StatusOK, passkeySignedIn{userJSON: toUserJSON(*user), Redirect: request.SafeRedirect(body.Redirect)})

@@ -144,24 +144,35 @@ func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c cred
 	http.SetCookie(w, h.pendingCookie(r, token, int(store.PendingLoginLifetime/time.Second)))
 	h.signInAttempt(r, c.Username, user, loginSecondFactorRequired, store.FactorPassword)
 	h.logger.Info("login awaits a second factor", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
-	if c.form {
-		return h.renderCodePage(w, r, http.StatusOK, c.Redirect, "", false)
+	factors, err := h.store.UserFactors(r.Context(), user.ID)
+	if err != nil {
+		return storeUnavailable(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"second_factor": "required", "methods": []string{"totp", "recovery_code"}})
+	if c.form {
+		return h.renderCodePage(w, r, http.StatusOK, c.Redirect, "", false, factors)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"second_factor": "required", "methods": factors.Methods()})
 	return nil
 }
 
 // renderCodePage shows the second step's page; recovery says the error is
 // the recovery code's.
-func (h *Handler) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool) error {
-	return renderPage(w, r, status, web.SecondFactorTemplate(), h.builtinPageCSP, web.SecondFactorPage{
-		SiteName:  h.SiteName,
-		Action:    h.LoginPath + "/second-factor",
-		Redirect:  request.SafeRedirect(redirect),
-		Error:     message,
-		Recovery:  recovery,
-		LoginHref: h.LoginPath + "?redirect=" + url.QueryEscape(request.SafeRedirect(redirect)),
-	})
+func (h *Handler) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool,
+	factors store.Factors) error {
+	page := web.SecondFactorPage{
+		SiteName:      h.SiteName,
+		Action:        h.LoginPath + "/second-factor",
+		Redirect:      request.SafeRedirect(redirect),
+		Error:         message,
+		Recovery:      recovery,
+		LoginHref:     h.LoginPath + "?redirect=" + url.QueryEscape(request.SafeRedirect(redirect)),
+		TOTP:          factors.TOTP,
+		RecoveryCodes: factors.RecoveryCodes > 0,
+	}
+	if factors.Passkeys > 0 {
+		page.PasskeyAPI = h.APIPath
+	}
+	return renderPage(w, r, status, web.SecondFactorTemplate(), h.builtinPageCSP, page)
 }
 
 // secondFactorBody is what the second step reads, from JSON or a form.
@@ -246,7 +257,11 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 			zap.String("factor", factor))
 		h.signInAttempt(r, user.Username, &user, loginFailure, factor)
 		if b.form {
-			return h.renderCodePage(w, r, http.StatusUnauthorized, b.Redirect, msgInvalidCode, factor == store.FactorRecoveryCode)
+			factors, err := h.store.UserFactors(r.Context(), user.ID)
+			if err != nil {
+				return storeUnavailable(err)
+			}
+			return h.renderCodePage(w, r, http.StatusUnauthorized, b.Redirect, msgInvalidCode, factor == store.FactorRecoveryCode, factors)
 		}
 		return refuse(http.StatusUnauthorized, "invalid_code", msgInvalidCode)
 	}

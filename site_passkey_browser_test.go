@@ -29,6 +29,7 @@ const (
 	passkeyAddButton    = `form[data-passkey-add] button[type="submit"]`
 	passkeyRemoveButton = `form:has(input[name="action"][value="remove-passkey"]) button[type="submit"]`
 	passkeyError        = `[data-passkey-error]`
+	codePageTitle       = `#code-title` // the heading of the page after a right password
 )
 
 func TestPasskeyBrowser(t *testing.T) {
@@ -40,6 +41,7 @@ func TestPasskeyBrowser(t *testing.T) {
 	}{
 		{"RegisterSignOutSignInWithThePasskeyAloneRemove", browserPasskeyRegisterSignInRemove},
 		{"WithoutJavaScriptNoPasskeyButtonAndPasswordsWork", browserPasskeyWithoutJavaScript},
+		{"PasskeyAsTheSecondStepAfterThePassword", browserPasskeyAsTheSecondStep},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -191,4 +193,38 @@ func browserPasskeyWithoutJavaScript(t *testing.T, browser *chromium.Browser) {
 	tab.Do("open the account page", chromedp.Navigate(localhost(t, site, "/account")), chromedp.WaitVisible(chromedp.CSS(accountSignOut)))
 	assert.False(t, shown(tab, passkeyAddForm), "adding a passkey needs JavaScript, and is not offered")
 	assert.True(t, shown(tab, "[data-passkey-fallback]"), "the page says so")
+}
+
+// With a passkey, the password alone no longer signs in: the page after it
+// asks for the passkey, and the passkey finishes the sign-in, landing on
+// the page asked for.
+func browserPasskeyAsTheSecondStep(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	tab := browser.NewTab(t)
+	addAuthenticator(tab)
+	docs := localhost(t, site, docsPage)
+
+	openLoginPage(tab, docs)
+	signIn(tab, "alice", alicePassword)
+	tab.Do("add a passkey on the account page",
+		chromedp.WaitVisible(chromedp.CSS(protectedText)),
+		chromedp.Navigate(localhost(t, site, "/account")),
+		chromedp.WaitVisible(chromedp.CSS(passkeyAddForm)),
+		chromedp.SendKeys(chromedp.CSS(passkeyNameField), "Phone"),
+		chromedp.Click(chromedp.CSS(passkeyAddButton)),
+		chromedp.WaitVisible(chromedp.CSS(noticeMessage)),
+		chromedp.Click(chromedp.CSS(accountSignOut)),
+		chromedp.WaitVisible(chromedp.CSS(passwordField)),
+	)
+
+	openLoginPage(tab, docs)
+	signIn(tab, "alice", alicePassword)
+	// The login page has a passkey button too: wait for the next page's heading first.
+	tab.Do("wait for the page that asks for the passkey", chromedp.WaitVisible(chromedp.CSS(codePageTitle)),
+		chromedp.WaitVisible(chromedp.CSS(passkeySignInButton)))
+	assert.False(t, hasSessionCookieAt(tab, docs), "the password alone starts no session")
+	assert.False(t, present(tab, `#code`), "no authenticator app is on, so no code is asked for")
+	tab.Do("use the passkey", chromedp.Click(chromedp.CSS(passkeySignInButton)), chromedp.WaitVisible(chromedp.CSS(protectedText)))
+	assert.Equal(t, docs, location(tab), "the person lands on the page asked for")
+	assert.True(t, hasSessionCookieAt(tab, docs))
 }

@@ -219,16 +219,18 @@ func TestPasskeyListAndRemove(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
 	alice, bob := db.addUser(t, "alice", "alice password"), db.addUser(t, "bob", "bob password")
-	laptop := addTestPasskey(t, db, alice, "alice-laptop", "Laptop")
-	phone := addTestPasskey(t, db, alice, "alice-phone", "Phone")
-	bobs := addTestPasskey(t, db, bob, "bob-key", "Bob's key")
 	site := startSite(t, siteOptions{db: db.url})
 
 	assert.Equal(t, http.StatusUnauthorized, newBrowser(t).get(site.url(passkeyAPI)).StatusCode)
 
+	// Signed in before the passkeys exist: with one, a password alone
+	// no longer signs in (see TestPasskeyIsASecondFactorAfterThePassword).
 	b, other := newBrowser(t), newBrowser(t)
 	b.login(site, "alice", "alice password")
 	other.login(site, "alice", "alice password")
+	laptop := addTestPasskey(t, db, alice, "alice-laptop", "Laptop")
+	phone := addTestPasskey(t, db, alice, "alice-phone", "Phone")
+	bobs := addTestPasskey(t, db, bob, "bob-key", "Bob's key")
 	list := b.get(site.url(passkeyAPI))
 	require.Equal(t, http.StatusOK, list.StatusCode, list.body)
 	keys := list.list(t)
@@ -262,4 +264,35 @@ func TestPasskeyListAndRemove(t *testing.T) {
 	page = b.getPage(site.url("/account?error=no-passkey"))
 	assert.Contains(t, page.body, "That passkey had already been removed")
 	assert.Contains(t, page.body, "No passkeys yet.")
+}
+
+// A passkey is a second factor: with one, the password alone starts no
+// session and the answer names the passkey as the way on (no code, as no
+// authenticator app is on); the form's page offers it; a reset removes it,
+// and the password alone signs in again.
+func TestPasskeyIsASecondFactorAfterThePassword(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	alice := db.addUser(t, "alice", "alice password")
+	addTestPasskey(t, db, alice, "alice-phone", "Phone")
+	admin := randomHex(t, 20)
+	site := startSite(t, siteOptions{db: db.url, handler: `admin_token "` + admin + `"`})
+
+	b := newBrowser(t)
+	resp := b.postJSON(site.url("/api/auth/login"), map[string]string{"username": "alice", "password": "alice password"})
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	assert.JSONEq(t, `{"second_factor":"required","methods":["passkey"]}`, resp.body)
+	assert.Empty(t, b.cookie(site), "no session")
+	assert.Equal(t, http.StatusUnauthorized, b.get(site.url("/page")).StatusCode)
+
+	page := newBrowser(t).postForm(site.url("/login"), url.Values{"username": {"alice"}, "password": {"alice password"}})
+	require.Equal(t, http.StatusOK, page.StatusCode, page.body)
+	assert.Contains(t, page.body, "data-passkey-sign-in", "the page offers the passkey")
+	assert.NotContains(t, page.body, `name="code"`, "and asks for no code")
+	assert.NotContains(t, page.body, `name="recovery_code"`, "nor a recovery code, as there are none")
+
+	resp = sendRaw(t, http.MethodDelete, site.url("/api/auth/admin/users/alice/second-factors"), "", "X-Admin-Token", admin)
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	assert.Zero(t, db.count(t, `SELECT count(*) FROM pgsession.passkeys`), "a reset removes the passkeys")
+	newBrowser(t).login(site, "alice", "alice password")
 }

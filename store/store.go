@@ -191,6 +191,7 @@ type queries struct {
 	setTOTPSecret, getTOTP, confirmTOTP, acceptTOTPStep, deleteTOTP          string
 	deleteRecoveryCodes, addRecoveryCode, useRecoveryCode, recoveryCodesLeft string
 	hasSecondFactor, bumpCredentials, deletePendingOfUser                    string
+	deletePasskeysOfUser, userFactors                                        string
 	createPending, getPending, failPending, deletePending, cleanupPending    string
 	addPasskey, userPasskeys, deletePasskey, usePasskey, webauthnHandle      string
 	userByWebauthnHandle, beginCeremony, takeCeremony                        string

@@ -34,8 +34,10 @@ type TOTP struct {
 // logins, the policy) goes through it, so a new kind of factor is added
 // here once.
 func hasSecondFactor(schema string) string {
-	return strings.ReplaceAll(`(EXISTS (SELECT 1 FROM {totp} t WHERE t.user_id = u.id AND t.confirmed))`,
-		"{totp}", pgx.Identifier{schema, "totp_secrets"}.Sanitize())
+	return strings.NewReplacer("{totp}", pgx.Identifier{schema, "totp_secrets"}.Sanitize(),
+		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize()).Replace(
+		`(EXISTS (SELECT 1 FROM {totp} t WHERE t.user_id = u.id AND t.confirmed) OR
+			EXISTS (SELECT 1 FROM {passkeys} p WHERE p.user_id = u.id))`)
 }
 
 func secondFactorQueries(r *strings.Replacer, q *queries) {
@@ -63,6 +65,11 @@ func secondFactorQueries(r *strings.Replacer, q *queries) {
 	q.bumpCredentials = r.Replace(`UPDATE {users} SET updated_at = now(), credential_version = credential_version + 1
 		WHERE id = $1 RETURNING credential_version`)
 	q.deletePendingOfUser = r.Replace(`DELETE FROM {pending} WHERE user_id = $1`)
+	q.deletePasskeysOfUser = r.Replace(`DELETE FROM {passkeys} WHERE user_id = $1`)
+	q.userFactors = r.Replace(`SELECT
+		EXISTS (SELECT 1 FROM {totp} WHERE user_id = $1 AND confirmed),
+		(SELECT count(*) FROM {recovery_codes} WHERE user_id = $1 AND used_at IS NULL),
+		(SELECT count(*) FROM {passkeys} WHERE user_id = $1)`)
 	q.createPending = r.Replace(`INSERT INTO {pending} (id, user_id, credential_version, remember, expires_at)
 		SELECT $1, u.id, u.credential_version, $3, now() + make_interval(secs => $5)
 		FROM {users} u WHERE u.id = $2 AND u.credential_version = $4`)
@@ -162,7 +169,7 @@ func (s *Store) DisableTOTP(ctx context.Context, userID UserID, keepToken string
 }
 
 // ResetSecondFactors removes every second factor of a user (their
-// authenticator and recovery codes) and their pending logins, and ends all
+// authenticator, recovery codes and passkeys) and their pending logins, and ends all
 // their sessions, for an operator helping someone who lost their device.
 // It returns how many sessions it ended; ErrUserNotFound for an unknown id.
 func (s *Store) ResetSecondFactors(ctx context.Context, userID UserID) (int64, error) {
@@ -182,7 +189,12 @@ func (s *Store) removeSecondFactors(ctx context.Context, userID UserID, keepToke
 		if mustHaveTOTP && tag.RowsAffected() == 0 {
 			return ErrNoTOTP
 		}
-		for _, q := range []string{s.q.deleteRecoveryCodes, s.q.deletePendingOfUser} {
+		removals := []string{s.q.deleteRecoveryCodes, s.q.deletePendingOfUser}
+		if !mustHaveTOTP {
+			// A reset removes every factor: the passkeys too.
+			removals = append(removals, s.q.deletePasskeysOfUser)
+		}
+		for _, q := range removals {
 			if _, err := tx.Exec(ctx, q, string(userID)); err != nil {
 				return err
 			}
@@ -195,6 +207,64 @@ func (s *Store) removeSecondFactors(ctx context.Context, userID UserID, keepToke
 	}
 	if err != nil {
 		return 0, fmt.Errorf("removing second factors: %w", err)
+	}
+	return ended, nil
+}
+
+// Factors are the second factors a user has.
+type Factors struct {
+	TOTP          bool // a confirmed authenticator
+	RecoveryCodes int  // unused recovery codes
+	Passkeys      int
+}
+
+// Methods names the ways the user can finish a sign-in after the password,
+// as the login's answer lists them.
+func (f Factors) Methods() []string {
+	methods := []string{}
+	if f.TOTP {
+		methods = append(methods, FactorTOTP)
+	}
+	if f.RecoveryCodes > 0 {
+		methods = append(methods, FactorRecoveryCode)
+	}
+	if f.Passkeys > 0 {
+		methods = append(methods, FactorPasskey)
+	}
+	return methods
+}
+
+// UserFactors returns the second factors the user has.
+func (s *Store) UserFactors(ctx context.Context, userID UserID) (Factors, error) {
+	var f Factors
+	if !validUUID(string(userID)) {
+		return f, nil
+	}
+	if err := s.pool.QueryRow(ctx, s.q.userFactors, string(userID)).Scan(&f.TOTP, &f.RecoveryCodes, &f.Passkeys); err != nil {
+		return f, fmt.Errorf("reading second factors: %w", err)
+	}
+	return f, nil
+}
+
+// NewCredentials records that the user's factors changed (a passkey was
+// added or removed): it raises their credential version, so logins and
+// pending logins in flight cannot start sessions, and ends their sessions
+// but keepToken's. It returns how many ended.
+func (s *Store) NewCredentials(ctx context.Context, userID UserID, keepToken string) (int64, error) {
+	if !validUUID(string(userID)) {
+		return 0, ErrUserNotFound
+	}
+	var ended int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		ended, err = s.newCredentials(ctx, tx, userID, keepToken)
+		return err
+	})
+	if errors.Is(err, ErrUserNotFound) {
+		return 0, err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("renewing credentials: %w", err)
 	}
 	return ended, nil
 }

@@ -186,6 +186,13 @@ type SecondFactorPage struct {
 	Error     string // e.g. "Invalid code" (role="alert")
 	Recovery  bool   // the error is the recovery code's: open that form and focus it
 	LoginHref string // the login page, to start over
+	// What the user can finish with: TOTP shows the code form, RecoveryCodes
+	// the recovery code form, and PasskeyAPI (the plugin's API path) a
+	// "Use a passkey" button, which the page's script shows once the
+	// browser can use passkeys.
+	TOTP          bool
+	RecoveryCodes bool
+	PasskeyAPI    string
 }
 
 // Link is a link of a MessagePage.
