@@ -115,6 +115,9 @@ const (
 func (h *Handler) signInAttempt(r *http.Request, username string, user *store.User, outcome, factor string) {
 	h.recordSignIn(r, username, user, outcome, factor)
 	h.app.metrics.logins.WithLabelValues(outcome).Inc()
+	if factor != "" {
+		h.app.metrics.factors.WithLabelValues(factor, outcome).Inc()
+	}
 }
 
 // signedIn answers a login or registration that started a session: the form

@@ -57,6 +57,7 @@ type metrics struct {
 	gate            [gateOutcomes]prometheus.Counter
 	cache           [cacheResults]prometheus.Counter
 	logins          *prometheus.CounterVec
+	factors         *prometheus.CounterVec
 	sessionsCreated prometheus.Counter
 	cleanupDeleted  *prometheus.CounterVec
 	activeSessions  prometheus.Gauge
@@ -83,6 +84,9 @@ func newMetrics() *metrics {
 		"Login attempts by outcome: success, failure (wrong username, password or second-factor code), "+
 			"throttled (refused by the failed-login limits), second_factor_required (right password, code asked).",
 		"outcome", []string{loginSuccess, loginFailure, loginThrottled, loginSecondFactorRequired})
+	m.factors = prometheus.NewCounterVec(counterOpts("sign_in_factors_total",
+		"Factors checked by sign-in steps, by factor (password, totp, recovery_code, passkey) and the step's outcome."),
+		[]string{"factor", "outcome"})
 	m.sessionsCreated = prometheus.NewCounter(counterOpts("sessions_created_total",
 		"Sessions created by logins and registrations on this server."))
 	m.cleanupDeleted, _ = labelled("cleanup_deleted_total",
@@ -98,7 +102,7 @@ func newMetrics() *metrics {
 			"(other: migrations, transactions' begin and commit).",
 		Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"statement"})
-	m.collectors = []prometheus.Collector{gate, cache, m.logins, m.sessionsCreated, m.cleanupDeleted,
+	m.collectors = []prometheus.Collector{gate, cache, m.logins, m.factors, m.sessionsCreated, m.cleanupDeleted,
 		m.activeSessions, m.expiredSessions, m.queryDuration, m.pool}
 	return m
 }

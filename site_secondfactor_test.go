@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/metricstest"
+
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 )
 
@@ -151,6 +153,16 @@ func TestTOTPEnrolmentThenSignInNeedsTheCode(t *testing.T) {
 	assert.Contains(t, steps, "success/totp")
 	assert.Contains(t, steps, "success/recovery_code")
 	assert.Contains(t, steps, "failure/totp")
+	// The metrics count the same steps by factor.
+	var counted []string
+	for _, m := range metricstest.Gather(t, s.registry)["caddy_pg_session_sign_in_factors_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		counted = append(counted, labels["outcome"]+"/"+labels["factor"])
+	}
+	assert.Subset(t, counted, []string{"second_factor_required/password", "success/totp", "success/recovery_code", "failure/totp"})
 
 	// Turning it off takes the password, and then the password is enough.
 	resp = b.send(http.MethodDelete, s.url("/api/auth/totp"), map[string]string{"current_password": "wrong one"})
@@ -353,4 +365,8 @@ func TestTOTPSecretUnderAnotherKeyIsRefusedWith503(t *testing.T) {
 	assert.NotContains(t, other.logs(), secret)
 	assert.Equal(t, 1.0, other.metric(t, "logins_total", "outcome", "second_factor_required"),
 		"the password step is counted as asking for the second factor")
+	assert.Equal(t, 1.0, other.metric(t, "sign_in_factors_total", "outcome", "second_factor_required"),
+		"with the factor it checked")
+	assert.NotContains(t, metricstest.Gather(t, other.registry).LabelValues("caddy_pg_session_sign_in_factors_total", "factor"),
+		"totp", "the code could not be checked")
 }
