@@ -113,3 +113,47 @@ func jsonList(t *testing.T, body, field string) []string {
 	require.NoError(t, json.Unmarshal([]byte(body), &v), body)
 	return v[field]
 }
+
+// Through a real Caddy: guessing codes is throttled with 429, and with
+// second_factor required a user without one reaches only the enrolment,
+// until they have set it up.
+func TestCodeGuessingAndRequiredSecondFactorThroughCaddy(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	db.addUser(t, "alice", "correct horse battery")
+	c := startCaddy(t, site{DatabaseURL: db.url, AppOptions: "secrets_key integration-secrets-key-0123456789-abcdef",
+		HandlerOptions: "second_factor required"})
+
+	b := newBrowser(t)
+	b.login(c, "alice", "correct horse battery")
+	resp := b.get(c.url("/page"))
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.JSONEq(t, `{"error":"Second factor enrolment required"}`, resp.body)
+	resp = b.getPage(c.url("/page"))
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	assert.Equal(t, "/account#two-step", resp.Header.Get("Location"), "a browser is sent to set it up")
+
+	resp = b.postJSON(c.url("/api/auth/totp/setup"), map[string]any{})
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	secret := jsonField(t, resp.body, "secret")
+	code, err := totp.GenerateCode(secret, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, b.postJSON(c.url("/api/auth/totp/confirm"), map[string]string{"code": code}).StatusCode)
+	assert.Equal(t, "hello alice", b.get(c.url("/page")).body, "once set up, the site opens")
+
+	// Someone with the password guesses codes: each pending sign-in takes
+	// three wrong codes, and the account soon answers 429.
+	guesser := newBrowser(t)
+	var statuses []int
+	for range 3 {
+		require.Equal(t, http.StatusOK, guesser.postJSON(c.url("/api/auth/login"),
+			map[string]string{"username": "alice", "password": "correct horse battery"}).StatusCode)
+		for range 3 {
+			statuses = append(statuses, guesser.postJSON(c.url("/api/auth/login/second-factor"),
+				map[string]string{"code": "000000"}).StatusCode)
+		}
+	}
+	assert.Contains(t, statuses, http.StatusTooManyRequests, "guessing is throttled: %v", statuses)
+	assert.Equal(t, http.StatusUnauthorized, statuses[0], "a wrong code is 401")
+	assert.Empty(t, guesser.cookie(c), "and no guess signed in")
+}
