@@ -132,8 +132,7 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID UserID, step int64, code
 	if !validUUID(string(userID)) {
 		return 0, ErrNoTOTP
 	}
-	var ended int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.changeFactors(ctx, userID, keepToken, "turning the authenticator on", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, s.q.confirmTOTP, string(userID), step)
 		if err != nil {
 			return err
@@ -149,16 +148,8 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID UserID, step int64, code
 				return err
 			}
 		}
-		ended, err = s.newCredentials(ctx, tx, userID, keepToken)
-		return err
+		return nil
 	})
-	if errors.Is(err, ErrNoTOTP) || errors.Is(err, ErrUserNotFound) {
-		return 0, err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("turning the authenticator on: %w", err)
-	}
-	return ended, nil
 }
 
 // DisableTOTP turns a user's authenticator off and deletes their recovery
@@ -169,19 +160,15 @@ func (s *Store) DisableTOTP(ctx context.Context, userID UserID, keepToken string
 }
 
 // ResetSecondFactors removes every second factor of a user (their
-// authenticator, recovery codes and passkeys) and their pending logins, and ends all
-// their sessions, for an operator helping someone who lost their device.
+// authenticator, recovery codes and passkeys) and their pending logins, and
+// ends all their sessions, for an operator helping someone who lost their device.
 // It returns how many sessions it ended; ErrUserNotFound for an unknown id.
 func (s *Store) ResetSecondFactors(ctx context.Context, userID UserID) (int64, error) {
 	return s.removeSecondFactors(ctx, userID, "", false)
 }
 
 func (s *Store) removeSecondFactors(ctx context.Context, userID UserID, keepToken string, mustHaveTOTP bool) (int64, error) {
-	if !validUUID(string(userID)) {
-		return 0, ErrUserNotFound
-	}
-	var ended int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.changeFactors(ctx, userID, keepToken, "removing second factors", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, s.q.deleteTOTP, string(userID))
 		if err != nil {
 			return err
@@ -199,6 +186,25 @@ func (s *Store) removeSecondFactors(ctx context.Context, userID UserID, keepToke
 				return err
 			}
 		}
+		return nil
+	})
+}
+
+// changeFactors makes a change to the user's factors in one transaction
+// with the move to new credentials (see newCredentials), so no sign-in
+// checked against the old factors can start a session after it. It returns
+// how many sessions ended; ErrNoTOTP and ErrUserNotFound pass through, and
+// other errors are wrapped with what.
+func (s *Store) changeFactors(ctx context.Context, userID UserID, keepToken, what string, change func(pgx.Tx) error) (int64, error) {
+	if !validUUID(string(userID)) {
+		return 0, ErrUserNotFound
+	}
+	var ended int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := change(tx); err != nil {
+			return err
+		}
+		var err error
 		ended, err = s.newCredentials(ctx, tx, userID, keepToken)
 		return err
 	})
@@ -206,7 +212,7 @@ func (s *Store) removeSecondFactors(ctx context.Context, userID UserID, keepToke
 		return 0, err
 	}
 	if err != nil {
-		return 0, fmt.Errorf("removing second factors: %w", err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	return ended, nil
 }
@@ -251,22 +257,7 @@ func (s *Store) UserFactors(ctx context.Context, userID UserID) (Factors, error)
 // pending logins in flight cannot start sessions, and ends their sessions
 // but keepToken's. It returns how many ended.
 func (s *Store) NewCredentials(ctx context.Context, userID UserID, keepToken string) (int64, error) {
-	if !validUUID(string(userID)) {
-		return 0, ErrUserNotFound
-	}
-	var ended int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		ended, err = s.newCredentials(ctx, tx, userID, keepToken)
-		return err
-	})
-	if errors.Is(err, ErrUserNotFound) {
-		return 0, err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("renewing credentials: %w", err)
-	}
-	return ended, nil
+	return s.changeFactors(ctx, userID, keepToken, "renewing credentials", func(pgx.Tx) error { return nil })
 }
 
 // newCredentials raises the user's credential version, ends their sessions
