@@ -50,6 +50,9 @@ func TestSessionSurvivesRestartAndReload(t *testing.T) {
 	require.NotEmpty(t, before)
 	for range 3 {
 		c.reload(site{DatabaseURL: db.url, AppOptions: "max_connections 2", HandlerOptions: "public /health"})
+		// The old config's server closes its idle connections as it stops;
+		// a browser opens a new one, as this client now does.
+		b.client.CloseIdleConnections()
 		resp = b.getPage(c.url("/"))
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "still logged in after a config reload")
 	}
