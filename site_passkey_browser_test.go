@@ -42,6 +42,7 @@ func TestPasskeyBrowser(t *testing.T) {
 		{"RegisterSignOutSignInWithThePasskeyAloneRemove", browserPasskeyRegisterSignInRemove},
 		{"WithoutJavaScriptNoPasskeyButtonAndPasswordsWork", browserPasskeyWithoutJavaScript},
 		{"PasskeyAsTheSecondStepAfterThePassword", browserPasskeyAsTheSecondStep},
+		{"AnotherAccountsPasskeyDoesNotFinishTheSignIn", browserAnotherAccountsPasskey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -227,4 +228,58 @@ func browserPasskeyAsTheSecondStep(t *testing.T, browser *chromium.Browser) {
 	tab.Do("use the passkey", chromedp.Click(chromedp.CSS(passkeySignInButton)), chromedp.WaitVisible(chromedp.CSS(protectedText)))
 	assert.Equal(t, docs, location(tab), "the person lands on the page asked for")
 	assert.True(t, hasSessionCookieAt(tab, docs))
+}
+
+// addPasskeyAs signs in as name with the password alone (the user has no
+// second factor yet), adds a passkey on the account page and signs out.
+func addPasskeyAs(t *testing.T, tab *chromium.Tab, site *testSite, name, password string) {
+	t.Helper()
+	openLoginPage(tab, localhost(t, site, docsPage))
+	signIn(tab, name, password)
+	tab.Do("add a passkey as "+name,
+		chromedp.WaitVisible(chromedp.CSS(protectedText)),
+		chromedp.Navigate(localhost(t, site, "/account")),
+		chromedp.WaitVisible(chromedp.CSS(passkeyAddForm)),
+		chromedp.SendKeys(chromedp.CSS(passkeyNameField), "Shared laptop"),
+		chromedp.Click(chromedp.CSS(passkeyAddButton)),
+		chromedp.WaitVisible(chromedp.CSS(noticeMessage)),
+		chromedp.Click(chromedp.CSS(accountSignOut)),
+		chromedp.WaitVisible(chromedp.CSS(passwordField)),
+	)
+}
+
+// After alice's password, only alice's passkey finishes her sign-in: on a
+// device that holds bob's passkey alone, using it is refused, and neither
+// account is signed in.
+func browserAnotherAccountsPasskey(t *testing.T, browser *chromium.Browser) {
+	site := startDocs(t, "")
+	testDBAt(t, site.opts.db).addUser(t, "bob", "bob's long password")
+	tab := browser.NewTab(t)
+	authenticator := addAuthenticator(tab)
+	addPasskeyAs(t, tab, site, "bob", "bob's long password")
+	bobs := authenticatorCredentials(tab, authenticator)
+	require.Len(t, bobs, 1)
+	addPasskeyAs(t, tab, site, "alice", alicePassword)
+	for _, c := range authenticatorCredentials(tab, authenticator) {
+		if string(c.CredentialID) != string(bobs[0].CredentialID) {
+			chromium.Run(tab, "take alice's passkey off the device", func(ctx context.Context, t *chromedp.Target) (cdp.Empty, error) {
+				return cdp.Call(ctx, t, webauthn.RemoveCredential, webauthn.RemoveCredentialParams{
+					AuthenticatorID: authenticator, CredentialID: c.CredentialID})
+			})
+		}
+	}
+	require.Len(t, authenticatorCredentials(tab, authenticator), 1, "only bob's passkey is left on the device")
+
+	docs := localhost(t, site, docsPage)
+	openLoginPage(tab, docs)
+	signIn(tab, "alice", alicePassword)
+	tab.Do("use the device's passkey, bob's, after alice's password",
+		chromedp.WaitVisible(chromedp.CSS(codePageTitle)),
+		chromedp.WaitVisible(chromedp.CSS(passkeySignInButton)),
+		chromedp.Click(chromedp.CSS(passkeySignInButton)),
+		chromedp.WaitVisible(chromedp.CSS(passkeyError)),
+	)
+	assert.Contains(t, text(tab, passkeyError), "another account")
+	assert.False(t, present(tab, protectedText))
+	assert.False(t, hasSessionCookieAt(tab, docs), "neither alice nor bob is signed in")
 }
