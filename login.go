@@ -75,11 +75,11 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) 
 	}
 	// A user with a second factor gets no session yet, and the reserved
 	// attempt still counts: it is forgiven once the code is right.
-	switch has, err := h.store.HasSecondFactor(r.Context(), user.ID); {
+	switch factors, err := h.store.UserFactors(r.Context(), user.ID); {
 	case err != nil:
 		return storeUnavailable(err)
-	case has:
-		return h.askSecondFactor(w, r, c, user)
+	case factors.Any():
+		return h.askSecondFactor(w, r, c, user, factors)
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), c.Username); err != nil {
 		return storeUnavailable(err)

@@ -132,7 +132,7 @@ func (h *Handler) pendingCookie(r *http.Request, token string, maxAge int) *http
 // askSecondFactor answers a right password of a user with a second factor:
 // a pending login, its cookie, and the code page or a JSON answer naming
 // the methods the user can use.
-func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User) error {
+func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User, factors store.Factors) error {
 	token, err := h.store.CreatePendingLogin(r.Context(), *user, c.Remember && h.rememberFor > 0)
 	if errors.Is(err, store.ErrCredentialsChanged) {
 		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
@@ -144,10 +144,6 @@ func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c cred
 	http.SetCookie(w, h.pendingCookie(r, token, int(store.PendingLoginLifetime/time.Second)))
 	h.signInAttempt(r, c.Username, user, loginSecondFactorRequired, store.FactorPassword)
 	h.logger.Info("login awaits a second factor", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
-	factors, err := h.store.UserFactors(r.Context(), user.ID)
-	if err != nil {
-		return storeUnavailable(err)
-	}
 	if c.form {
 		return h.renderCodePage(w, r, http.StatusOK, c.Redirect, "", false, factors)
 	}

@@ -260,9 +260,11 @@ func (h *Handler) addTwoStep(r *http.Request, page *web.AccountPage, sess *store
 	switch {
 	case confirmed:
 		two.On = true
-		if two.CodesLeft, err = h.store.RecoveryCodesLeft(r.Context(), sess.User.ID); err != nil {
+		factors, err := h.store.UserFactors(r.Context(), sess.User.ID)
+		if err != nil {
 			return storeUnavailable(err)
 		}
+		two.CodesLeft = factors.RecoveryCodes
 	case secret != "":
 		key, err := h.totpKey(r, sess.User.Username, secret)
 		if err != nil {

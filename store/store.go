@@ -188,13 +188,13 @@ type queries struct {
 	signInByName, signInByID, signInHistory, trimSignInHistory              string
 	countSessions, topUsers                                                 string
 	// The second factor (totp.go, pending.go).
-	setTOTPSecret, getTOTP, confirmTOTP, acceptTOTPStep, deleteTOTP          string
-	deleteRecoveryCodes, addRecoveryCode, useRecoveryCode, recoveryCodesLeft string
-	hasSecondFactor, bumpCredentials, deletePendingOfUser                    string
-	deletePasskeysOfUser, userFactors                                        string
-	createPending, getPending, failPending, deletePending, cleanupPending    string
-	addPasskey, userPasskeys, deletePasskey, usePasskey, webauthnHandle      string
-	userByWebauthnHandle, beginCeremony, takeCeremony                        string
+	setTOTPSecret, getTOTP, confirmTOTP, acceptTOTPStep, deleteTOTP       string
+	deleteRecoveryCodes, addRecoveryCode, useRecoveryCode                 string
+	bumpCredentials, deletePendingOfUser                                  string
+	deletePasskeysOfUser, userFactors                                     string
+	createPending, getPending, failPending, deletePending, cleanupPending string
+	addPasskey, userPasskeys, deletePasskey, usePasskey, webauthnHandle   string
+	userByWebauthnHandle, beginCeremony, takeCeremony                     string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -232,7 +232,6 @@ func newQueries(schema string) queries {
 		"{pending}", pgx.Identifier{schema, "pending_logins"}.Sanitize(),
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
 		"{columns}", strings.ReplaceAll(sessionColumns, "{has_second_factor}", hasSecondFactor(schema)),
-		"{has_second_factor}", hasSecondFactor(schema),
 		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize(),
 		"{ceremonies}", pgx.Identifier{schema, "webauthn_ceremonies"}.Sanitize(),
 		"{user_columns}", userColumns,

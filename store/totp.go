@@ -57,8 +57,6 @@ func secondFactorQueries(r *strings.Replacer, q *queries) {
 	q.addRecoveryCode = r.Replace(`INSERT INTO {recovery_codes} (user_id, code_hash) VALUES ($1, $2)`)
 	q.useRecoveryCode = r.Replace(`UPDATE {recovery_codes} SET used_at = now()
 		WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL`)
-	q.recoveryCodesLeft = r.Replace(`SELECT count(*) FROM {recovery_codes} WHERE user_id = $1 AND used_at IS NULL`)
-	q.hasSecondFactor = r.Replace(`SELECT {has_second_factor} FROM {users} u WHERE u.id = $1`)
 	// bumpCredentials moves the user to new credentials, as a password
 	// change does: sessions and pending logins made under the old ones stop
 	// counting, and the NOTIFY trigger on users clears every server's memory.
@@ -224,6 +222,12 @@ type Factors struct {
 	Passkeys      int
 }
 
+// Any reports whether the user has a second factor, so that a password
+// alone does not sign them in; it agrees with the sessions' second_factor
+// column (hasSecondFactor). Recovery codes exist only beside an
+// authenticator.
+func (f Factors) Any() bool { return f.TOTP || f.Passkeys > 0 }
+
 // Methods names the ways the user can finish a sign-in after the password,
 // as the login's answer lists them.
 func (f Factors) Methods() []string {
@@ -306,33 +310,4 @@ func (s *Store) UseRecoveryCode(ctx context.Context, userID UserID, codeHash []b
 		return false, fmt.Errorf("using a recovery code: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
-}
-
-// RecoveryCodesLeft counts a user's unused recovery codes.
-func (s *Store) RecoveryCodesLeft(ctx context.Context, userID UserID) (int, error) {
-	if !validUUID(string(userID)) {
-		return 0, nil
-	}
-	var n int
-	if err := s.pool.QueryRow(ctx, s.q.recoveryCodesLeft, string(userID)).Scan(&n); err != nil {
-		return 0, fmt.Errorf("counting recovery codes: %w", err)
-	}
-	return n, nil
-}
-
-// HasSecondFactor reports whether a user has a confirmed second factor, so
-// that a password alone does not sign them in.
-func (s *Store) HasSecondFactor(ctx context.Context, userID UserID) (bool, error) {
-	if !validUUID(string(userID)) {
-		return false, nil
-	}
-	var ok bool
-	err := s.pool.QueryRow(ctx, s.q.hasSecondFactor, string(userID)).Scan(&ok)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("looking up second factors: %w", err)
-	}
-	return ok, nil
 }
