@@ -293,11 +293,7 @@ type accountError struct {
 func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess := c.session
 	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if !errors.As(err, &tooBig) {
-			err = errors.New("request body is not a valid form")
-		}
-		return badBody(err)
+		return badForm(err)
 	}
 	back := func(key, value string) error {
 		http.Redirect(w, r, h.AccountPath+"?"+key+"="+value, http.StatusSeeOther)

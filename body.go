@@ -24,6 +24,16 @@ func badBody(err error) *refusal {
 	return refuse(http.StatusBadRequest, "bad_request", capitalize(err.Error()))
 }
 
+// badForm refuses a form body that could not be parsed: 413 past the size
+// limit, 400 otherwise.
+func badForm(err error) *refusal {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return badBody(err)
+	}
+	return refuse(http.StatusBadRequest, "bad_request", "Request body is not a valid form")
+}
+
 // badInput refuses a username or password the store would not take.
 func badInput(err *store.InputError) *refusal {
 	return refuse(http.StatusBadRequest, "bad_request", capitalize(err.Msg))
@@ -53,11 +63,7 @@ func readCredentials(r *http.Request) (credentials, error) {
 			err = r.ParseForm()
 		}
 		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return c, badBody(err)
-			}
-			return c, refuse(http.StatusBadRequest, "bad_request", "Request body is not a valid form")
+			return c, badForm(err)
 		}
 		for _, field := range []string{"username", "password", "redirect", "remember"} {
 			if len(r.PostForm[field]) > 1 {

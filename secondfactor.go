@@ -185,11 +185,7 @@ func readSecondFactor(r *http.Request) (secondFactorBody, error) {
 	if mediaType == "application/x-www-form-urlencoded" {
 		b.form = true
 		if err := r.ParseForm(); err != nil {
-			var tooBig *http.MaxBytesError
-			if !errors.As(err, &tooBig) {
-				err = errors.New("request body is not a valid form")
-			}
-			return b, badBody(err)
+			return b, badForm(err)
 		}
 		b.Code, b.RecoveryCode, b.Redirect = r.PostFormValue("code"), r.PostFormValue("recovery_code"), r.PostFormValue("redirect")
 	} else if err := request.DecodeJSONObject(r.Body, &b, "code", "recovery_code"); err != nil {
