@@ -1,7 +1,6 @@
 package pgsession
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -34,6 +33,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/pgsession/caddy-pgsession/internal/caddytest"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
@@ -73,7 +73,7 @@ type testSite struct {
 	handler *Handler
 	next    caddyhttp.Handler
 	server  *httptest.Server
-	log     *siteLog
+	log     *caddytest.SyncBuffer // what the site logged
 	// registry is the config's metrics registry, which Caddy's /metrics serves.
 	registry *prometheus.Registry
 	// caddyServer is what Caddy's own request preparation reads: with no
@@ -106,11 +106,11 @@ func startSite(t *testing.T, opts siteOptions) *testSite {
 // a config, without starting anything: start does that.
 func openSite(t *testing.T, opts siteOptions) *testSite {
 	t.Helper()
-	s := &testSite{t: t, opts: opts, log: new(siteLog), caddyServer: new(caddyhttp.Server), next: opts.next}
+	s := &testSite{t: t, opts: opts, log: new(caddytest.SyncBuffer), caddyServer: new(caddyhttp.Server), next: opts.next}
 	if s.next == nil {
 		s.next = respond("hello {http.auth.user.username}")
 	}
-	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), s.log, zapcore.DebugLevel))
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(s.log), zapcore.DebugLevel))
 
 	s.app = new(App)
 	appBlock := "pg_session {\n\tdatabase_url " + opts.db + "\n" + opts.app + "\n}"
@@ -281,26 +281,6 @@ func waitListening(t *testing.T, s *testSite) {
 	t.Helper()
 	require.Eventually(t, func() bool { return s.logged(t, "listening for session changes") },
 		30*time.Second, 10*time.Millisecond, "the site never caught up with the database's announcements")
-}
-
-// siteLog is where a site's logger writes.
-type siteLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *siteLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *siteLog) Sync() error { return nil }
-
-func (l *siteLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // respond is Caddy's respond directive with body, placeholders and all.
