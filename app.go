@@ -337,9 +337,9 @@ func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSessio
 // whether this server's write changed the row (else another server's did).
 func (a *App) renewed(s *cachedSession, now time.Time, wrote bool) {
 	next := *s
-	next.lastSeen = now
+	next.lastSeen = now.UnixNano()
 	if wrote && next.idleTimeout > 0 {
-		next.idleExpires = now.Add(next.idleTimeout)
+		next.idleExpires = now.Add(next.idleTimeout).UnixNano()
 	}
 	a.cache.put(&next, a.cache.epoch.Load())
 }

@@ -56,10 +56,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.answer(w, r, err)
 	}
-	if h.requireSecondFactor && !sess.secondFactor {
+	user := sess.user.Value()
+	if h.requireSecondFactor && !user.secondFactor {
 		return h.sendToEnrol(w, r)
 	}
-	h.identify(r, sess.userID, sess.username)
+	h.identify(r, &user)
 	h.renew(r, sess)
 	h.stripSessionCookie(r)
 	if h.privateResponses {
@@ -134,14 +135,14 @@ func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request) {
 // A failure is logged and the request goes on: the session is still valid.
 func (h *Handler) renew(r *http.Request, sess *cachedSession) {
 	now := time.Now()
-	if now.Sub(sess.lastSeen) < time.Duration(h.RenewalInterval) {
+	if now.UnixNano()-sess.lastSeen < int64(h.RenewalInterval) {
 		return
 	}
 	if _, busy := h.renewing.LoadOrStore(sess.key, struct{}{}); busy {
 		return
 	}
 	defer h.renewing.Delete(sess.key)
-	wrote, err := h.store.TouchSession(r.Context(), sess.id, time.Duration(h.RenewalInterval))
+	wrote, err := h.store.TouchSession(r.Context(), sess.id(), time.Duration(h.RenewalInterval))
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
 			c.Write(zap.Error(err))
@@ -153,13 +154,15 @@ func (h *Handler) renew(r *http.Request, sess *cachedSession) {
 
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
-// and the identity headers for an upstream.
-func (h *Handler) identify(r *http.Request, userID store.UserID, username string) {
+// and the identity headers for an upstream. The placeholders take the values
+// boxed once per user, and both headers share one allocation.
+func (h *Handler) identify(r *http.Request, u *sessionUser) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		repl.Set("http.auth.user.id", string(userID))
-		repl.Set("http.auth.user.username", username)
+		repl.Set("http.auth.user.id", u.idValue)
+		repl.Set("http.auth.user.username", u.nameValue)
 	}
-	r.Header.Set(HeaderUserID, string(userID))
-	r.Header.Set(HeaderUsername, username)
+	values := []string{string(u.id), u.username}
+	r.Header[HeaderUserID] = values[0:1:1]
+	r.Header[HeaderUsername] = values[1:2:2]
 }

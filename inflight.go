@@ -50,7 +50,7 @@ func newInflight() *inflight {
 // pass on, and finish must be called when it is done.
 func (f *inflight) start(r *http.Request, sess *cachedSession) *flight {
 	ctx, cancel := context.WithCancelCause(r.Context())
-	fl := &flight{request: r.WithContext(ctx), sessionID: sess.id, userID: sess.userID, cancel: cancel, ends: sess.ends()}
+	fl := &flight{request: r.WithContext(ctx), sessionID: sess.id(), userID: sess.userID(), cancel: cancel, ends: sess.ends()}
 	f.mu.Lock()
 	f.flights[fl] = struct{}{}
 	f.mu.Unlock()

@@ -135,8 +135,10 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 			return refuse(http.StatusForbidden, "not_admin", "Admin access required")
 		}
 		c.session, c.token = sess, h.tokenValue(r)
-		h.identify(r, sess.User.ID, sess.User.Username)
-		h.renew(r, fromStore(sess, time.Now()))
+		kept := fromStore(sess, time.Now())
+		user := kept.user.Value()
+		h.identify(r, &user)
+		h.renew(r, kept)
 	}
 	return rte.serve(w, r, c)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/maypok86/otter/v2"
 
@@ -27,30 +28,55 @@ const DefaultCacheSize = 10_000
 
 // cachedSession is what the gate needs of a live session. It is never
 // changed once made, so readers need no lock; a renewal stores a new one.
+// It is kept small, as a busy server holds many: times are Unix nanoseconds,
+// the id is the key (its hex form is made only when the database is asked),
+// and what belongs to the user is shared by all of the user's sessions.
 // Times are on this server's clock: the database's, moved by the offset
 // measured when the row was read, so a clock skew between the two does not
 // stretch a session.
 type cachedSession struct {
-	key      sessionKey
-	id       store.SessionID
-	userID   store.UserID
+	key  sessionKey
+	user unique.Handle[sessionUser]
+	// expires and idleExpires (0 without an idle timeout) are the
+	// session's ends; lastSeen is the use the database last recorded, and
+	// confirmed when the database last said the session was live.
+	expires, idleExpires, lastSeen, confirmed int64
+	idleTimeout                               time.Duration
+}
+
+// sessionUser is what a session carries of its user, interned: the
+// sessions of one user share one copy.
+type sessionUser struct {
+	id       store.UserID
 	username string
 	isAdmin  bool
 	// secondFactor says whether the user had a second factor when the row
 	// was read; a change of factors changes the user's credentials, whose
 	// NOTIFY drops the entry.
 	secondFactor bool
-	expires      time.Time
-	idleExpires  time.Time // zero without an idle timeout
-	idleTimeout  time.Duration
-	lastSeen     time.Time // the use the database last recorded
-	confirmed    time.Time // when the database last said it was live
+	// idValue and nameValue are id and username boxed once for the
+	// request's placeholders, so setting them allocates nothing.
+	idValue, nameValue any
 }
+
+func (s *cachedSession) userID() store.UserID { return s.user.Value().id }
+
+// id is the session's id as the database names it.
+func (s *cachedSession) id() store.SessionID { return store.SessionID(hex.EncodeToString(s.key[:])) }
 
 // sessionKey is the SHA-256 of a token: the session's id, as bytes.
 type sessionKey [sha256.Size]byte
 
-func keyOf(token string) sessionKey { return sha256.Sum256([]byte(token)) }
+// keyOf hashes a token; a token of the usual length is copied to the stack
+// first, since converting it to a slice would allocate on every request.
+func keyOf(token string) sessionKey {
+	var buf [64]byte
+	if len(token) > len(buf) {
+		return sha256.Sum256([]byte(token))
+	}
+	n := copy(buf[:], token)
+	return sha256.Sum256(buf[:n])
+}
 
 func keyOfID(id store.SessionID) (sessionKey, bool) {
 	var k sessionKey
@@ -62,34 +88,38 @@ func keyOfID(id store.SessionID) (sessionKey, bool) {
 // server knows: an idle end another server pushed back is not known here,
 // which sends the request to the database rather than refusing it.
 func (s *cachedSession) live(now time.Time) bool {
-	return now.Before(s.expires) && (s.idleExpires.IsZero() || now.Before(s.idleExpires))
+	t := now.UnixNano()
+	return t < s.expires && (s.idleExpires == 0 || t < s.idleExpires)
 }
 
 // ends is when the session ends unless renewed.
 func (s *cachedSession) ends() time.Time {
-	if !s.idleExpires.IsZero() && s.idleExpires.Before(s.expires) {
-		return s.idleExpires
+	if s.idleExpires != 0 && s.idleExpires < s.expires {
+		return time.Unix(0, s.idleExpires)
 	}
-	return s.expires
+	return time.Unix(0, s.expires)
 }
 
 // fromStore converts a session row read at local time now.
 func fromStore(sess *store.Session, now time.Time) *cachedSession {
-	offset := now.Sub(sess.CheckedAt)
+	k, _ := keyOfID(sess.ID)
+	return fromLive(k, sess.Live(), now)
+}
+
+// fromLive converts what the gate's lookup read at local time now.
+func fromLive(key sessionKey, l store.LiveSession, now time.Time) *cachedSession {
+	offset := now.Sub(l.CheckedAt)
 	c := &cachedSession{
-		id:           sess.ID,
-		userID:       sess.User.ID,
-		username:     sess.User.Username,
-		isAdmin:      sess.User.IsAdmin,
-		secondFactor: sess.SecondFactor,
-		expires:      sess.ExpiresAt.Add(offset),
-		idleTimeout:  sess.IdleTimeout,
-		lastSeen:     sess.LastSeenAt.Add(offset),
-		confirmed:    now,
+		key: key,
+		user: unique.Make(sessionUser{id: l.UserID, username: l.Username, isAdmin: l.IsAdmin,
+			secondFactor: l.SecondFactor, idValue: string(l.UserID), nameValue: l.Username}),
+		expires:     l.ExpiresAt.Add(offset).UnixNano(),
+		idleTimeout: l.IdleTimeout,
+		lastSeen:    l.LastSeenAt.Add(offset).UnixNano(),
+		confirmed:   now.UnixNano(),
 	}
-	c.key, _ = keyOfID(sess.ID)
-	if sess.IdleExpiresAt != nil {
-		c.idleExpires = sess.IdleExpiresAt.Add(offset)
+	if !l.IdleExpiresAt.IsZero() {
+		c.idleExpires = l.IdleExpiresAt.Add(offset).UnixNano()
 	}
 	return c
 }
@@ -200,7 +230,7 @@ func (c *sessionCache) invalidate(inv store.Invalidation) {
 			users[u] = true
 		}
 		for k, s := range c.entries.All() {
-			if users[s.userID] {
+			if users[s.user.Value().id] {
 				c.entries.Invalidate(k)
 			}
 		}
@@ -239,7 +269,7 @@ func (c *sessionCache) graceFor(key sessionKey, now time.Time) (*cachedSession, 
 		return nil, false
 	}
 	s, ok := c.get(key)
-	if !ok || !s.live(now) || now.Sub(s.confirmed) > c.grace {
+	if !ok || !s.live(now) || now.UnixNano()-s.confirmed > int64(c.grace) {
 		return nil, false
 	}
 	return s, true
@@ -286,7 +316,7 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	epoch := a.cache.epoch.Load()
 	started := now
 	lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	row, err := a.store.GetSession(lookCtx, token)
+	row, found, err := a.store.CheckSession(lookCtx, store.HashToken(token))
 	cancel()
 	now = time.Now()
 	if err != nil {
@@ -305,11 +335,11 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	a.health.ok()
 	a.metrics.cache[cacheMiss].Inc()
 	a.cache.reached(started)
-	if row == nil {
+	if !found {
 		a.cache.forget(key)
 		return nil, nil
 	}
-	s := fromStore(row, now)
+	s := fromLive(key, row, now)
 	a.cache.put(s, epoch)
 	return s, nil
 }

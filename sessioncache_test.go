@@ -14,9 +14,8 @@ import (
 )
 
 func testSession(token string, userID store.UserID, now time.Time) *cachedSession {
-	key := keyOf(token)
-	return &cachedSession{key: key, id: store.HashToken(token), userID: userID, username: "u",
-		expires: now.Add(time.Hour), lastSeen: now, confirmed: now}
+	return fromLive(keyOf(token), store.LiveSession{UserID: userID, Username: "u",
+		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
 }
 
 // A session read from the database before an invalidation must not be
@@ -28,7 +27,7 @@ func TestCacheNeverKeepsWhatWasInvalidatedDuringItsLookup(t *testing.T) {
 	s := testSession("token-a", "user-1", now)
 
 	epoch := c.epoch.Load() // a lookup starts
-	c.invalidate(store.Invalidation{Sessions: []store.SessionID{s.id}})
+	c.invalidate(store.Invalidation{Sessions: []store.SessionID{s.id()}})
 	c.put(s, epoch) // and ends after the invalidation
 	_, ok := c.get(s.key)
 	assert.False(t, ok, "kept after an invalidation that came during its lookup")
@@ -125,7 +124,7 @@ func TestRequestsInProgressEndWithTheirSession(t *testing.T) {
 	f := newInflight()
 	now := time.Now()
 	s := testSession("t", "alice", now)
-	s.expires = now.Add(time.Minute)
+	s.expires = now.Add(time.Minute).UnixNano()
 	fl := f.start(httptest.NewRequest("GET", "/", nil), s)
 	r := fl.request
 	defer f.finish(fl)
@@ -134,12 +133,12 @@ func TestRequestsInProgressEndWithTheirSession(t *testing.T) {
 	f.invalidate(store.Invalidation{Users: []store.UserID{"bob"}})
 	assert.Empty(t, f.due(now), "another user's change")
 	f.invalidate(store.Invalidation{Users: []store.UserID{"alice"}})
-	assert.Equal(t, []store.SessionID{s.id}, f.due(now))
-	f.settle(s.id, s) // still live
+	assert.Equal(t, []store.SessionID{s.id()}, f.due(now))
+	f.settle(s.id(), s) // still live
 	require.NoError(t, r.Context().Err())
 
-	assert.Equal(t, []store.SessionID{s.id}, f.due(now.Add(2*time.Minute)), "its end came")
-	f.settle(s.id, nil)
+	assert.Equal(t, []store.SessionID{s.id()}, f.due(now.Add(2*time.Minute)), "its end came")
+	f.settle(s.id(), nil)
 	assert.ErrorIs(t, context.Cause(r.Context()), errSessionEnded)
 
 	f.finish(fl)

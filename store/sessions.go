@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // MaxUserAgentLength caps what is kept of a User-Agent header; enough to
@@ -125,6 +126,55 @@ func (s *Store) GetSession(ctx context.Context, token string) (*Session, error) 
 		return nil, nil
 	}
 	return s.GetSessionByID(ctx, HashToken(token))
+}
+
+// LiveSession is what a gate needs of a live session to let a request
+// through: its user, its ends and when it was last renewed, by the
+// database's clock (CheckedAt).
+type LiveSession struct {
+	UserID       UserID
+	Username     string
+	IsAdmin      bool
+	SecondFactor bool
+	ExpiresAt    time.Time
+	// IdleExpiresAt is zero without an idle timeout.
+	IdleExpiresAt time.Time
+	IdleTimeout   time.Duration
+	LastSeenAt    time.Time
+	CheckedAt     time.Time
+}
+
+// CheckSession is GetSessionByID for the request path: one round trip that
+// reads only what LiveSession holds, scanned by position. It reports false
+// when there is no live session named id.
+func (s *Store) CheckSession(ctx context.Context, id SessionID) (LiveSession, bool, error) {
+	var l LiveSession
+	var idleExpires pgtype.Timestamptz
+	var idleSeconds int32
+	err := s.pool.QueryRow(ctx, s.q.checkSession, string(id)).Scan(&l.UserID, &l.Username, &l.IsAdmin,
+		&l.SecondFactor, &l.ExpiresAt, &idleExpires, &idleSeconds, &l.LastSeenAt, &l.CheckedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return LiveSession{}, false, nil
+	}
+	if err != nil {
+		return LiveSession{}, false, fmt.Errorf("looking up session: %w", err)
+	}
+	if idleExpires.Valid {
+		l.IdleExpiresAt = idleExpires.Time
+	}
+	l.IdleTimeout = time.Duration(idleSeconds) * time.Second
+	return l, true, nil
+}
+
+// Live is the part of the session a gate needs.
+func (sess *Session) Live() LiveSession {
+	l := LiveSession{UserID: sess.User.ID, Username: sess.User.Username, IsAdmin: sess.User.IsAdmin,
+		SecondFactor: sess.SecondFactor, ExpiresAt: sess.ExpiresAt, IdleTimeout: sess.IdleTimeout,
+		LastSeenAt: sess.LastSeenAt, CheckedAt: sess.CheckedAt}
+	if sess.IdleExpiresAt != nil {
+		l.IdleExpiresAt = *sess.IdleExpiresAt
+	}
+	return l
 }
 
 // GetSessionByID returns the live session named id; like GetSession, (nil,

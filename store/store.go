@@ -178,6 +178,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // so the request path does no string work and pgx can cache the statements.
 type queries struct {
 	createSession, trimSessions, getSession, deleteSession, cleanupSessions string
+	checkSession                                                            string
 	touchSession, deleteSessionByHandle, deleteSessionByHandleOfUser        string
 	deleteUserSessions, getUserSessions, deleteOtherSessions                string
 	createUser, getUserByName, getUserByID, listUsers, setAdmin             string
@@ -232,6 +233,7 @@ func newQueries(schema string) queries {
 		"{pending}", pgx.Identifier{schema, "pending_logins"}.Sanitize(),
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
 		"{columns}", strings.ReplaceAll(sessionColumns, "{has_second_factor}", hasSecondFactor(schema)),
+		"{has_second_factor}", hasSecondFactor(schema),
 		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize(),
 		"{ceremonies}", pgx.Identifier{schema, "webauthn_ceremonies"}.Sanitize(),
 		"{user_columns}", userColumns,
@@ -256,6 +258,13 @@ func newQueries(schema string) queries {
 				SELECT id FROM {sessions} WHERE user_id = $1
 				ORDER BY last_seen_at DESC, created_at DESC OFFSET $2)`),
 		getSession: r.Replace(`SELECT {columns}
+			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
+			WHERE s.id = $1 AND {live}`),
+		// checkSession is the gate's lookup: only what a decision needs, in
+		// the order CheckSession scans it, scanned without reflection.
+		checkSession: r.Replace(`SELECT u.id::text, u.username, u.is_admin, {has_second_factor},
+				s.expires_at, s.idle_expires_at, coalesce(s.idle_timeout_seconds, 0),
+				s.last_seen_at, now()
 			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
 			WHERE s.id = $1 AND {live}`),
 		notify: `SELECT pg_notify($1, $2)`,
