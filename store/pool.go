@@ -36,13 +36,22 @@ var ErrBadConnString = errors.New("the database URL cannot be parsed: it should 
 type StatementMode struct {
 	pooled   atomic.Bool
 	explicit bool // the connection string names a mode, which wins
+	// unnamed holds the connections made while statements ran unnamed,
+	// and unnamedCount how many, so a release checks the map only while
+	// one is left.
+	unnamed      sync.Map // *pgx.Conn → struct{}
+	unnamedCount atomic.Int64
+	decided      atomic.Bool // SetPooled was called
 }
 
 // Pooled reports whether statements run unnamed, for a transaction pooler.
 func (m *StatementMode) Pooled() bool { return m.pooled.Load() }
 
 // SetPooled decides the mode of the connections made from now on.
-func (m *StatementMode) SetPooled(pooled bool) { m.pooled.Store(pooled) }
+func (m *StatementMode) SetPooled(pooled bool) {
+	m.pooled.Store(pooled)
+	m.decided.Store(true)
+}
 
 // Explicit reports whether the connection string chose the mode itself.
 func (m *StatementMode) Explicit() bool { return m.explicit }
@@ -68,6 +77,28 @@ func PoolConfig(connString, applicationName string) (*pgxpool.Config, *Statement
 				cc.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
 			}
 			return nil
+		}
+		// A connection made unnamed before the mode was known would make
+		// PostgreSQL parse and plan each of its statements for as long as
+		// it lives, so once the mode is direct it is closed when next
+		// released, between statements, and the pool makes a new one.
+		cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+			// Config copies, but a connection is made rarely.
+			if c.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheDescribe && !(mode.decided.Load() && mode.Pooled()) {
+				mode.unnamed.Store(c, struct{}{})
+				mode.unnamedCount.Add(1)
+			}
+			return nil
+		}
+		cfg.AfterRelease = func(c *pgx.Conn) bool {
+			if mode.unnamedCount.Load() == 0 || mode.Pooled() {
+				return true
+			}
+			if _, ok := mode.unnamed.LoadAndDelete(c); ok {
+				mode.unnamedCount.Add(-1)
+				return false
+			}
+			return true
 		}
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok && applicationName != "" {
