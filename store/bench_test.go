@@ -32,6 +32,29 @@ func BenchmarkGetSession(b *testing.B) {
 	})
 }
 
+// BenchmarkCheckSession is the gate's lookup on a miss: the same row as
+// GetSession, read for what the gate needs.
+func BenchmarkCheckSession(b *testing.B) {
+	s := newStore(b, store.Options{})
+	alice := newUser(b, s, "alice")
+	ids := make([]store.SessionID, 1000)
+	for i := range ids {
+		ids[i] = store.HashToken(login(b, s, alice))
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			_, found, err := s.CheckSession(ctx, ids[i%len(ids)])
+			if err != nil || !found {
+				b.Fatalf("CheckSession: %v, %v", found, err)
+			}
+			i++
+		}
+	})
+}
+
 func BenchmarkCreateSession(b *testing.B) {
 	s := newStore(b, store.Options{})
 	alice := newUser(b, s, "alice")

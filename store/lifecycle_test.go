@@ -133,3 +133,38 @@ func TestSessionHandles(t *testing.T) {
 		assert.Equal(t, alive, got != nil)
 	}
 }
+
+// The gate's lookup reads the same session as GetSession, and nothing for a
+// session that is gone.
+func TestCheckSessionReadsWhatGetSessionReads(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, store.Options{})
+	ctx := context.Background()
+	alice := newUser(t, s, "alice")
+	for _, idle := range []time.Duration{0, 10 * time.Minute} {
+		token, _, err := s.CreateSession(ctx, store.SessionParams{User: *alice, Lifetime: time.Hour, IdleTimeout: idle})
+		require.NoError(t, err)
+		full, err := s.GetSession(ctx, token)
+		require.NoError(t, err)
+		live, found, err := s.CheckSession(ctx, store.HashToken(token))
+		require.NoError(t, err)
+		require.True(t, found)
+		assert.Equal(t, full.Live().UserID, live.UserID)
+		assert.Equal(t, "alice", live.Username)
+		assert.Equal(t, full.User.IsAdmin, live.IsAdmin)
+		assert.Equal(t, idle, live.IdleTimeout)
+		assert.WithinDuration(t, full.ExpiresAt, live.ExpiresAt, 0)
+		assert.WithinDuration(t, full.LastSeenAt, live.LastSeenAt, 0)
+		assert.Equal(t, idle == 0, live.IdleExpiresAt.IsZero(), "idle expiry only with an idle timeout")
+		assert.False(t, live.CheckedAt.IsZero())
+
+		err = s.DeleteSession(ctx, token)
+		require.NoError(t, err)
+		_, found, err = s.CheckSession(ctx, store.HashToken(token))
+		require.NoError(t, err)
+		assert.False(t, found, "a deleted session")
+	}
+	_, found, err := s.CheckSession(ctx, "not-an-id")
+	require.NoError(t, err)
+	assert.False(t, found)
+}
