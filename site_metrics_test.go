@@ -95,7 +95,7 @@ func TestMetricsCountWhatUsersDo(t *testing.T) {
 	assert.GreaterOrEqual(t, total, 1.0)
 	assert.LessOrEqual(t, pool.Value(t, "caddy_pg_session_pool_acquired_connections", "", "")+
 		pool.Value(t, "caddy_pg_session_pool_idle_connections", "", ""), total)
-	for _, statement := range []string{"get_session", "create_session", "reserve_attempt", "count_sessions", "claim_cleanup"} {
+	for _, statement := range []string{"check_session", "create_session", "reserve_attempt", "count_sessions", "claim_cleanup"} {
 		assert.GreaterOrEqual(t, s.metric(t, "store_query_duration_seconds", "statement", statement), 1.0, statement)
 	}
 	for _, statement := range metricstest.Gather(t, s.registry).LabelValues("caddy_pg_session_store_query_duration_seconds", "statement") {

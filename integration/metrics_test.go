@@ -42,7 +42,7 @@ func TestMetricsAtTheAdminEndpoint(t *testing.T) {
 		metricstest.Want("cache_lookups_total", "result", "miss", 1),
 		metricstest.Want("pool_max_connections", "", "", 4),
 	)
-	assert.GreaterOrEqual(t, m.Value(t, "caddy_pg_session_store_query_duration_seconds", "statement", "get_session"), 1.0)
+	assert.GreaterOrEqual(t, m.Value(t, "caddy_pg_session_store_query_duration_seconds", "statement", "check_session"), 1.0)
 	assert.GreaterOrEqual(t, m.Value(t, "caddy_pg_session_pool_total_connections", "", ""), 1.0)
 	for _, name := range []string{"caddy_pg_session_active_sessions", "caddy_pg_session_expired_sessions",
 		"caddy_pg_session_cleanup_deleted_total", "caddy_config_last_reload_successful"} {
