@@ -101,6 +101,7 @@ type App struct {
 	unexpanded   error // why the database URL could not be expanded at provision; Start reports it
 	logger       *zap.Logger
 	cache        *sessionCache
+	lookups      *sessionLookups // the database lookups of sessions under way
 	inflight     *inflight
 	health       *storeHealth
 	server       string     // names this server in the maintenance table
@@ -164,6 +165,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	a.cache = newSessionCache(cacheSize, grace, trustWindow)
+	a.lookups = newSessionLookups()
 	a.inflight = newInflight()
 	a.health = &storeHealth{logger: a.logger}
 	host, _ := os.Hostname()

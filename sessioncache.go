@@ -315,9 +315,11 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	}
 	epoch := a.cache.epoch.Load()
 	started := now
-	lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	row, found, err := a.store.CheckSession(lookCtx, store.HashToken(token))
-	cancel()
+	row, found, err := a.lookups.look(ctx, key, func(ctx context.Context) (store.LiveSession, bool, error) {
+		lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
+		return a.store.CheckSession(lookCtx, store.HashToken(token))
+	})
 	now = time.Now()
 	if err != nil {
 		if clientGone(ctx, err) {
