@@ -179,6 +179,16 @@ func run(ctx context.Context, cfg config) (err error) {
 	if env.wrkScript, err = writeWrkScript(work); err != nil {
 		return err
 	}
+	if slices.ContainsFunc(cfg.variants, func(name string) bool { v, _ := variantByName(name); return v.manySessions }) {
+		progress("inserting %d sessions for the variants that rotate them", manySessionCount)
+		tokens, err := env.insertSessions(ctx, manySessionCount)
+		if err != nil {
+			return err
+		}
+		if env.manyScript, err = writeManyScript(work, tokens); err != nil {
+			return err
+		}
+	}
 	if env.basicAuth, err = newBasicAuth(); err != nil {
 		return err
 	}

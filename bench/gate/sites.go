@@ -42,7 +42,17 @@ type variant struct {
 	// guarded variants must refuse a request without the header with 401,
 	// which shows the guard really is in front of the file.
 	guarded bool
+	// manySessions variants send each request with the next of
+	// manySessionCount sessions instead of the one in header, so no two
+	// requests in a row share a lookup: the cost of a session's first
+	// request on a server, request after request. wrk builds each request
+	// in Lua for it, which costs the client a little more than a fixed
+	// request does.
+	manySessions bool
 }
+
+// manySessionCount is how many sessions a manySessions variant rotates.
+const manySessionCount = 1000
 
 // variants are the sites the harness knows, in the order the table lists them.
 var variants = []variant{
@@ -63,6 +73,14 @@ var variants = []variant{
 		appOptions: "cache_size 0",
 		header:     sessionHeader,
 		guarded:    true,
+	},
+	{
+		name:         "gate_cache_off_many",
+		directives:   func(*environment) string { return "pg_session" },
+		appOptions:   "cache_size 0",
+		header:       sessionHeader,
+		guarded:      true,
+		manySessions: true,
 	},
 	{
 		// Caddy's Caddyfile adapter always turns basic_auth's hash cache on
@@ -104,15 +122,18 @@ type environment struct {
 	binary    string
 	root      string // the folder file_server serves
 	wrkScript string // the path of wrkScript
-	dbURL     string
-	store     *store.Store
-	pool      *pgxpool.Pool // the store's, for rows written behind its back
-	user      *store.User   // owns every session
-	token     string        // a live session for the gated variants
-	basicAuth basicAuth
-	ports     map[string]int // the port of each site
-	pids      map[string]int // the Caddy process serving each site
-	meter     cpuMeter       // the loaded Caddy's and PostgreSQL's CPU time
+	// manyScript is the path of the script that rotates manySessionCount
+	// sessions, written only when a variant needs it.
+	manyScript string
+	dbURL      string
+	store      *store.Store
+	pool       *pgxpool.Pool // the store's, for rows written behind its back
+	user       *store.User   // owns every session
+	token      string        // a live session for the gated variants
+	basicAuth  basicAuth
+	ports      map[string]int // the port of each site
+	pids       map[string]int // the Caddy process serving each site
+	meter      cpuMeter       // the loaded Caddy's and PostgreSQL's CPU time
 }
 
 const basicAuthUser = "bench"

@@ -34,13 +34,17 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 	cfg := env.cfg
 	sizes := make(map[string]int64, len(cfg.variants))
 	headers := make(map[string]string, len(cfg.variants))
+	scripts := make(map[string]string, len(cfg.variants))
 	for _, name := range cfg.variants {
 		v, _ := variantByName(name)
 		size, err := env.preflight(v)
 		if err != nil {
 			return nil, err
 		}
-		sizes[name], headers[name] = size, v.header(env)
+		sizes[name], headers[name], scripts[name] = size, v.header(env), env.wrkScript
+		if v.manySessions {
+			headers[name], scripts[name] = "", env.manyScript
+		}
 	}
 	load := func(name string, d time.Duration) (loadRun, error) {
 		env.meter.caddyPID = env.pids[name]
@@ -48,7 +52,7 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 		if err != nil {
 			return loadRun{}, err
 		}
-		r, err := env.runWrk(ctx, siteURL(env.ports[name]), headers[name], d)
+		r, err := env.runWrk(ctx, siteURL(env.ports[name]), headers[name], scripts[name], d)
 		if err != nil {
 			return loadRun{}, fmt.Errorf("%s: %w", name, err)
 		}
@@ -84,7 +88,7 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 			}
 			results[i].runs = append(results[i].runs, r)
 			_, _, cpu := r.cpuPerRequest()
-			progress("round %d/%d  %-15s %8s req/s  p50 %-9s p99 %-10s CPU %s/req", round+1, cfg.rounds, results[i].name,
+			progress("round %d/%d  %-19s %8s req/s  p50 %-9s p99 %-10s CPU %s/req", round+1, cfg.rounds, results[i].name,
 				thousands(r.rate()), latency(r.p50), latency(r.p99), latency(time.Duration(cpu)))
 		}
 	}
@@ -124,7 +128,7 @@ func printThroughput(w io.Writer, cfg config, machine, loadBefore string, result
 	// Other work on a shared machine shows in its load average and explains
 	// a wide range; the figure at the end includes the run's own load.
 	fmt.Fprintf(w, "load average (1 min): %s when the run started, %s at the end\n\n", loadBefore, loadAverage())
-	const row = "%-16s %9s %10s %10s %9s %12s\n"
+	const row = "%-20s %9s %10s %10s %9s %12s\n"
 	fmt.Fprintf(w, row, "variant", "req/s", "p50", "p99", "vs plain", "min–max")
 	for _, vr := range results {
 		var rates, p50s, p99s, ratios []float64
@@ -143,7 +147,7 @@ func printThroughput(w io.Writer, cfg config, machine, loadBefore string, result
 	// CPU per request barely moves when other work shares the cores, so it
 	// is the steadier figure of what each variant costs.
 	fmt.Fprintln(w, "\nCPU time per request: Caddy, the whole PostgreSQL cluster, their total, and the load generator:")
-	const cpuRow = "%-16s %9s %11s %9s %9s %12s %9s\n"
+	const cpuRow = "%-20s %9s %11s %9s %9s %12s %9s\n"
 	fmt.Fprintf(w, cpuRow, "variant", "Caddy", "PostgreSQL", "total", "vs plain", "min–max", "wrk")
 	for _, vr := range results {
 		var caddy, pg, total, ratios, client []float64

@@ -66,11 +66,34 @@ func writeWrkScript(dir string) (string, error) {
 	return path, os.WriteFile(path, []byte(wrkScript), 0o644)
 }
 
-// runWrk loads url for d with wrk, sending header ("Name: value") if set.
-func (env *environment) runWrk(ctx context.Context, url, header string, d time.Duration) (wrkResult, error) {
+// writeManyScript writes a script that sends each request with the next
+// of tokens as the session cookie, then reports as wrkScript does, and
+// returns its path.
+func writeManyScript(dir string, tokens []string) (string, error) {
+	var b strings.Builder
+	b.WriteString("local cookies = {\n")
+	for _, t := range tokens {
+		fmt.Fprintf(&b, "  %q,\n", "session="+t)
+	}
+	b.WriteString(`}
+local i = 0
+request = function()
+  i = i % #cookies + 1
+  wrk.headers["Cookie"] = cookies[i]
+  return wrk.format()
+end
+`)
+	b.WriteString(wrkScript)
+	path := filepath.Join(dir, "many.lua")
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// runWrk loads url for d with wrk, sending header ("Name: value") if set,
+// with script (wrkScript or a script that builds on it).
+func (env *environment) runWrk(ctx context.Context, url, header, script string, d time.Duration) (wrkResult, error) {
 	args := []string{
 		"-t" + strconv.Itoa(env.cfg.threads), "-c" + strconv.Itoa(env.cfg.connections),
-		"-d" + strconv.Itoa(int(d.Round(time.Second)/time.Second)) + "s", "--latency", "-s", env.wrkScript,
+		"-d" + strconv.Itoa(int(d.Round(time.Second)/time.Second)) + "s", "--latency", "-s", script,
 	}
 	if header != "" {
 		args = append(args, "-H", header)
