@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -100,6 +101,9 @@ type App struct {
 	listenTo     string
 	unexpanded   error // why the database URL could not be expanded at provision; Start reports it
 	logger       *zap.Logger
+	memory       *sharedMemory // the cache and requests in progress below, with their listener
+	memoryKey    string        // memory's key in memories; "" when memory is this config's own
+	instance     string        // tests: which in-process server this config belongs to; "" in Caddy
 	cache        *sessionCache
 	lookups      *sessionLookups // the database lookups of sessions under way
 	inflight     *inflight
@@ -135,11 +139,96 @@ type sharedPool struct {
 	mode     *store.StatementMode
 	detected *sync.Once
 	metrics  *metrics
+	// installed holds the schemas this pool has installed or found up to
+	// date: a reload need not check again, as the binary, and with it the
+	// migrations, is the same.
+	installed *sync.Map
 }
 
 // Destruct closes the pool once no config uses it.
 func (p sharedPool) Destruct() error {
 	p.pool.Close()
+	return nil
+}
+
+// memories shares what a server keeps in memory across config reloads, as
+// pools shares the pool: the sessions it checked, its requests in progress
+// and the connection that keeps both up to date. Without it every reload
+// would start with empty memory, and every live session would cost a query
+// again. The key holds every option that shapes the memory, so a reload
+// that changes one gets new memory, and the old goes with the old config.
+var memories = caddy.NewUsagePool()
+
+// sharedMemory is the value memories holds. The listener starts with the
+// first config that starts, and runs until the last config using the
+// memory is cleaned up: on a reload the new config starts before the old
+// one stops, so the listener is never down in between, and never doubled.
+type sharedMemory struct {
+	cache    *sessionCache
+	inflight *inflight
+	// logger is the logger of the config that started last, where the
+	// listener logs: a reload may change where the logs go.
+	logger atomic.Pointer[zap.Logger]
+
+	mu        sync.Mutex
+	listening bool               // whether the listener was started
+	cancel    context.CancelFunc // ends the listener; nil until it starts
+	wg        sync.WaitGroup
+}
+
+func newSharedMemory(cacheSize int, grace time.Duration, logger *zap.Logger) *sharedMemory {
+	m := &sharedMemory{cache: newSessionCache(cacheSize, grace, trustWindow), inflight: newInflight()}
+	m.logger.Store(logger)
+	return m
+}
+
+// keyOfMemory names the memory of a config: the pool, the schema, the
+// options that shape the cache, and the listening connection. It holds a
+// hash rather than the URLs, which may carry a password.
+func (a *App) keyOfMemory(cacheSize int, grace time.Duration) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%d\x00%t\x00%s\x00%s",
+		a.poolKey, a.Schema, cacheSize, grace, a.ListenDatabaseURL != "", a.listenTo, a.instance))
+	return fmt.Sprintf("%x", sum)
+}
+
+// startListening starts the listener unless a config started it before,
+// and reports whether one did: then this config is a reload.
+func (m *sharedMemory) startListening(st *store.Store, connString, target string) (running bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.listening {
+		return true
+	}
+	m.listening = true
+	// The listener's context is the memory's own: Caddy's is the config's,
+	// which a reload cancels while the memory lives on.
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Go(func() { m.listen(ctx, st, connString, target) })
+	return false
+}
+
+// sessions is about how many sessions the memory holds.
+func (m *sharedMemory) sessions() int {
+	if m.cache.entries == nil {
+		return 0
+	}
+	return m.cache.entries.EstimatedSize()
+}
+
+// Destruct ends the listener once no config uses the memory, and waits for it.
+func (m *sharedMemory) Destruct() error {
+	m.mu.Lock()
+	cancel := m.cancel
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	m.wg.Wait()
+	// A handler of a cleaned-up config may still serve a request: with
+	// nobody listening, it must ask the database.
+	m.cache.lost()
+	m.cache.stop()
 	return nil
 }
 
@@ -164,9 +253,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		grace = time.Duration(*a.OfflineGrace)
 	}
 
-	a.cache = newSessionCache(cacheSize, grace, trustWindow)
 	a.lookups = newSessionLookups()
-	a.inflight = newInflight()
+	// The health of the store is the config's own: a reload succeeds only
+	// after its start reached the database, so there is no outage to carry
+	// over, and its lines go to the config's log.
 	a.health = &storeHealth{logger: a.logger}
 	host, _ := os.Hostname()
 	var nonce [4]byte
@@ -188,6 +278,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// cannot be expanded here is reported when Caddy starts.
 		a.unexpanded = err
 		a.logger.Warn("the database URL cannot be expanded here; caddy run will need it", zap.Error(err))
+		// Start fails without the URL: memory of this config's own lets
+		// the handlers provision all the same.
+		a.useMemory(newSharedMemory(cacheSize, grace, a.logger))
 		return nil
 	}
 	cfg, mode, err := store.PoolConfig(url, "caddy-pgsession")
@@ -217,13 +310,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		m.pool.pool = pool
-		return sharedPool{pool: pool, mode: mode, detected: new(sync.Once), metrics: m}, nil
+		return sharedPool{pool: pool, mode: mode, detected: new(sync.Once), metrics: m, installed: new(sync.Map)}, nil
 	})
 	if err != nil {
 		a.poolKey = ""
 		return fmt.Errorf("creating connection pool for %s: %w", a.target, err)
 	}
 	a.pool = val.(sharedPool)
+	key := a.keyOfMemory(cacheSize, grace)
+	mem, _, _ := memories.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newSharedMemory(cacheSize, grace, a.logger), nil
+	})
+	a.memoryKey = key
+	a.useMemory(mem.(*sharedMemory))
 	a.metrics = a.pool.metrics
 	if err := a.metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return err
@@ -252,6 +351,43 @@ func (a *App) Start() error {
 	if detectErr != nil {
 		return detectErr
 	}
+	if _, done := a.pool.installed.Load(a.Schema); !done {
+		if err := a.install(ctx); err != nil {
+			return err
+		}
+		a.pool.installed.Store(a.Schema, true)
+	}
+
+	// The listener logs through the config that started last.
+	a.memory.logger.Store(a.logger)
+	loopCtx, stop := context.WithCancel(context.Background())
+	a.cancel = stop
+	a.wg = new(sync.WaitGroup)
+	// The cleanup loop is the config's own, as are its interval and
+	// retention; while an old and a new config overlap, the round claimed
+	// in the database still runs once.
+	a.wg.Go(func() { a.cleanupLoop(loopCtx) })
+	if a.pool.mode.Pooled() && a.ListenDatabaseURL == "" {
+		// LISTEN cannot work through a transaction pooler; memory is then
+		// never trusted, and every request is checked in the database.
+		a.logger.Warn("database_url goes through a transaction pooler, where LISTEN cannot work: "+
+			"set listen_database_url to a direct connection to the same database; until then "+
+			"sessions are not served from memory and every request is checked in the database",
+			zap.String("database", a.target))
+	} else if a.memory.startListening(a.store, a.listenTo, a.target) {
+		a.logger.Info("kept the sessions in memory and the listening connection of the previous config",
+			zap.Int("sessions", a.memory.sessions()))
+	}
+	// The watch over requests in progress is the config's own, with its
+	// store; the requests are the memory's, so one still running from the
+	// old config ends with its session too.
+	a.wg.Go(func() { a.inflight.watch(loopCtx, 250*time.Millisecond, a.lookUpByID) })
+	return nil
+}
+
+// install installs or upgrades the schema, and warns of usernames the
+// current rules would not accept.
+func (a *App) install(ctx context.Context) error {
 	n, err := a.store.Migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("pg_session: installing schema %s at %s: %w", a.Schema, a.target, err)
@@ -264,26 +400,17 @@ func (a *App) Start() error {
 			"they log in by their exact name unless a look-alike account exists: consider renaming or deleting them",
 			zap.Strings("usernames", legacy))
 	}
-
-	loopCtx, stop := context.WithCancel(context.Background())
-	a.cancel = stop
-	a.wg = new(sync.WaitGroup)
-	a.wg.Go(func() { a.cleanupLoop(loopCtx) })
-	if a.pool.mode.Pooled() && a.ListenDatabaseURL == "" {
-		// LISTEN cannot work through a transaction pooler; memory is then
-		// never trusted, and every request is checked in the database.
-		a.logger.Warn("database_url goes through a transaction pooler, where LISTEN cannot work: "+
-			"set listen_database_url to a direct connection to the same database; until then "+
-			"sessions are not served from memory and every request is checked in the database",
-			zap.String("database", a.target))
-	} else {
-		a.wg.Go(func() { a.listen(loopCtx) })
-	}
-	a.wg.Go(func() { a.inflight.watch(loopCtx, 250*time.Millisecond, a.lookUpByID) })
 	return nil
 }
 
-// Stop ends the background work and waits for a round in progress.
+// useMemory makes m this config's memory.
+func (a *App) useMemory(m *sharedMemory) {
+	a.memory, a.cache, a.inflight = m, m.cache, m.inflight
+}
+
+// Stop ends this config's background work and waits for a round in
+// progress. The listener goes on: the memory it keeps up to date may be
+// the next config's, which started before this one stops.
 func (a *App) Stop() error {
 	if a.cancel != nil {
 		a.cancel()
@@ -292,18 +419,25 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup releases this config's hold on the shared pool; it is safe after a
-// partial Provision.
+// Cleanup releases this config's hold on the shared memory and pool, the
+// memory first, as its listener sends pings through the pool; it is safe
+// after a partial Provision.
 func (a *App) Cleanup() error {
-	if a.cache != nil {
-		a.cache.stop()
+	var errs []error
+	switch {
+	case a.memoryKey != "":
+		_, err := memories.Delete(a.memoryKey)
+		errs = append(errs, err)
+	case a.memory != nil:
+		errs = append(errs, a.memory.Destruct())
 	}
-	if a.poolKey == "" {
-		return nil
+	a.memoryKey, a.memory = "", nil
+	if a.poolKey != "" {
+		_, err := pools.Delete(a.poolKey)
+		errs = append(errs, err)
+		a.poolKey = ""
 	}
-	_, err := pools.Delete(a.poolKey)
-	a.poolKey = ""
-	return err
+	return errors.Join(errs...)
 }
 
 // Store returns the session store the app manages.

@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"crypto/rand"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,3 +46,17 @@ func provisionHandler(ctx caddy.Context, h *Handler, app *App, l *zap.Logger) er
 // countSessionsEvery makes app count the sessions for its gauges every d
 // instead of every minute. Call it before Start.
 func countSessionsEvery(app *App, d time.Duration) { app.countEvery = d }
+
+// serverOf makes app a config of an in-process server of its own or, when
+// of is a site's app, a new config of that site's server, as after a
+// reload, which keeps the server's memory and listening connection. In
+// Caddy the process is the server; the in-process sites share a process,
+// and would otherwise share memory whenever their options match. Call it
+// before Provision.
+func serverOf(app, of *App) {
+	if of != nil {
+		app.instance = of.instance
+		return
+	}
+	app.instance = rand.Text()
+}

@@ -53,47 +53,56 @@ func (a *App) forgetUser(id store.UserID) {
 }
 
 // listen keeps memory up to date through the listening connection, and
-// says in the log when it cannot.
-func (a *App) listen(ctx context.Context) {
+// says in the log when it cannot. It runs as long as the memory is kept,
+// across reloads: st and connString are those of the config that started
+// it, which the memory's key guarantees every later config shares.
+func (m *sharedMemory) listen(ctx context.Context, st *store.Store, connString, target string) {
 	var mu sync.Mutex
 	lostSince, warnedNoEcho, listening := time.Time{}, false, false
 	l := &store.Listener{
-		Store:        a.store,
-		ConnString:   a.listenTo,
+		Store:        st,
+		ConnString:   connString,
 		PingInterval: pingInterval,
-		Invalidate:   a.invalidate,
+		Invalidate:   m.invalidate,
 		Confirmed: func(sent time.Time) {
-			a.cache.confirmed(sent)
+			m.cache.confirmed(sent)
 			mu.Lock()
 			defer mu.Unlock()
 			if !listening {
 				listening = true
-				a.logger.Info("listening for session changes: known sessions are served from memory",
-					zap.Int("cache_size", a.cache.size()))
+				m.logger.Load().Info("listening for session changes: known sessions are served from memory",
+					zap.Int("cache_size", m.cache.size()))
 			}
 			if !lostSince.IsZero() {
-				a.logger.Info("listening for session changes again: sessions are served from memory",
+				m.logger.Load().Info("listening for session changes again: sessions are served from memory",
 					zap.Duration("was_down_for", time.Since(lostSince).Round(time.Millisecond)))
 				lostSince = time.Time{}
 			}
 		},
 		Lost: func(err error) {
-			a.cache.lost()
+			m.cache.lost()
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case errors.Is(err, store.ErrNoEcho) && !warnedNoEcho:
 				warnedNoEcho = true
-				a.logger.Warn("cannot listen for session changes through "+a.target+": notifications do not come back "+
+				m.logger.Load().Warn("cannot listen for session changes through "+target+": notifications do not come back "+
 					"(a transaction pooler such as PgBouncer?); set listen_database_url to a direct connection. "+
 					"Until then every request is checked in the database", zap.Error(err))
 			case errors.Is(err, store.ErrNoEcho):
 			case lostSince.IsZero():
 				lostSince = time.Now()
-				a.logger.Warn("lost the connection that listens for session changes: every request is checked "+
+				m.logger.Load().Warn("lost the connection that listens for session changes: every request is checked "+
 					"in the database until it is back", zap.Error(err))
 			}
 		},
 	}
 	l.Run(ctx)
+}
+
+// invalidate applies what the database announced to memory and to the
+// requests in progress, of every config that shares them.
+func (m *sharedMemory) invalidate(inv store.Invalidation) {
+	m.cache.invalidate(inv)
+	m.inflight.invalidate(inv)
 }

@@ -63,6 +63,10 @@ type siteOptions struct {
 	// trustForwardedFor takes the client address from X-Forwarded-For, as
 	// Caddy does for a request from an address listed in trusted_proxies.
 	trustForwardedFor bool
+	// reloads is the site this one is a new config of, as after `caddy
+	// reload`: it keeps that site's memory. Without it, a site is a server
+	// of its own.
+	reloads *testSite
 }
 
 // testSite is one running server: the pg_session app and one site's handler.
@@ -119,6 +123,11 @@ func openSite(t *testing.T, opts siteOptions) *testSite {
 	handlerBlock := "pg_session {\n" + opts.handler + "\n}"
 	require.NoError(t, s.handler.UnmarshalCaddyfile(caddyfile.NewTestDispenser(handlerBlock)), "%s", handlerBlock)
 	cheapHashing(s.app)
+	var of *App
+	if opts.reloads != nil {
+		of = opts.reloads.app
+	}
+	serverOf(s.app, of)
 
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	s.cancel, s.registry = cancel, ctx.GetMetricsRegistry()
