@@ -332,6 +332,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	opts.HistoryRetention = historyRetention(a.HistoryRetention)
 	a.keepsHistory = opts.HistoryRetention > 0
 	a.store, err = store.New(a.pool.pool, opts)
+	a.health.connectedTo = a.store.ConnectedTo
 	return err
 }
 
@@ -502,6 +503,8 @@ func (a *App) cleanupLoop(ctx context.Context) {
 	}
 }
 
+// cleanupRound runs one round of the cleanup, and logs what it deleted
+// however it ended, so the log adds up to the cleanup_deleted_total metric.
 func (a *App) cleanupRound(ctx context.Context) {
 	defer func() {
 		if err := recover(); err != nil {
@@ -516,18 +519,25 @@ func (a *App) cleanupRound(ctx context.Context) {
 	// ran it runs the next one, and another takes over if it is gone.
 	c, ran, err := a.store.RunCleanup(ctx, a.server, interval*9/10)
 	a.metrics.cleaned(c)
+	deleted := []zap.Field{zap.Int64("deleted", c.Sessions),
+		zap.Int64("login_attempts_deleted", c.LoginAttempts),
+		zap.Int64("sign_ins_deleted", c.SignIns),
+		zap.Int64("pending_logins_deleted", c.PendingLogins),
+		zap.Duration("took", time.Since(start).Round(time.Millisecond))}
 	switch {
 	case err != nil && ctx.Err() == nil:
-		a.logger.Error("session cleanup", zap.String("database", a.target), zap.Int64("deleted", c.Sessions), zap.Error(err))
+		a.logger.Error("session cleanup", append(deleted, zap.String("database", a.target), zap.Error(err))...)
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// A backlog larger than one interval deletes (a first start on a
+		// big table, a long outage): the next round goes on from here.
+		a.logger.Warn("session cleanup ran out of time: the next round goes on where this one stopped",
+			append(deleted, zap.Duration("cleanup_interval", interval))...)
 	case err != nil:
+		a.logger.Info("session cleanup stopped with the server", deleted...)
 	case !ran:
 		a.logger.Debug("session cleanup: another server ran this round")
 	default:
-		a.logger.Info("deleted expired sessions", zap.Int64("deleted", c.Sessions),
-			zap.Int64("login_attempts_deleted", c.LoginAttempts),
-			zap.Int64("sign_ins_deleted", c.SignIns),
-			zap.Int64("pending_logins_deleted", c.PendingLogins),
-			zap.Duration("took", time.Since(start)))
+		a.logger.Info("deleted expired sessions", deleted...)
 	}
 }
 

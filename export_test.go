@@ -60,3 +60,7 @@ func serverOf(app, of *App) {
 	}
 	app.instance = rand.Text()
 }
+
+// summarizeOutagesEvery makes app sum up an ongoing outage in the log every
+// d instead of every 10 s. Call it before Start.
+func summarizeOutagesEvery(app *App, d time.Duration) { app.health.summaryEvery = d }

@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -15,20 +16,37 @@ import (
 // same way, and a line for each would bury the log (86,000 lines for a 10 s
 // outage under load). So the gate says once, at ERROR, that the store became
 // unreachable, at most once per summaryInterval how it is going, and once,
-// at INFO, that it is back.
+// at INFO, that it is back: one outage, one pair of lines.
 
 // summaryInterval is how often an ongoing outage is summed up in the log.
 const summaryInterval = 10 * time.Second
 
+// settleTime is how long the store must answer without a failure before it
+// counts as back. A database that crashes (pg_ctl stop -m immediate) resets
+// the pool's connections a few milliseconds apart, and a look-up that was
+// answered just before the crash, or a dead connection used just after a
+// restart, would otherwise end the outage and start another within
+// milliseconds, each with a pair of lines.
+const settleTime = time.Second
+
 // storeHealth follows whether the session store answers.
 type storeHealth struct {
 	logger *zap.Logger
-	target string // host:port/database
+	target string // the configured host:port/database (every host of a multi-host URL)
+	// connectedTo names the server the pool's connections reach now, so
+	// the line that says the store is back names the host that answered
+	// (after a failover, the new primary) rather than the first one listed.
+	connectedTo func(context.Context) (string, error)
+	// summaryEvery is summaryInterval unless a test makes it shorter.
+	summaryEvery time.Duration
 
 	down    atomic.Bool
 	lastErr atomic.Int64 // when a look-up last failed, Unix nanoseconds
 	refused atomic.Int64 // requests answered 503 during this outage
 	graced  atomic.Int64 // requests served from memory during this outage
+	// answered is when the store first answered again without failing
+	// since, Unix nanoseconds; 0 while it has not.
+	answered atomic.Int64
 
 	mu          sync.Mutex
 	since       time.Time
@@ -49,7 +67,10 @@ func isOutage(err error) bool {
 
 // failed records a failure of the store, and logs it as the outage's
 // first, in a summary, or, when the database itself reported it, on its
-// own. served says whether memory answered the request all the same.
+// own. served says whether memory answered the request all the same;
+// otherwise the request was answered 503, and is counted as refused. A
+// request must be recorded here once: the refusal of one that was not
+// served is recorded where the 503 is written.
 func (h *storeHealth) failed(err error, served bool) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away: the store did nothing wrong
@@ -58,11 +79,17 @@ func (h *storeHealth) failed(err error, served bool) {
 		h.logger.Error("session store query failed", zap.String("database", h.target), zap.Error(err))
 		return
 	}
-	h.refused.Add(1)
+	if served {
+		h.graced.Add(1)
+	} else {
+		h.refused.Add(1)
+	}
 	now := time.Now()
 	h.lastErr.Store(now.UnixNano())
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// A failure while the store was settling continues the same outage.
+	h.answered.Store(0)
 	if !h.down.Load() {
 		h.down.Store(true)
 		h.since, h.lastSummary = now, now
@@ -70,7 +97,7 @@ func (h *storeHealth) failed(err error, served bool) {
 			zap.String("database", h.target), zap.Error(err))
 		return
 	}
-	if now.Sub(h.lastSummary) >= summaryInterval {
+	if now.Sub(h.lastSummary) >= cmp.Or(h.summaryEvery, summaryInterval) {
 		h.lastSummary = now
 		h.logger.Warn("session store still unreachable", zap.String("database", h.target),
 			zap.Duration("for", now.Sub(h.since).Round(time.Millisecond)),
@@ -93,20 +120,57 @@ const retryEvery = 250 * time.Millisecond
 // servedFromMemory counts a request answered from memory during an outage.
 func (h *storeHealth) servedFromMemory() { h.graced.Add(1) }
 
-// ok records that the store answered; it costs one atomic load while all is well.
+// ok records that the store answered; it costs one atomic load while all is
+// well, and two while the store settles. During an outage the first answer
+// starts the settle time, after which the outage ends unless the store
+// failed again meanwhile.
 func (h *storeHealth) ok() {
-	if !h.down.Load() {
+	if !h.down.Load() || h.answered.Load() != 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.down.Load() {
+	if !h.down.Load() || h.answered.Load() != 0 {
+		return
+	}
+	answered := time.Now().UnixNano()
+	h.answered.Store(answered)
+	time.AfterFunc(settleTime, func() { h.settled(answered) })
+}
+
+// settled ends the outage if the store has not failed since it answered
+// at answered and answers a ping now, and says so in the log, naming the
+// server that answered. The ping matters on a quiet site: the answer may
+// have been to a look-up sent just before the outage, and no request since
+// may have found the store still gone.
+func (h *storeHealth) settled(answered int64) {
+	if !h.down.Load() || h.answered.Load() != answered {
+		return // it failed again, and a later answer has a settle time of its own
+	}
+	where := h.target
+	if h.connectedTo != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+		server, err := h.connectedTo(ctx)
+		cancel()
+		if err != nil {
+			// Still gone: the next answer starts the settle time again.
+			h.answered.CompareAndSwap(answered, 0)
+			return
+		}
+		where = server
+	}
+	h.mu.Lock()
+	if !h.down.Load() || !h.answered.CompareAndSwap(answered, 0) {
+		h.mu.Unlock()
 		return
 	}
 	h.down.Store(false)
-	h.logger.Info("session store reachable again", zap.String("database", h.target),
-		zap.Duration("was_down_for", time.Since(h.since).Round(time.Millisecond)),
-		zap.Int64("requests_refused", h.refused.Swap(0)), zap.Int64("requests_served_from_memory", h.graced.Swap(0)))
+	wasDown := time.Unix(0, answered).Sub(h.since).Round(time.Millisecond)
+	refused, graced := h.refused.Swap(0), h.graced.Swap(0)
+	h.mu.Unlock()
+	h.logger.Info("session store reachable again", zap.String("database", where),
+		zap.Duration("was_down_for", wasDown),
+		zap.Int64("requests_refused", refused), zap.Int64("requests_served_from_memory", graced))
 }
 
 // clientGone reports whether err only says the client went away: that is

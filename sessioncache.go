@@ -330,7 +330,7 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 			a.health.failed(err, true)
 			return s, nil
 		}
-		a.health.failed(err, false)
+		// The 503 this becomes is recorded as one refusal where it is written (Handler.answer).
 		a.metrics.cache[cacheMiss].Inc()
 		return nil, err
 	}

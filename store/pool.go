@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,10 +108,20 @@ func PoolConfig(connString, applicationName string) (*pgxpool.Config, *Statement
 	return cfg, mode, nil
 }
 
-// Target names the server and database of a connection config as
-// host:port/database, for messages: never the password.
+// Target names the servers and database of a connection config as
+// host:port/database, for messages: never the password. A multi-host URL
+// (failover with target_session_attrs) names every host, in its order, as
+// host:port,host:port/database: which one a connection reaches is known only
+// once it is made (see Store.ConnectedTo).
 func Target(cfg *pgx.ConnConfig) string {
-	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
+	hosts := []string{net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
+	for _, f := range cfg.Fallbacks {
+		// pgx lists a host twice when it may be reached with or without TLS.
+		if h := net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port))); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return strings.Join(hosts, ",") + "/" + cfg.Database
 }
 
 // DetectPooler reports whether connString leads through a transaction
