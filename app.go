@@ -108,9 +108,11 @@ type App struct {
 	lookups      *sessionLookups // the database lookups of sessions under way
 	inflight     *inflight
 	health       *storeHealth
-	server       string     // names this server in the maintenance table
-	secrets      *secretBox // from secrets_key; nil without it
-	keepsHistory bool       // whether sign-in attempts are recorded
+	server       string          // names this server in the maintenance table
+	secrets      *secretBox      // from secrets_key; nil without it
+	ceremonies   *ceremonySeal   // seals passkey ceremony cookies; set at Start
+	beginLimit   *addressLimiter // passkey sign-in begins per address
+	keepsHistory bool            // whether sign-in attempts are recorded
 	metrics      *metrics
 	countEvery   time.Duration // countInterval; tests count sooner
 
@@ -357,6 +359,10 @@ func (a *App) Start() error {
 			return err
 		}
 		a.pool.installed.Store(a.Schema, true)
+	}
+	// The ceremony key is each config's: it may come from its secrets_key.
+	if err := a.openCeremonies(ctx); err != nil {
+		return fmt.Errorf("pg_session: %w", err)
 	}
 
 	// The listener logs through the config that started last.

@@ -232,6 +232,14 @@ func (h *Handler) register(r *http.Request, c credentials) (*store.User, error) 
 // created only while user's credentials are still the ones verified; else
 // the error is store.ErrCredentialsChanged (or store.ErrUserNotFound).
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) error {
+	return h.startSessionWith(w, r, user, remember, h.store.CreateSession)
+}
+
+// startSessionWith is startSession with the store call that creates the
+// session: the second step's ends its pending login in the same
+// transaction (store.FinishPendingLogin).
+func (h *Handler) startSessionWith(w http.ResponseWriter, r *http.Request, user *store.User, remember bool,
+	create func(context.Context, store.SessionParams) (string, *store.Session, error)) error {
 	if old, ok := h.token(r); ok {
 		if err := h.store.DeleteSession(r.Context(), old); err != nil {
 			return err
@@ -242,7 +250,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user *sto
 	if remember {
 		lifetime = h.rememberFor
 	}
-	token, _, err := h.store.CreateSession(r.Context(), store.SessionParams{
+	token, _, err := create(r.Context(), store.SessionParams{
 		User:        *user,
 		Lifetime:    lifetime,
 		IdleTimeout: time.Duration(h.IdleTimeout),

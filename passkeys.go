@@ -2,6 +2,7 @@ package pgsession
 
 import (
 	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,15 +23,16 @@ import (
 // Passkeys (WebAuthn): a user registers one from the account page and then
 // signs in with it alone, without a username or password. A ceremony's
 // begin answers with the options for navigator.credentials.create or get
-// and keeps its challenge in the database (store.BeginCeremony), named by a
-// token in a short-lived cookie, so the finish may reach another server;
-// the finish takes it, once, and has go-webauthn verify the browser's answer.
+// and seals its challenge into a short-lived cookie (passkey_ceremony.go),
+// which any server sharing the database can open, so the finish may reach
+// another server; the finish takes it, once, and has go-webauthn verify the
+// browser's answer.
 
 // ceremonyLifetime is how long a begun ceremony can be finished: the time a
 // person needs to touch a key or unlock a phone, not more.
 const ceremonyLifetime = 5 * time.Minute
 
-// ceremonyCookie holds the token of the ceremony under way in this browser.
+// ceremonyCookie holds the sealed state of the ceremony under way in this browser.
 const ceremonyCookie = "pg_session_passkey"
 
 // msgPasskeyFailed is the answer to a passkey sign-in that did not verify;
@@ -123,47 +125,10 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	return wa, nil
 }
 
-// beginCeremony keeps a ceremony's state for its finish and gives the
-// browser the cookie that names it.
-func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
-	state, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	token, err := h.store.BeginCeremony(r.Context(), kind, userID, state, ceremonyLifetime)
-	if err != nil {
-		return storeUnavailable(err)
-	}
-	http.SetCookie(w, h.ceremonyCookie(r, token, int(ceremonyLifetime/time.Second)))
-	return nil
-}
-
-// takeCeremony returns, once, the state of the browser's ceremony of kind,
-// and clears its cookie.
-func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
-	c, err := r.Cookie(ceremonyCookie)
-	if err != nil {
-		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "No passkey request is under way: start again")
-	}
-	http.SetCookie(w, h.ceremonyCookie(r, "", -1))
-	userID, state, err := h.store.TakeCeremony(r.Context(), kind, c.Value)
-	if errors.Is(err, store.ErrNoCeremony) {
-		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request expired or was used: start again")
-	}
-	if err != nil {
-		return "", nil, storeUnavailable(err)
-	}
-	var data webauthn.SessionData
-	if err := json.Unmarshal(state, &data); err != nil {
-		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request cannot be read: start again")
-	}
-	return userID, &data, nil
-}
-
-// ceremonyCookie is the cookie of a ceremony's token, sent only to the
-// passkey routes; maxAge -1 clears it.
-func (h *Handler) ceremonyCookie(r *http.Request, token string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: ceremonyCookie, Value: token, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
+// ceremonyCookie is the cookie of a ceremony's sealed state, sent only to
+// the passkey routes; maxAge -1 clears it.
+func (h *Handler) ceremonyCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: ceremonyCookie, Value: value, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
 		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode}
 }
 
@@ -193,7 +158,7 @@ func (h *Handler) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
-	if err := h.beginCeremony(w, r, store.CeremonyRegister, c.session.User.ID, data); err != nil {
+	if err := h.beginCeremony(w, r, ceremonyRegister, c.session.User.ID, data); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, creation)
@@ -239,7 +204,7 @@ func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *cal
 	if err != nil {
 		return nil, err
 	}
-	userID, data, err := h.takeCeremony(w, r, store.CeremonyRegister)
+	userID, data, err := h.takeCeremony(w, r, ceremonyRegister)
 	if err != nil {
 		return nil, err
 	}
@@ -341,9 +306,13 @@ func (h *Handler) removePasskey(r *http.Request, c *caller, id string) (int64, e
 // serveLoginPasskeyBegin answers with the options to sign in with a
 // passkey: no username and no list of credentials (the browser offers the
 // site's discoverable passkeys), and user verification required, since a
-// passkey alone stands for both a password and a second factor.
+// passkey alone stands for both a password and a second factor. Anyone may
+// begin one, so it writes nothing and is throttled per address in memory.
 func (h *Handler) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if err := h.cookieCanBeSet(r); err != nil {
+		return err
+	}
+	if err := h.throttleBegin(r); err != nil {
 		return err
 	}
 	wa, err := h.relyingParty(r)
@@ -354,7 +323,7 @@ func (h *Handler) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	if err := h.beginCeremony(w, r, store.CeremonyLogin, "", data); err != nil {
+	if err := h.beginCeremony(w, r, ceremonyLogin, "", data); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, assertion)
@@ -410,7 +379,7 @@ func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, cre
 	if err != nil {
 		return nil, err
 	}
-	_, data, err := h.takeCeremony(w, r, store.CeremonyLogin)
+	_, data, err := h.takeCeremony(w, r, ceremonyLogin)
 	if err != nil {
 		return nil, err
 	}
@@ -474,7 +443,10 @@ type passkeySignedIn struct {
 //
 // After a right password (a pending login, see secondfactor.go) the passkey
 // is the second step: it must be the same user's, remember-me comes from
-// the password step, and the pending login ends with the session's start.
+// the password step, and the pending login ends in the transaction that
+// starts the session, so a code sent at the same time finds it finished.
+// A passkey is a whole sign-in on its own: when a code finished the
+// pending login first, the passkey still signs in, with no pending login.
 func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
 	remember := body.Remember
 	pendingToken, hasPending := h.pendingToken(r)
@@ -494,17 +466,26 @@ func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, 
 			remember = pending.Remember
 		}
 	}
-	switch err := h.startSession(w, r, user, remember); {
+	create := h.store.CreateSession
+	if hasPending {
+		// The pending login ends in the transaction that starts the
+		// session, so a code sent at the same time cannot start another.
+		create = func(ctx context.Context, p store.SessionParams) (string, *store.Session, error) {
+			return h.store.FinishPendingLogin(ctx, pendingToken, store.SecondStep{Factor: store.FactorPasskey}, p)
+		}
+	}
+	err := h.startSessionWith(w, r, user, remember, create)
+	if errors.Is(err, store.ErrNoPendingLogin) {
+		// Finished by a code sent at the same time, or expired meanwhile:
+		// the passkey alone signs in, as it would have without it.
+		err = h.startSession(w, r, user, body.Remember)
+	}
+	switch {
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
 		h.signInAttempt(r, user.Username, nil, loginFailure, store.FactorPasskey)
 		return refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
 	case err != nil:
 		return storeUnavailable(err)
-	}
-	if hasPending {
-		if err := h.store.DeletePendingLogin(r.Context(), pendingToken); err != nil {
-			h.logger.Warn("deleting a finished pending login", zap.Error(err))
-		}
 	}
 	if _, had := h.pendingToken(r); had {
 		http.SetCookie(w, h.pendingCookie(r, "", -1))

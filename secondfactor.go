@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -32,8 +33,12 @@ import (
 // needs against a guessed passphrase.
 const minSecretsKeyLength = 32
 
-// secretBox seals and opens the secrets stored for users.
-type secretBox struct{ aead cipher.AEAD }
+// secretBox seals and opens the secrets stored for users, and holds the
+// key derived from secrets_key for passkey ceremony cookies.
+type secretBox struct {
+	aead        cipher.AEAD
+	ceremonyKey []byte
+}
 
 // newSecretBox derives an AES-256-GCM key from secretsKey with HKDF-SHA256,
 // so the option may be any long string and other uses of it get other keys.
@@ -50,7 +55,11 @@ func newSecretBox(secretsKey string) (*secretBox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &secretBox{aead: aead}, nil
+	ceremonyKey, err := hkdf.Key(sha256.New, []byte(secretsKey), nil, "caddy-pgsession passkey ceremonies v1", 32)
+	if err != nil {
+		return nil, err
+	}
+	return &secretBox{aead: aead, ceremonyKey: ceremonyKey}, nil
 }
 
 // seal encrypts a secret of user's; the user id is authenticated with it,
@@ -236,10 +245,38 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 		h.signInAttempt(r, user.Username, &user, loginThrottled, "")
 		return tooManyAttempts(attempt, "Too many wrong codes, try again later")
 	}
-	factor, right, err := h.checkSecondFactor(r, user.ID, b)
+	step, right, err := h.checkSecondFactor(r, user.ID, b)
 	if err != nil {
 		h.releaseAttempt(attempt)
 		return err
+	}
+	factor := step.Factor
+	if right {
+		// The factor is used up, the pending login ended and the session
+		// started in one transaction: of requests racing with one pending
+		// login, one signs in and the rest use up nothing.
+		err := h.startSessionWith(w, r, &user, pending.Remember, func(ctx context.Context, p store.SessionParams) (string, *store.Session, error) {
+			return h.store.FinishPendingLogin(ctx, token, step, p)
+		})
+		switch {
+		case errors.Is(err, store.ErrFactorRefused):
+			right = false
+		case errors.Is(err, store.ErrNoPendingLogin):
+			// Finished by another request, or expired meanwhile: not a
+			// wrong code, so it counts as no failure.
+			h.releaseAttempt(attempt)
+			http.SetCookie(w, h.pendingCookie(r, "", -1))
+			if b.form {
+				return h.renderLoginPage(w, r, http.StatusUnauthorized, credentials{Redirect: b.Redirect}, msgPendingExpired)
+			}
+			return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+		case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
+			h.signInAttempt(r, user.Username, &user, loginFailure, factor)
+			return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+		case err != nil:
+			h.releaseAttempt(attempt)
+			return storeUnavailable(err)
+		}
 	}
 	if !right {
 		if err := h.store.FailPendingLogin(r.Context(), token, maxCodeFailures); err != nil {
@@ -258,51 +295,33 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 		return refuse(http.StatusUnauthorized, "invalid_code", msgInvalidCode)
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), user.Username); err != nil {
-		return storeUnavailable(err)
-	}
-	switch err := h.startSession(w, r, &user, pending.Remember); {
-	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
-		h.signInAttempt(r, user.Username, &user, loginFailure, factor)
-		return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
-	case err != nil:
-		return storeUnavailable(err)
-	}
-	if err := h.store.DeletePendingLogin(r.Context(), token); err != nil {
-		h.logger.Warn("deleting a finished pending login", zap.Error(err))
+		h.logger.Warn("clearing failed logins after a sign-in", zap.Error(err))
 	}
 	http.SetCookie(w, h.pendingCookie(r, "", -1))
 	h.signInAttempt(r, user.Username, &user, loginSuccess, factor)
 	return h.signedIn(w, r, credentials{form: b.form, Redirect: b.Redirect}, http.StatusOK, &user)
 }
 
-// checkSecondFactor checks a code against the user's authenticator, or a
-// recovery code against theirs, using it up when right; it returns the
-// factor checked and whether it was right.
-func (h *Handler) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (string, bool, error) {
+// checkSecondFactor checks what can be checked of a factor before the
+// database uses it up: a code against the user's authenticator. It returns
+// the step to finish the pending login with, and false when the factor is
+// wrong already; a recovery code is found right or wrong only as
+// store.FinishPendingLogin uses it.
+func (h *Handler) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (store.SecondStep, bool, error) {
 	if b.RecoveryCode != "" {
-		ok, err := h.store.UseRecoveryCode(r.Context(), userID, hashRecoveryCode(b.RecoveryCode))
-		if err != nil {
-			return store.FactorRecoveryCode, false, storeUnavailable(err)
-		}
-		return store.FactorRecoveryCode, ok, nil
+		return store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: hashRecoveryCode(b.RecoveryCode)}, true, nil
 	}
+	step := store.SecondStep{Factor: store.FactorTOTP}
 	if h.app.secrets == nil {
-		return store.FactorTOTP, false, refuse(http.StatusNotFound, "totp_off", msgTOTPOff)
+		return step, false, refuse(http.StatusNotFound, "totp_off", msgTOTPOff)
 	}
 	secret, confirmed, err := h.totpSecret(r, userID)
 	if err != nil || !confirmed {
-		return store.FactorTOTP, false, err
+		return step, false, err
 	}
-	step, ok := matchTOTP(secret, b.Code, time.Now())
-	if !ok {
-		return store.FactorTOTP, false, nil
-	}
-	// A code already used (here or by a login racing this one) is wrong.
-	ok, err = h.store.AcceptTOTPStep(r.Context(), userID, step)
-	if err != nil {
-		return store.FactorTOTP, false, storeUnavailable(err)
-	}
-	return store.FactorTOTP, ok, nil
+	var ok bool
+	step.TOTPStep, ok = matchTOTP(secret, b.Code, time.Now())
+	return step, ok, nil
 }
 
 // pendingToken returns the pending cookie's value, if the request has one.

@@ -78,9 +78,11 @@ func TestPasskeyLoginBeginOffersTheSitesPasskeys(t *testing.T) {
 	assert.Equal(t, http.SameSiteStrictMode, c.SameSite)
 	assert.Equal(t, passkeyAPI, c.Path, "sent to the passkey routes only")
 	assert.Equal(t, 300, c.MaxAge)
-	assert.Equal(t, 1, db.count(t, `SELECT count(*) FROM pgsession.webauthn_ceremonies WHERE kind = 'login' AND user_id IS NULL`))
-	assert.Zero(t, db.count(t, `SELECT count(*) FROM pgsession.webauthn_ceremonies WHERE id = $1`, c.Value),
-		"the database holds the cookie's hash only")
+	state := openCeremonyCookie(t, site, ceremonyLogin, c.Value)
+	assert.Empty(t, state.UserID, "a sign-in's ceremony names no user")
+	assert.Equal(t, pk["challenge"], state.Data.Challenge, "the cookie holds the ceremony, sealed")
+	assert.NotContains(t, c.Value, pk["challenge"])
+	assert.Zero(t, db.count(t, `SELECT count(*) FROM pgsession.used_challenges`), "and the database nothing")
 
 	again := publicKeyOptions(t, atLocalhost(t, newBrowser(t), site, http.MethodPost, passkeyAPI+"/login/begin", nil))
 	assert.NotEqual(t, pk["challenge"], again["challenge"], "each ceremony has its own challenge")
@@ -110,7 +112,8 @@ func TestPasskeyRegisterBeginAsksForADiscoverableVerifiedPasskey(t *testing.T) {
 
 	b := newBrowser(t)
 	b.login(site, "alice", "alice password")
-	pk := publicKeyOptions(t, atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/register/begin", nil))
+	begin := atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/register/begin", nil)
+	pk := publicKeyOptions(t, begin)
 	rp := pk["rp"].(map[string]any)
 	assert.Equal(t, "localhost", rp["id"])
 	assert.Equal(t, "Example Docs", rp["name"], "the RP's name is site_name")
@@ -125,7 +128,8 @@ func TestPasskeyRegisterBeginAsksForADiscoverableVerifiedPasskey(t *testing.T) {
 	assert.Equal(t, "required", selection["residentKey"], "a passkey that signs in without a username")
 	assert.Equal(t, "required", selection["userVerification"])
 	assert.NotEmpty(t, pk["challenge"])
-	assert.Equal(t, 1, db.count(t, `SELECT count(*) FROM pgsession.webauthn_ceremonies WHERE kind = 'register' AND user_id IS NOT NULL`))
+	assert.Equal(t, db.userNamed(t, "alice").ID, openCeremonyCookie(t, site, ceremonyRegister, ceremonyCookieOf(t, begin).Value).UserID,
+		"a registration's ceremony is the user's")
 }
 
 // A ceremony is finished once, within its lifetime, and an answer that is
@@ -147,7 +151,7 @@ func TestPasskeyCeremonyIsSingleUseAndExpires(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, finish.StatusCode, finish.body)
 	assert.Contains(t, finish.body, "cannot be read")
 	assert.Equal(t, -1, ceremonyCookieOf(t, finish).MaxAge, "the finish clears the ceremony's cookie")
-	assert.Zero(t, db.count(t, `SELECT count(*) FROM pgsession.webauthn_ceremonies`), "and deletes the ceremony")
+	assert.Equal(t, 1, db.count(t, `SELECT count(*) FROM pgsession.used_challenges`), "and records its challenge as used")
 
 	u, err := url.Parse(site.url("/"))
 	require.NoError(t, err)
@@ -158,8 +162,7 @@ func TestPasskeyCeremonyIsSingleUseAndExpires(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, replay.StatusCode)
 	assert.Contains(t, replay.body, "expired or was used", "a ceremony is finished once")
 
-	atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/login/begin", nil)
-	db.exec(t, `UPDATE pgsession.webauthn_ceremonies SET expires_at = now() - interval '1 second'`)
+	expireCeremonyCookie(t, b, site, ceremonyLogin, atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/login/begin", nil))
 	late := atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/login/finish", garbage)
 	assert.Equal(t, http.StatusBadRequest, late.StatusCode)
 	assert.Contains(t, late.body, "expired or was used")

@@ -12,6 +12,8 @@ type Cleanup struct {
 	LoginAttempts int64 // failed logins and sign-ups that no longer count
 	SignIns       int64 // sign-in history older than its retention
 	PendingLogins int64 // logins that waited for a second factor too long
+	// UsedChallenges are finished passkey ceremonies whose cookies expired.
+	UsedChallenges int64
 }
 
 // RunCleanup runs one cleanup round, unless another server sharing the
@@ -34,6 +36,9 @@ func (s *Store) RunCleanup(ctx context.Context, server string, every time.Durati
 		return c, true, err
 	}
 	if c.PendingLogins, err = s.CleanupPendingLogins(ctx); err != nil {
+		return c, true, err
+	}
+	if c.UsedChallenges, err = s.CleanupUsedChallenges(ctx); err != nil {
 		return c, true, err
 	}
 	c.SignIns, err = s.TrimSignInHistory(ctx)

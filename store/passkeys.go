@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,11 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Passkeys (WebAuthn credentials) and the state of a WebAuthn ceremony
-// between its begin and its finish. The store keeps a passkey's credential
-// record as the JSON the caller gives it and knows nothing of WebAuthn
-// itself: it checks names, keeps the signature counter moving forward, and
-// hands each ceremony out once.
+// Passkeys (WebAuthn credentials) and what keeps a WebAuthn ceremony single
+// use. The store keeps a passkey's credential record as the JSON the caller
+// gives it and knows nothing of WebAuthn itself: it checks names, keeps the
+// signature counter moving forward, keeps the key that seals ceremony
+// cookies, and lets each ceremony's challenge be finished once.
 
 // Errors of the passkey functions, told apart with errors.Is.
 var (
@@ -33,12 +34,6 @@ const (
 	// MaxPasskeysPerUser bounds the rows one account can add; a person has
 	// a handful of devices.
 	MaxPasskeysPerUser = 50
-)
-
-// Ceremony kinds.
-const (
-	CeremonyRegister = "register"
-	CeremonyLogin    = "login"
 )
 
 // Passkey is one of a user's passkeys.
@@ -93,15 +88,19 @@ func passkeyQueries(r *strings.Replacer, q *queries) {
 		WHERE id = $1 AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))`)
 	q.webauthnHandle = r.Replace(`SELECT webauthn_handle FROM {users} WHERE id = $1`)
 	q.userByWebauthnHandle = r.Replace(`SELECT {user_columns} FROM {users} WHERE webauthn_handle = $1`)
-	// beginCeremony also deletes a few expired ceremonies, so abandoned ones
-	// do not pile up between cleanup rounds.
-	q.beginCeremony = r.Replace(`WITH expired AS (
-			DELETE FROM {ceremonies} WHERE id IN (
-				SELECT id FROM {ceremonies} WHERE expires_at <= now() ORDER BY expires_at LIMIT 100))
-		INSERT INTO {ceremonies} (id, kind, user_id, session_data, expires_at)
-		VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))`)
-	q.takeCeremony = r.Replace(`DELETE FROM {ceremonies} WHERE id = $1 AND kind = $2
-		RETURNING coalesce(user_id::text, ''), session_data, expires_at > now()`)
+	// addCeremonyKey makes the ceremony key once: the first server to
+	// start wins, and every later one reads that key.
+	q.addCeremonyKey = r.Replace(`INSERT INTO {ceremony_keys} (name, key) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`)
+	q.ceremonyKey = r.Replace(`SELECT key FROM {ceremony_keys} WHERE name = $1`)
+	// useChallenge records a finished ceremony's challenge; a duplicate
+	// inserts nothing, which is how a second finish is told apart.
+	q.useChallenge = r.Replace(`INSERT INTO {used_challenges} (challenge_hash, expires_at) VALUES ($1, $2)
+		ON CONFLICT (challenge_hash) DO NOTHING`)
+	// cleanupChallenges keeps a row an hour past its expiry, a margin for
+	// servers whose clocks run behind the database's.
+	q.cleanupChallenges = r.Replace(`DELETE FROM {used_challenges} WHERE challenge_hash IN (
+		SELECT challenge_hash FROM {used_challenges} WHERE expires_at <= now() - interval '1 hour'
+		ORDER BY expires_at LIMIT $1)`)
 }
 
 // AddPasskey stores a newly registered passkey of p.UserID and returns it
@@ -211,44 +210,42 @@ func (s *Store) UserByWebAuthnHandle(ctx context.Context, handle []byte) (*User,
 	return u, nil
 }
 
-// BeginCeremony keeps the state of a WebAuthn ceremony of kind
-// (CeremonyRegister, CeremonyLogin) for ttl, for userID ("" before a
-// sign-in), and returns the token that names it: the database keeps only
-// the token's hash.
-func (s *Store) BeginCeremony(ctx context.Context, kind string, userID UserID, data []byte, ttl time.Duration) (string, error) {
-	var user *string
-	if userID != "" {
-		u := string(userID)
-		user = &u
+// ceremonyKeyName names the one ceremony key in its table.
+const ceremonyKeyName = "passkey ceremony"
+
+// CeremonyKey returns the key that seals passkey ceremony cookies when no
+// secrets_key is set. The first call on a new database stores newKey (32
+// random bytes); later calls, from any server, return that stored key.
+func (s *Store) CeremonyKey(ctx context.Context, newKey []byte) ([]byte, error) {
+	if _, err := s.pool.Exec(ctx, s.q.addCeremonyKey, ceremonyKeyName, newKey); err != nil {
+		return nil, fmt.Errorf("storing the passkey ceremony key: %w", err)
 	}
-	token := newToken()
-	if _, err := s.pool.Exec(ctx, s.q.beginCeremony, string(HashToken(token)), kind, user, data, ttl.Seconds()); err != nil {
-		return "", fmt.Errorf("beginning a passkey ceremony: %w", err)
+	var key []byte
+	if err := s.pool.QueryRow(ctx, s.q.ceremonyKey, ceremonyKeyName).Scan(&key); err != nil {
+		return nil, fmt.Errorf("reading the passkey ceremony key: %w", err)
 	}
-	return token, nil
+	return key, nil
 }
 
-// TakeCeremony returns, and forgets, the state of the ceremony of kind that
-// token names, with the user it was begun for ("" for none):
-// ErrNoCeremony when there is none of that kind, it expired, or it was
-// taken already.
-func (s *Store) TakeCeremony(ctx context.Context, kind, token string) (UserID, []byte, error) {
-	if !ValidToken(token) {
-		return "", nil, ErrNoCeremony
-	}
-	var (
-		user string
-		data []byte
-		live bool
-	)
-	err := s.pool.QueryRow(ctx, s.q.takeCeremony, string(HashToken(token)), kind).Scan(&user, &data, &live)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && !live {
-		return "", nil, ErrNoCeremony
-	}
+// UseChallenge records that the ceremony of challenge, whose cookie can be
+// opened until expires, was finished: ErrNoCeremony when it was already,
+// on this server or another. Only the challenge's hash is kept.
+func (s *Store) UseChallenge(ctx context.Context, challenge string, expires time.Time) error {
+	hash := sha256.Sum256([]byte(challenge))
+	tag, err := s.pool.Exec(ctx, s.q.useChallenge, hash[:], expires)
 	if err != nil {
-		return "", nil, fmt.Errorf("finishing a passkey ceremony: %w", err)
+		return fmt.Errorf("finishing a passkey ceremony: %w", err)
 	}
-	return UserID(user), data, nil
+	if tag.RowsAffected() == 0 {
+		return ErrNoCeremony
+	}
+	return nil
+}
+
+// CleanupUsedChallenges deletes the challenges of ceremonies that expired
+// over an hour ago, in batches, and returns how many it removed.
+func (s *Store) CleanupUsedChallenges(ctx context.Context) (int64, error) {
+	return s.deleteInBatches(ctx, s.q.cleanupChallenges, "deleting used passkey challenges")
 }
 
 // ReservePasskeyAttempt reserves a passkey sign-in from ip against the

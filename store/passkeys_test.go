@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -153,49 +155,42 @@ func TestWebAuthnHandlesAreRandomAndFindTheirUser(t *testing.T) {
 	assert.ErrorIs(t, err, store.ErrUserNotFound)
 }
 
-func TestCeremoniesAreSingleUseAndExpire(t *testing.T) {
+// A ceremony's challenge is finished once, on any server: the second
+// finish inserts a duplicate and is refused, and only the hash is kept.
+// The cleanup round forgets a challenge an hour after its cookie expired.
+func TestUsedChallengesAreRecordedOnce(t *testing.T) {
 	ctx := context.Background()
-	s := newStore(t, store.Options{})
-	alice := newUser(t, s, "alice")
+	url := pgtest.NewDatabase(t)
+	s, other := newStoreAt(t, url, store.Options{}), newStoreAt(t, url, store.Options{})
 
-	token, err := s.BeginCeremony(ctx, store.CeremonyRegister, alice.ID, []byte(`{"challenge":"abc"}`), time.Minute)
-	require.NoError(t, err)
-	assert.Equal(t, 0, count(t, s, `SELECT count(*) FROM pgsession.webauthn_ceremonies WHERE id = $1`, token),
-		"the database holds the token's hash, not the token")
+	expires := time.Now().Add(5 * time.Minute)
+	require.NoError(t, s.UseChallenge(ctx, "challenge-one", expires))
+	assert.ErrorIs(t, s.UseChallenge(ctx, "challenge-one", expires), store.ErrNoCeremony, "a ceremony is finished once")
+	assert.ErrorIs(t, other.UseChallenge(ctx, "challenge-one", expires), store.ErrNoCeremony, "on any server")
+	require.NoError(t, s.UseChallenge(ctx, "challenge-two", time.Now().Add(-61*time.Minute)))
+	assert.Zero(t, count(t, s, `SELECT count(*) FROM pgsession.used_challenges WHERE position('challenge'::bytea IN challenge_hash) > 0`),
+		"only hashes are kept")
 
-	_, _, err = s.TakeCeremony(ctx, store.CeremonyLogin, token)
-	assert.ErrorIs(t, err, store.ErrNoCeremony, "a registration is no sign-in")
-	user, data, err := s.TakeCeremony(ctx, store.CeremonyRegister, token)
+	n, err := s.CleanupUsedChallenges(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, alice.ID, user)
-	assert.JSONEq(t, `{"challenge":"abc"}`, string(data))
-	_, _, err = s.TakeCeremony(ctx, store.CeremonyRegister, token)
-	assert.ErrorIs(t, err, store.ErrNoCeremony, "a ceremony is finished once")
+	assert.Equal(t, int64(1), n, "the one expired over an hour ago")
+	assert.ErrorIs(t, s.UseChallenge(ctx, "challenge-one", expires), store.ErrNoCeremony, "the live one is kept")
+}
 
-	login, err := s.BeginCeremony(ctx, store.CeremonyLogin, "", []byte(`{}`), time.Minute)
-	require.NoError(t, err)
-	user, _, err = s.TakeCeremony(ctx, store.CeremonyLogin, login)
-	require.NoError(t, err)
-	assert.Empty(t, user, "a sign-in begins for nobody in particular")
+// The key that seals ceremony cookies is made by the first server and read
+// by every later one.
+func TestCeremonyKeyIsMadeOnce(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	s, other := newStoreAt(t, url, store.Options{}), newStoreAt(t, url, store.Options{})
+	first, second := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
 
-	old, err := s.BeginCeremony(ctx, store.CeremonyLogin, "", []byte(`{}`), time.Minute)
+	key, err := s.CeremonyKey(ctx, first)
 	require.NoError(t, err)
-	exec(t, s, `UPDATE pgsession.webauthn_ceremonies SET expires_at = now() - interval '1 second'`)
-	_, _, err = s.TakeCeremony(ctx, store.CeremonyLogin, old)
-	assert.ErrorIs(t, err, store.ErrNoCeremony, "an expired ceremony cannot be finished")
-
-	stale, err := s.BeginCeremony(ctx, store.CeremonyLogin, "", []byte(`{}`), time.Minute)
+	assert.Equal(t, first, key)
+	key, err = other.CeremonyKey(ctx, second)
 	require.NoError(t, err)
-	exec(t, s, `UPDATE pgsession.webauthn_ceremonies SET expires_at = now() - interval '1 second'`)
-	_, err = s.BeginCeremony(ctx, store.CeremonyLogin, "", []byte(`{}`), time.Minute)
-	require.NoError(t, err)
-	assert.Equal(t, 1, count(t, s, `SELECT count(*) FROM pgsession.webauthn_ceremonies`),
-		"beginning a ceremony removes expired ones")
-	_, _, err = s.TakeCeremony(ctx, store.CeremonyLogin, stale)
-	assert.ErrorIs(t, err, store.ErrNoCeremony)
-
-	_, _, err = s.TakeCeremony(ctx, store.CeremonyLogin, "not a token")
-	assert.ErrorIs(t, err, store.ErrNoCeremony)
+	assert.Equal(t, first, key, "a second server reads the first one's key")
 }
 
 // Failed passkey sign-ins count toward the address's limit of failed

@@ -1,17 +1,28 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // PendingLoginLifetime is how long a login that passed the password waits
 // for its second factor.
 const PendingLoginLifetime = 5 * time.Minute
+
+// Errors of finishing a pending login, told apart with errors.Is.
+var (
+	// ErrNoPendingLogin means the pending login is gone: expired, ended by
+	// a credential change, or finished by another request.
+	ErrNoPendingLogin = errors.New("no such pending login, or it expired or was finished")
+	// ErrFactorRefused means the second factor was wrong or used already.
+	ErrFactorRefused = errors.New("the second factor is wrong or was used")
+)
 
 // PendingLogin is a login whose password was right and whose second factor
 // is awaited. It is bound to the user and to the credentials verified: a
@@ -65,6 +76,87 @@ func (s *Store) GetPendingLogin(ctx context.Context, token string) (*PendingLogi
 		return nil, fmt.Errorf("reading a pending login: %w", err)
 	}
 	return &PendingLogin{User: r.User, Remember: r.Remember, Failures: r.Failures}, nil
+}
+
+// SecondStep is the factor that finishes a pending login.
+type SecondStep struct {
+	// Factor is FactorTOTP, FactorRecoveryCode or FactorPasskey. A passkey
+	// was verified, and its ceremony used up, before: nothing more of it
+	// is used here.
+	Factor string
+	// TOTPStep is the time step of a code that matched the user's secret.
+	TOTPStep int64
+	// RecoveryCodeHash is the hash of the recovery code sent.
+	RecoveryCodeHash []byte
+}
+
+// FinishPendingLogin ends the pending login of token with its second factor
+// and starts the session p describes, all in one transaction whose first
+// statement takes the pending row: of requests racing to finish one
+// pending login, exactly one starts a session, and the others use up no
+// factor (a recovery code, a TOTP step), as each waits on the first's lock
+// and then finds no row. It returns ErrNoPendingLogin when the pending
+// login is gone, ErrFactorRefused when the factor is wrong or used (the
+// pending login is then kept, to count the failure), and CreateSession's
+// errors.
+func (s *Store) FinishPendingLogin(ctx context.Context, token string, step SecondStep, p SessionParams) (string, *Session, error) {
+	if !ValidToken(token) {
+		return "", nil, ErrNoPendingLogin
+	}
+	sessionToken, args, err := newSessionArgs(p)
+	if err != nil {
+		return "", nil, err
+	}
+	var sess *Session
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, s.q.finishPending, string(HashToken(token)), string(p.User.ID))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNoPendingLogin
+		}
+		if used, err := s.useSecondStep(ctx, tx, p.User.ID, step); err != nil || !used {
+			return cmp.Or(err, ErrFactorRefused)
+		}
+		if sess, err = collectSession(tx.Query(ctx, s.q.createSession, args...)); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				// The pending row counted a moment ago, so the user exists.
+				return ErrCredentialsChanged
+			}
+			return err
+		}
+		if p.MaxPerUser > 0 {
+			_, err = tx.Exec(ctx, s.q.trimSessions, string(p.User.ID), p.MaxPerUser)
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNoPendingLogin), errors.Is(err, ErrFactorRefused):
+		return "", nil, err
+	case err != nil:
+		return "", nil, fmt.Errorf("finishing a pending login: %w", err)
+	}
+	return sessionToken, sess, nil
+}
+
+// useSecondStep uses up step's factor in tx and reports whether it could:
+// false for a recovery code unknown or used, or a TOTP step not later than
+// the last one accepted.
+func (s *Store) useSecondStep(ctx context.Context, tx pgx.Tx, userID UserID, step SecondStep) (bool, error) {
+	var tag pgconn.CommandTag
+	var err error
+	switch step.Factor {
+	case FactorPasskey:
+		return true, nil
+	case FactorTOTP:
+		tag, err = tx.Exec(ctx, s.q.acceptTOTPStep, string(userID), step.TOTPStep)
+	case FactorRecoveryCode:
+		tag, err = tx.Exec(ctx, s.q.useRecoveryCode, string(userID), step.RecoveryCodeHash)
+	default:
+		return false, fmt.Errorf("unknown second factor %q", step.Factor)
+	}
+	return tag.RowsAffected() == 1, err
 }
 
 // FailPendingLogin counts a wrong code against the pending login of token

@@ -72,22 +72,11 @@ type SessionParams struct {
 // ErrCredentialsChanged when the user's password was set after p.User was
 // read, and ErrUserNotFound when the user is gone.
 func (s *Store) CreateSession(ctx context.Context, p SessionParams) (string, *Session, error) {
-	if p.Lifetime <= 0 {
-		return "", nil, errors.New("creating session: lifetime must be positive")
+	token, args, err := newSessionArgs(p)
+	if err != nil {
+		return "", nil, err
 	}
-	if !validUUID(string(p.User.ID)) {
-		return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
-	}
-	var idle *int32
-	if p.IdleTimeout > 0 {
-		secs := int32(min(max(p.IdleTimeout.Round(time.Second), time.Second), time.Duration(math.MaxInt32)*time.Second) / time.Second)
-		idle = &secs
-	}
-	token := newToken()
-	args := []any{string(HashToken(token)), string(p.User.ID), p.Lifetime.Seconds(),
-		trimUTF8(p.UserAgent, MaxUserAgentLength), trimUTF8(p.IP, 64), idle, p.User.CredentialVersion}
 	var sess *Session
-	var err error
 	if p.MaxPerUser <= 0 {
 		// One statement, one round trip: the common case pays for no transaction.
 		sess, err = collectSession(s.pool.Query(ctx, s.q.createSession, args...))
@@ -116,6 +105,25 @@ func (s *Store) CreateSession(ctx context.Context, p SessionParams) (string, *Se
 		return "", nil, fmt.Errorf("creating session: %w", err)
 	}
 	return token, sess, nil
+}
+
+// newSessionArgs makes the token of a session to create and the arguments
+// of createSession for it.
+func newSessionArgs(p SessionParams) (string, []any, error) {
+	if p.Lifetime <= 0 {
+		return "", nil, errors.New("creating session: lifetime must be positive")
+	}
+	if !validUUID(string(p.User.ID)) {
+		return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
+	}
+	var idle *int32
+	if p.IdleTimeout > 0 {
+		secs := int32(min(max(p.IdleTimeout.Round(time.Second), time.Second), time.Duration(math.MaxInt32)*time.Second) / time.Second)
+		idle = &secs
+	}
+	token := newToken()
+	return token, []any{string(HashToken(token)), string(p.User.ID), p.Lifetime.Seconds(),
+		trimUTF8(p.UserAgent, MaxUserAgentLength), trimUTF8(p.IP, 64), idle, p.User.CredentialVersion}, nil
 }
 
 // GetSession returns the live session for token. A token that is malformed,

@@ -194,8 +194,10 @@ type queries struct {
 	bumpCredentials, deletePendingOfUser                                  string
 	deletePasskeysOfUser, userFactors                                     string
 	createPending, getPending, failPending, deletePending, cleanupPending string
+	finishPending                                                         string
 	addPasskey, userPasskeys, deletePasskey, usePasskey, webauthnHandle   string
-	userByWebauthnHandle, beginCeremony, takeCeremony                     string
+	userByWebauthnHandle, addCeremonyKey, ceremonyKey                     string
+	useChallenge, cleanupChallenges                                       string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -235,7 +237,8 @@ func newQueries(schema string) queries {
 		"{columns}", strings.ReplaceAll(sessionColumns, "{has_second_factor}", hasSecondFactor(schema)),
 		"{has_second_factor}", hasSecondFactor(schema),
 		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize(),
-		"{ceremonies}", pgx.Identifier{schema, "webauthn_ceremonies"}.Sanitize(),
+		"{ceremony_keys}", pgx.Identifier{schema, "ceremony_keys"}.Sanitize(),
+		"{used_challenges}", pgx.Identifier{schema, "used_challenges"}.Sanitize(),
 		"{user_columns}", userColumns,
 		"{user_columns_u}", userColumnsOfU,
 		"{live}", liveSession,

@@ -79,6 +79,12 @@ func secondFactorQueries(r *strings.Replacer, q *queries) {
 	q.failPending = r.Replace(`UPDATE {pending} SET failures = failures + 1,
 		expires_at = CASE WHEN failures + 1 >= $2 THEN now() ELSE expires_at END WHERE id = $1`)
 	q.deletePending = r.Replace(`DELETE FROM {pending} WHERE id = $1`)
+	// finishPending takes the pending login that a second factor finishes,
+	// while it still counts; of logins racing to finish it, the first
+	// takes the row and the others, waiting on its lock, find none.
+	q.finishPending = r.Replace(`DELETE FROM {pending} p USING {users} u
+		WHERE p.id = $1 AND p.user_id = $2 AND u.id = p.user_id AND p.expires_at > now()
+			AND p.credential_version = u.credential_version`)
 	q.cleanupPending = r.Replace(`DELETE FROM {pending} WHERE id IN (
 		SELECT id FROM {pending} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`)
 }

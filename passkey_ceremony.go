@@ -1,0 +1,264 @@
+package pgsession
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/go-webauthn/webauthn/webauthn"
+	"golang.org/x/time/rate"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// A passkey ceremony's state between its begin and its finish travels in
+// the ceremony cookie, sealed with AES-256-GCM: the browser can neither
+// read nor change it, and beginning a sign-in, which needs no cookie,
+// writes nothing to PostgreSQL. Every server sharing the database has the
+// same key, so the finish may reach another server than the begin. The
+// finish records the challenge (store.UseChallenge), so a ceremony is
+// finished once, on whichever server.
+
+// Ceremony kinds; each seals with its own additional data, so one kind's
+// cookie does not open as the other's.
+const (
+	ceremonyRegister = "register"
+	ceremonyLogin    = "login"
+)
+
+// How often one client address may begin passkey sign-ins: a burst of
+// beginBurst, then one every beginEvery. A person begins a few a minute;
+// the limit keeps a loop from one address from costing more than that.
+const (
+	beginBurst = 30
+	beginEvery = time.Second
+	// beginAddresses bounds the addresses the limiter remembers; past it,
+	// new addresses share one bucket until idle ones are forgotten.
+	beginAddresses = 10000
+)
+
+// ceremonyState is what a ceremony cookie holds.
+type ceremonyState struct {
+	UserID  store.UserID         `json:"u,omitempty"` // who began a registration; empty for a sign-in
+	Expires time.Time            `json:"e"`
+	Data    webauthn.SessionData `json:"d"`
+}
+
+// ceremonySeal seals ceremony states into cookie values and opens them.
+type ceremonySeal struct{ aead cipher.AEAD }
+
+func newCeremonySeal(key []byte) (*ceremonySeal, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("passkey ceremony key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("passkey ceremony key: %w", err)
+	}
+	return &ceremonySeal{aead: aead}, nil
+}
+
+func ceremonyAD(kind string) []byte { return []byte("caddy-pgsession passkey ceremony v1 " + kind) }
+
+// seal returns the cookie value of a ceremony of kind.
+func (c *ceremonySeal) seal(kind string, state ceremonyState) (string, error) {
+	plain, err := json.Marshal(state)
+	if err != nil {
+		return "", fmt.Errorf("sealing a passkey ceremony: %w", err)
+	}
+	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+len(plain)+c.aead.Overhead())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(c.aead.Seal(nonce, nonce, plain, ceremonyAD(kind))), nil
+}
+
+// errCeremonyUnreadable is a cookie that is not a sealed ceremony of the
+// kind asked for: altered, made under another key, or of the other kind.
+var errCeremonyUnreadable = errors.New("the passkey ceremony cookie does not open")
+
+// open returns the state sealed in a cookie value of kind.
+func (c *ceremonySeal) open(kind, value string) (ceremonyState, error) {
+	var state ceremonyState
+	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	n := c.aead.NonceSize()
+	if err != nil || len(sealed) < n+c.aead.Overhead() {
+		return state, errCeremonyUnreadable
+	}
+	plain, err := c.aead.Open(nil, sealed[:n], sealed[n:], ceremonyAD(kind))
+	if err != nil || json.Unmarshal(plain, &state) != nil {
+		return state, errCeremonyUnreadable
+	}
+	return state, nil
+}
+
+// openCeremonies makes the seal of ceremony cookies and the limit on
+// begins, at Start: the key is derived from secrets_key when it is set, so
+// a copy of the database cannot forge a ceremony, and is otherwise the
+// random one kept in PostgreSQL, so that every server has the same. Never
+// a key of this process alone: another server could not finish its
+// ceremonies.
+func (a *App) openCeremonies(ctx context.Context) error {
+	key := []byte(nil)
+	if a.secrets != nil {
+		key = a.secrets.ceremonyKey
+	} else {
+		fresh := make([]byte, 32)
+		rand.Read(fresh)
+		var err error
+		if key, err = a.store.CeremonyKey(ctx, fresh); err != nil {
+			return err
+		}
+	}
+	seal, err := newCeremonySeal(key)
+	if err != nil {
+		return err
+	}
+	a.ceremonies = seal
+	a.beginLimit = newAddressLimiter(beginBurst, beginEvery, beginAddresses)
+	return nil
+}
+
+// beginCeremony seals a ceremony's state into the browser's ceremony
+// cookie for its finish.
+func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
+	if h.app.ceremonies == nil {
+		return storeUnavailable(errors.New("the passkey ceremony key is not loaded"))
+	}
+	value, err := h.app.ceremonies.seal(kind, ceremonyState{UserID: userID, Expires: time.Now().Add(ceremonyLifetime), Data: *data})
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, h.ceremonyCookie(r, value, int(ceremonyLifetime/time.Second)))
+	return nil
+}
+
+// takeCeremony returns, once, the state of the browser's ceremony of kind,
+// and clears its cookie. Its challenge is recorded as used before the
+// answer is checked, so a ceremony is finished once whether it verified or
+// not, and a cookie that does not open costs no write.
+func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
+	c, err := r.Cookie(ceremonyCookie)
+	if err != nil || c.Value == "" {
+		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "No passkey request is under way: start again")
+	}
+	http.SetCookie(w, h.ceremonyCookie(r, "", -1))
+	if h.app.ceremonies == nil {
+		return "", nil, storeUnavailable(errors.New("the passkey ceremony key is not loaded"))
+	}
+	state, err := h.app.ceremonies.open(kind, c.Value)
+	if err != nil {
+		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request cannot be read: start again")
+	}
+	used := refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request expired or was used: start again")
+	if !time.Now().Before(state.Expires) {
+		return "", nil, used
+	}
+	switch err := h.store.UseChallenge(r.Context(), state.Data.Challenge, state.Expires); {
+	case errors.Is(err, store.ErrNoCeremony):
+		return "", nil, used
+	case err != nil:
+		return "", nil, storeUnavailable(err)
+	}
+	return state.UserID, &state.Data, nil
+}
+
+// throttleBegin refuses a begin from an address past its limit with 429.
+func (h *Handler) throttleBegin(r *http.Request) error {
+	if h.app.beginLimit == nil {
+		return nil
+	}
+	if wait, ok := h.app.beginLimit.allow(clientAddress(clientIP(r)), time.Now()); !ok {
+		return &refusal{status: http.StatusTooManyRequests, reason: "throttled",
+			message: "Too many passkey sign-ins from this address, try again shortly", retryAfter: wait}
+	}
+	return nil
+}
+
+// clientAddress is the unit the begin limit counts: an IPv4 address, or
+// the /64 of an IPv6 one, as one client is given a whole /64.
+func clientAddress(ip string) string {
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
+}
+
+// addressLimiter is a token bucket per client address, in memory: a begin
+// is refused before it costs anything. It remembers at most max addresses;
+// while it is full, addresses it does not know share one bucket, so many
+// addresses buy no more than one does, and buckets that have filled up
+// again (idle addresses) are forgotten to make room.
+type addressLimiter struct {
+	limit     rate.Limit
+	burst     int
+	max       int
+	mu        sync.Mutex
+	buckets   map[string]*rate.Limiter
+	overflow  *rate.Limiter
+	lastSweep time.Time
+}
+
+func newAddressLimiter(burst int, every time.Duration, max int) *addressLimiter {
+	limit := rate.Every(every)
+	return &addressLimiter{limit: limit, burst: burst, max: max, buckets: map[string]*rate.Limiter{},
+		overflow: rate.NewLimiter(limit, burst)}
+}
+
+// allow takes a token of addr's bucket; when there is none, it reports how
+// long until there is.
+func (l *addressLimiter) allow(addr string, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[addr]
+	if !ok {
+		if len(l.buckets) >= l.max {
+			l.sweep(now)
+		}
+		if len(l.buckets) >= l.max {
+			b = l.overflow
+		} else {
+			b = rate.NewLimiter(l.limit, l.burst)
+			l.buckets[addr] = b
+		}
+	}
+	if b.AllowN(now, 1) {
+		return 0, true
+	}
+	missing := 1 - b.TokensAt(now)
+	return time.Duration(math.Ceil(missing / float64(l.limit) * float64(time.Second))), false
+}
+
+// sweep forgets the addresses whose buckets are full, at most once in the
+// time a bucket takes to fill, so a full map is not walked per request.
+func (l *addressLimiter) sweep(now time.Time) {
+	refill := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
+	if now.Sub(l.lastSweep) < refill {
+		return
+	}
+	l.lastSweep = now
+	for addr, b := range l.buckets {
+		if b.TokensAt(now) >= float64(l.burst) {
+			delete(l.buckets, addr)
+		}
+	}
+}
