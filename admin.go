@@ -2,7 +2,9 @@ package pgsession
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +16,25 @@ import (
 // The admin routes, under {api_path}/admin/. serveRoute lets a request in
 // with the admin token or the session of a user with is_admin; everything
 // here may assume one of the two.
+
+// parseBearer reads one Authorization field value as a bearer credential
+// (RFC 6750): the token and true, or false for another scheme or no token.
+// The scheme is case-insensitive and may be followed by any run of spaces
+// or tabs (RFC 9110 section 11.1), as servers behind the gate may read it,
+// so the gate that strips the admin token and the admin routes that check
+// it agree on every spelling a client can send.
+func parseBearer(value string) (string, bool) {
+	const scheme = "bearer"
+	if len(value) <= len(scheme) || !strings.EqualFold(value[:len(scheme)], scheme) {
+		return "", false
+	}
+	rest := value[len(scheme):]
+	if rest[0] != ' ' && rest[0] != '\t' {
+		return "", false // "Bearerx" is another scheme
+	}
+	token := strings.Trim(rest, " \t")
+	return token, token != ""
+}
 
 // adminUserJSON is a user as the admin routes show it.
 type adminUserJSON struct {
@@ -37,15 +58,20 @@ func adminName(c *caller) zap.Field {
 }
 
 // userError refuses what the store said about a user: 404 for one that is
-// not there, 400 for input it would not take, 409 for a taken name, 503
-// (or busy) for the rest.
+// not there, 400 for input it would not take, 409 for a taken name or one
+// that looks like a taken name (which the admin is told), 503 (or busy) for
+// the rest.
 func userError(err error) error {
 	var inputErr *store.InputError
+	var lookalike *store.LookalikeError
 	switch {
 	case errors.Is(err, store.ErrUserNotFound):
 		return refuse(http.StatusNotFound, "no_such_user", "No such user")
 	case errors.As(err, &inputErr):
 		return badInput(inputErr)
+	case errors.As(err, &lookalike):
+		return refuse(http.StatusConflict, "username_lookalike",
+			fmt.Sprintf("That name looks like the name of the existing user %q", lookalike.Existing))
 	case errors.Is(err, store.ErrUserExists):
 		return refuse(http.StatusConflict, "username_taken", "A user with that name already exists")
 	default:

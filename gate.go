@@ -32,7 +32,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.answer(w, r, h.serveRoute(w, r, rte, params, allowed, adminToken))
 	}
 	if len(h.Public) > 0 {
-		public, err := h.public.MatchWithError(r)
+		public, err := h.public.match(r)
 		if err != nil {
 			return caddyhttp.Error(http.StatusBadRequest, err)
 		}

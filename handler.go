@@ -193,7 +193,7 @@ type Handler struct {
 	logger *zap.Logger
 
 	// Compiled from the options by Provision.
-	public              caddyhttp.MatchPath
+	public              publicPaths
 	router              router
 	loginTemplate       *template.Template
 	loginPageCSP        string // the login page's, which may be the site's own page
@@ -294,8 +294,8 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.AccountPath = cmp.Or(h.AccountPath, DefaultAccountPath)
 	h.Home = cmp.Or(h.Home, "/")
 
-	h.public = caddyhttp.MatchPath(h.Public)
-	if err := h.public.Provision(ctx); err != nil {
+	var err error
+	if h.public, err = newPublicPaths(ctx, h.Public); err != nil {
 		return fmt.Errorf("public: %w", err)
 	}
 

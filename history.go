@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -78,13 +80,9 @@ func (h *Handler) serveOwnHistory(w http.ResponseWriter, r *http.Request, c *cal
 // listSignIns answers with a user's latest sign-in attempts, newest first:
 // defaultHistoryLimit of them, or ?limit= up to maxHistoryLimit.
 func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID store.UserID) error {
-	limit := defaultHistoryLimit
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxHistoryLimit {
-			return refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
-		}
-		limit = n
+	limit, err := historyLimit(r.URL.RawQuery)
+	if err != nil {
+		return err
 	}
 	signIns, err := h.store.SignInHistory(r.Context(), userID, limit)
 	if err != nil {
@@ -97,6 +95,35 @@ func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID sto
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// historyLimit reads ?limit= from a raw query string: defaultHistoryLimit
+// when absent, else digits only, from 1 to maxHistoryLimit, given once. A
+// query that does not parse is refused rather than read in part: Go drops a
+// pair such as "limit=1;select" silently, which would answer with the
+// default instead of the 400 the client needs to see.
+func historyLimit(rawQuery string) (int, error) {
+	wrong := refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return 0, refuse(http.StatusBadRequest, "bad_request", "The query string cannot be read: separate parameters with & and escape the rest")
+	}
+	values, ok := q["limit"]
+	switch {
+	case !ok:
+		return defaultHistoryLimit, nil
+	case len(values) != 1:
+		return 0, wrong
+	}
+	v := values[0]
+	if v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0, wrong
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxHistoryLimit {
+		return 0, wrong
+	}
+	return n, nil
 }
 
 // addSignIns fills in the account page's "Recent sign-ins", when the

@@ -94,8 +94,10 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 	if rte.access == admin {
 		// A bearer token other than the admin token is still an attempt at
 		// it here, and refused as such.
-		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && adminToken == "" {
-			adminToken = bearer
+		for _, v := range r.Header.Values("Authorization") {
+			if bearer, ok := parseBearer(v); ok && adminToken == "" {
+				adminToken = bearer
+			}
 		}
 		if adminToken != "" {
 			if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(adminToken), h.adminToken) != 1 {

@@ -46,7 +46,7 @@ func (h *Handler) takeAdminToken(r *http.Request) string {
 	values := r.Header.Values("Authorization")
 	kept := values[:0:0]
 	for _, v := range values {
-		if bearer, ok := strings.CutPrefix(v, "Bearer "); ok && subtle.ConstantTimeCompare([]byte(bearer), h.adminToken) == 1 {
+		if bearer, ok := parseBearer(v); ok && subtle.ConstantTimeCompare([]byte(bearer), h.adminToken) == 1 {
 			if token == "" {
 				token = bearer
 			}

@@ -157,13 +157,17 @@ func (s *Store) Schema() string { return s.schema }
 
 // Migrate installs or upgrades the schema and returns how many migrations it
 // applied. It also gives usernames from before the username profile their
-// key (see LegacyUsernames).
+// key, and those from before the look-alike check their skeletons (see
+// LegacyUsernames).
 func (s *Store) Migrate(ctx context.Context) (int, error) {
 	n, err := migrations.Migrate(ctx, s.pool, s.schema)
 	if err != nil {
 		return n, err
 	}
-	return n, s.keyUsernames(ctx)
+	if err := s.keyUsernames(ctx); err != nil {
+		return n, err
+	}
+	return n, s.fillSkeletons(ctx)
 }
 
 // Ping checks that the database answers.
@@ -198,6 +202,8 @@ type queries struct {
 	addPasskey, userPasskeys, deletePasskey, usePasskey, webauthnHandle   string
 	userByWebauthnHandle, addCeremonyKey, ceremonyKey                     string
 	useChallenge, cleanupChallenges                                       string
+	// Look-alike names (lookalike.go).
+	lockUsernames, lookalikeOf, unskeletonedUsers, setSkeletons, legacyUsers string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -298,8 +304,6 @@ func newQueries(schema string) queries {
 		// keepSession carries the session a password change was made from
 		// over to the new credentials.
 		keepSession: r.Replace(`UPDATE {sessions} SET credential_version = $3 WHERE user_id = $1 AND id = $2`),
-		createUser: r.Replace(`INSERT INTO {users} (username, username_key, password_hash, is_admin) VALUES ($1, $2, $3, $4)
-			RETURNING {user_columns}`),
 		getUserByName: r.Replace(`SELECT {user_columns} FROM {users} WHERE {by_name}
 			ORDER BY username_key IS NULL LIMIT 1`),
 		getUserByID: r.Replace(`SELECT {user_columns} FROM {users} WHERE id = $1`),
@@ -357,5 +361,6 @@ func newQueries(schema string) queries {
 	}
 	secondFactorQueries(r, &q)
 	passkeyQueries(r, &q)
+	lookalikeQueries(r, &q)
 	return q
 }

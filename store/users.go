@@ -58,8 +58,9 @@ func ValidatePassword(password string) error {
 }
 
 // CreateUser adds a user with an argon2id hash of password. The name is
-// stored in its prepared form (see PrepareUsername): a name that looks like
-// an existing one is ErrUserExists.
+// stored in its prepared form (see PrepareUsername): a name with the key of
+// an existing one is ErrUserExists, one that looks like an existing one in
+// another script a *LookalikeError (which is also ErrUserExists).
 func (s *Store) CreateUser(ctx context.Context, username, password string, isAdmin bool) (*User, error) {
 	if err := ValidatePassword(password); err != nil {
 		return nil, err
@@ -84,14 +85,7 @@ func (s *Store) CreateUserWithHash(ctx context.Context, username, hash string, i
 	if err := CheckPasswordHash(hash); err != nil {
 		return nil, &InputError{err.Error()}
 	}
-	u, err := collectUser(s.pool.Query(ctx, s.q.createUser, name.Display, name.Key, hash, isAdmin))
-	if pgErrorCode(err) == uniqueViolation {
-		return nil, ErrUserExists
-	}
-	if err != nil {
-		return nil, fmt.Errorf("creating user: %w", err)
-	}
-	return u, nil
+	return s.createUserRow(ctx, name, hash, isAdmin)
 }
 
 // GetUserByName finds a user by name as PrepareUsername compares names:
@@ -304,12 +298,13 @@ func (s *Store) keyUsernames(ctx context.Context) error {
 	return nil
 }
 
-// LegacyUsernames lists the names that fit no key: created before names
-// were checked against the username profile, and either outside it or
-// looking like an older account's name. They can still log in by their
-// exact name (ignoring case), unless an account with their key exists.
+// LegacyUsernames lists the names created before names were checked that
+// fit no key (outside the username profile, or with an older account's
+// key) or look like an older account's name in another script. Those
+// without a key can still log in by their exact name (ignoring case),
+// unless an account with their key exists; the look-alikes log in as ever.
 func (s *Store) LegacyUsernames(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, s.q.unkeyedUsers)
+	rows, err := s.pool.Query(ctx, s.q.legacyUsers)
 	if err != nil {
 		return nil, fmt.Errorf("reading usernames without a key: %w", err)
 	}

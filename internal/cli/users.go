@@ -28,8 +28,17 @@ func (c *state) userAdd(cmd *cobra.Command, name string, admin, fromStdin bool) 
 		case !errors.Is(err, store.ErrUserNotFound):
 			return err
 		}
+		if existing, err := s.LookalikeOf(ctx, name); err != nil {
+			return err
+		} else if existing != "" {
+			return userLooksLike(name, existing)
+		}
 		return c.withPassword(cmd, pw, func(ctx context.Context, password string) error {
 			u, err := s.CreateUser(ctx, name, password, admin)
+			var lookalike *store.LookalikeError
+			if errors.As(err, &lookalike) {
+				return userLooksLike(name, lookalike.Existing)
+			}
 			if errors.Is(err, store.ErrUserExists) {
 				return userExists(name)
 			}
@@ -128,3 +137,7 @@ func (c *state) userList(cmd *cobra.Command, _ []string) error {
 
 func noUser(name string) error     { return fmt.Errorf("no user %q", name) }
 func userExists(name string) error { return fmt.Errorf("user %q already exists", name) }
+
+func userLooksLike(name, existing string) error {
+	return fmt.Errorf("%q looks like the name of the existing user %q: choose another name", name, existing)
+}
