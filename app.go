@@ -466,25 +466,44 @@ func (a *App) expand(option, value string) (string, error) {
 	return url, nil
 }
 
-// lookUpByID checks a session in the database by its id.
+// lookUpByID checks a session in the database by its id, for the requests
+// in flight; one found gone is forgotten from memory too.
 func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSession, error) {
 	row, err := a.store.GetSessionByID(ctx, id)
-	if err != nil || row == nil {
+	if err != nil {
 		return nil, err
+	}
+	if row == nil {
+		if key, ok := keyOfID(id); ok {
+			a.cache.forget(key)
+		}
+		return nil, nil
 	}
 	return fromStore(row, time.Now()), nil
 }
 
-// renewed records that the session's use was written back at now, so this
-// server does not write it again within the renewal interval; wrote says
-// whether this server's write changed the row (else another server's did).
-func (a *App) renewed(s *cachedSession, now time.Time, wrote bool) {
+// renewed applies a renewal made at now: touch says whether this server's
+// write changed the row, another server's had, or the session is gone. A
+// live session is kept with its new last use, so this server does not write
+// it again within the renewal interval, unless memory heard of a change to
+// it since epoch was read, before the write, or holds a newer copy: the
+// change wins. A gone session, whose end no trigger announced, is forgotten
+// and its requests in flight end.
+func (a *App) renewed(s *cachedSession, now time.Time, touch store.Touch, epoch uint64) {
+	if touch == store.SessionGone {
+		a.cache.forget(s.key)
+		a.inflight.settle(s.id(), nil, now)
+		return
+	}
+	if kept, ok := a.cache.get(s.key); !ok || kept != s {
+		return
+	}
 	next := *s
 	next.lastSeen = now.UnixNano()
-	if wrote && next.idleTimeout > 0 {
+	if touch == store.SessionTouched && next.idleTimeout > 0 {
 		next.idleExpires = now.Add(next.idleTimeout).UnixNano()
 	}
-	a.cache.put(&next, a.cache.epoch.Load())
+	a.cache.put(&next, epoch)
 }
 
 // cleanupLoop deletes expired sessions now and then every CleanupInterval,

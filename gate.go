@@ -56,20 +56,86 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.answer(w, r, err)
 	}
-	user := sess.user.Value()
-	if h.requireSecondFactor && !user.secondFactor {
+	if h.requireSecondFactor && !sess.user.Value().secondFactor {
 		return h.sendToEnrol(w, r)
 	}
-	h.identify(r, &user)
-	h.renew(r, sess)
-	h.stripSessionCookie(r)
-	if h.privateResponses {
-		w = newPrivateWriter(w)
+	if !h.renew(r, sess) {
+		// The database no longer has the session, though nothing announced
+		// its end: this request is refused as the next one will be.
+		h.app.metrics.ended[endedBefore].Inc()
+		return h.refuseEnded(w, r)
 	}
-	// The request ends if its session does, however long its response runs.
-	fl := h.app.inflight.start(r, sess)
-	defer h.app.inflight.finish(fl)
-	return next.ServeHTTP(w, fl.request)
+	h.stripSessionCookie(r)
+	return h.pass(w, r, sess, next)
+}
+
+// pass hands the request to the site, registered in flight: it ends if its
+// session does, however long its response runs. If the session ends before
+// the response has begun, the client gets what the session's next request
+// gets (401, or the login page), and neither the site's nor Caddy's log
+// takes it for an error; a response already begun is cut, as a response
+// whose client went away is.
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess *cachedSession, next caddyhttp.Handler) (err error) {
+	fl := h.app.inflight.start(w, r, sess, h.privateResponses, time.Duration(h.RenewalInterval))
+	user := sess.user.Value()
+	identify(r, &user, &fl.identity)
+	defer func() {
+		switch h.app.inflight.finish(fl) {
+		case endedBeforeResponse:
+			// reverse_proxy aborts with http.ErrAbortHandler when the
+			// upstream's answer it had begun to copy is cancelled; none of
+			// it reached the client, so the refusal can still be sent.
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				panic(p)
+			}
+			h.app.metrics.ended[endedBefore].Inc()
+			err = h.refuseEnded(w, r)
+		case endedDuringResponse:
+			h.app.metrics.ended[endedDuring].Inc()
+			if p := recover(); p != nil {
+				panic(p)
+			}
+			// Cut, rather than ended as if complete: the client must not
+			// take a truncated answer for a whole one. net/http closes the
+			// connection (or resets the stream) and logs nothing.
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	err = next.ServeHTTP(fl, &fl.request)
+	fl.done()
+	return err
+}
+
+// refuseEnded answers a request whose session ended while it was being
+// served, before its response began, exactly as gate and sendToLogin answer
+// the session's next request: a browser goes to the login page, anything
+// else gets 401 session_expired (through handle_errors with error_pages
+// caddy), and the cookie is cleared. What the site had set of a response it
+// never sent goes first.
+func (h *Handler) refuseEnded(w http.ResponseWriter, r *http.Request) error {
+	hdr := w.Header()
+	for _, name := range unsentResponseHeaders {
+		delete(hdr, name)
+	}
+	if wantsHTML(r) {
+		hdr.Set("Cache-Control", "no-store")
+		http.SetCookie(w, h.clearCookie(r))
+		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return nil
+	}
+	ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+	ref.clearCookie = true
+	return h.answer(w, r, ref)
+}
+
+// unsentResponseHeaders are the headers that describe a response, which a
+// site may have set before its session ended and its response was dropped;
+// the ones set before the gate (Server, Alt-Svc, the site's header
+// directive) stay, as the next request gets them too.
+var unsentResponseHeaders = []string{
+	"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Content-Disposition",
+	"Content-Language", "Content-Location", "Transfer-Encoding", "Trailer", "Etag", "Last-Modified",
+	"Accept-Ranges", "Location", "Set-Cookie", "Cache-Control", "Expires", "Vary",
 }
 
 // gate returns the live session of the request, or why it has none: nil
@@ -131,38 +197,53 @@ func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // renew records the session's use, at most once per renewal interval, so
-// an idle timeout counts from the last use without a write per request.
-// A failure is logged and the request goes on: the session is still valid.
-func (h *Handler) renew(r *http.Request, sess *cachedSession) {
+// an idle timeout counts from the last use without a write per request. It
+// returns false when the write finds the session gone, which nothing
+// announced (a DELETE with the triggers off, as pg_restore
+// --disable-triggers and logical replication make): the session then ends
+// on this server at once. A failure is logged and the request goes on: the
+// session is still valid.
+func (h *Handler) renew(r *http.Request, sess *cachedSession) bool {
 	now := time.Now()
 	if now.UnixNano()-sess.lastSeen < int64(h.RenewalInterval) {
-		return
+		return true
 	}
 	if _, busy := h.renewing.LoadOrStore(sess.key, struct{}{}); busy {
-		return
+		return true
 	}
 	defer h.renewing.Delete(sess.key)
-	wrote, err := h.store.TouchSession(r.Context(), sess.id(), time.Duration(h.RenewalInterval))
+	epoch := h.app.cache.epoch.Load()
+	touch, err := h.store.TouchSession(r.Context(), sess.id(), time.Duration(h.RenewalInterval))
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
 			c.Write(zap.Error(err))
 		}
-		return
+		return true
 	}
-	h.app.renewed(sess, now, wrote)
+	h.app.renewed(sess, now, touch, epoch)
+	return touch != store.SessionGone
 }
 
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
-// and the identity headers for an upstream. The placeholders take the values
-// boxed once per user, and both headers share one allocation.
+// and the identity headers for an upstream.
 func (h *Handler) identify(r *http.Request, u *sessionUser) {
+	identify(r, u, new([2]string))
+}
+
+// identify is Handler.identify with the headers' values kept in into, which
+// a request in flight has room for. The placeholders take the values boxed
+// once per user, so setting them allocates nothing.
+func identify(r *http.Request, u *sessionUser, into *[2]string) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
 		repl.Set("http.auth.user.id", u.idValue)
 		repl.Set("http.auth.user.username", u.nameValue)
 	}
-	values := []string{string(u.id), u.username}
-	r.Header[HeaderUserID] = values[0:1:1]
-	r.Header[HeaderUsername] = values[1:2:2]
+	into[0], into[1] = string(u.id), u.username
+	// As Header.Set would, under the canonical names, without a slice each;
+	// a full slice, so that adding a value copies rather than overwrites
+	// its neighbour.
+	r.Header[HeaderUserID] = into[0:1:1]
+	r.Header[HeaderUsername] = into[1:2:2]
 }

@@ -1,11 +1,19 @@
 package pgsession
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -13,102 +21,198 @@ import (
 // Long-lived responses (server-sent events, WebSockets, long polls) end
 // with their session: every request the gate lets through is registered
 // here until it finishes, and when the database announces that its session
-// ended, or its session's end comes, the request's context is cancelled,
-// which ends the response.
+// ended, a renewal finds its row gone, or its session's end comes, the
+// request's context is cancelled, which ends the response. A request whose
+// response has not begun by then is answered as the session's next request
+// would be (see Handler.pass); one whose response has begun is cut.
+//
+// Registering costs one allocation besides the cancellable context: the
+// flight holds the request passed on and is the response writer passed on,
+// which tracks whether the response has begun and marks it private.
 
-// errSessionEnded is the cause of a request's cancellation.
+// errSessionEnded is what a site's write gets once its request's session
+// has ended.
 var errSessionEnded = errors.New("the session ended")
 
-// flight is one request in progress.
+// The states of a flight's response. Only the site's calls to the writer
+// (one at a time, as net/http requires) begin a response; only the watcher
+// ends one, and never writes to it.
+const (
+	responseNotBegun int32 = iota
+	responseBegun
+	endedBeforeResponse // the session ended first: nothing reaches the client
+	endedDuringResponse // the session ended while the response ran: the rest is cut
+)
+
+// flight is one request in progress: the request passed on and the
+// response writer the site writes to.
 type flight struct {
-	request   *http.Request // the request passed on, whose context ends with the session
-	sessionID store.SessionID
-	userID    store.UserID
-	cancel    context.CancelCauseFunc
-	ends      time.Time // when to check the session again, unless renewed
+	// ResponseWriterWrapper passes on what the writer does not change
+	// (Header, Push, Unwrap for http.ResponseController).
+	caddyhttp.ResponseWriterWrapper
+	request http.Request // the request passed on, whose context ends with the session
+	url     url.URL      // the request's URL, so that a rewrite after the gate leaves the gate's own
+	session *cachedSession
+	cancel  context.CancelFunc
+	state   atomic.Int32
+	private bool // cache_control on: privateResponse marks the response
+	status  int  // the status the site set, until it is sent; only the request's goroutine uses it
+	every   time.Duration
+
+	// Room for header values, so that setting them costs no allocation.
+	identity     [2]string // the identity headers' values
+	cacheControl [1]string
+
+	// Guarded by the shard's lock:
+	prev, next *flight
+	ends       time.Time // when the session ends unless renewed
+	checkAt    time.Time // when to look at the session again: every renewal interval (zero until the watcher first sees it)
 }
 
+// inflightShards spreads the requests in progress over locks of their own,
+// by session, so that requests of different sessions never wait for one
+// another's registration.
+const inflightShards = 32
+
 // inflight tracks the requests in progress. Announcements are rare next to
-// requests, so finding a session's requests walks them all rather than
-// keeping an index that every request would pay for.
+// requests, so finding a user's requests walks them all rather than keeping
+// an index that every request would pay for; a session's are in one shard.
 type inflight struct {
+	shards [inflightShards]inflightShard
+
 	mu      sync.Mutex
-	flights map[*flight]struct{}
 	recheck map[store.SessionID]bool // sessions to look up again
 	wake    chan struct{}
 }
 
+// inflightShard is a list of requests in progress, padded to a cache line
+// of its own.
+type inflightShard struct {
+	mu    sync.Mutex
+	first *flight
+	_     [48]byte
+}
+
 func newInflight() *inflight {
 	return &inflight{
-		flights: make(map[*flight]struct{}),
 		recheck: make(map[store.SessionID]bool),
 		wake:    make(chan struct{}, 1),
 	}
 }
 
-// start registers r under its session; the flight's request is the one to
-// pass on, and finish must be called when it is done.
-func (f *inflight) start(r *http.Request, sess *cachedSession) *flight {
-	ctx, cancel := context.WithCancelCause(r.Context())
-	fl := &flight{request: r.WithContext(ctx), sessionID: sess.id(), userID: sess.userID(), cancel: cancel, ends: sess.ends()}
-	f.mu.Lock()
-	f.flights[fl] = struct{}{}
-	f.mu.Unlock()
+func (f *inflight) shard(key sessionKey) *inflightShard {
+	return &f.shards[key[0]%inflightShards]
+}
+
+// start registers r under its session: the flight is the response writer
+// and &fl.request the request to pass on, and finish must be called when it
+// is done. private marks the response as privateResponse says; every is the
+// renewal interval, the longest a request goes on unchecked (0: until its
+// session's end), so that a session whose row went without a notification
+// ends its requests too.
+func (f *inflight) start(w http.ResponseWriter, r *http.Request, sess *cachedSession, private bool, every time.Duration) *flight {
+	ctx, cancel := context.WithCancel(r.Context())
+	fl := &flight{session: sess, cancel: cancel, private: private, every: every, ends: sess.ends()}
+	fl.ResponseWriter = w
+	fl.request = *r.WithContext(ctx) // a copy in the flight, not another allocation
+	if r.URL != nil {
+		fl.url = *r.URL
+		fl.request.URL = &fl.url
+	}
+	sh := f.shard(sess.key)
+	sh.mu.Lock()
+	fl.next = sh.first
+	if sh.first != nil {
+		sh.first.prev = fl
+	}
+	sh.first = fl
+	sh.mu.Unlock()
 	return fl
 }
 
-// finish unregisters a request that is done.
-func (f *inflight) finish(fl *flight) {
-	f.mu.Lock()
-	delete(f.flights, fl)
-	f.mu.Unlock()
-	fl.cancel(nil)
+// finish unregisters a request that is done, and says how its response
+// went: responseNotBegun or responseBegun, or how its session's end caught it.
+func (f *inflight) finish(fl *flight) int32 {
+	sh := f.shard(fl.session.key)
+	sh.mu.Lock()
+	if fl.prev != nil {
+		fl.prev.next = fl.next
+	} else {
+		sh.first = fl.next
+	}
+	if fl.next != nil {
+		fl.next.prev = fl.prev
+	}
+	sh.mu.Unlock()
+	fl.cancel()
+	return fl.state.Load()
 }
 
 // invalidate marks the requests whose sessions the announcement names for a
 // fresh look-up: a shortened session may still be live.
 func (f *inflight) invalidate(inv store.Invalidation) {
-	var sessions map[store.SessionID]bool
-	var users map[store.UserID]bool
-	if len(inv.Sessions) > 0 {
-		sessions = make(map[store.SessionID]bool, len(inv.Sessions))
-		for _, id := range inv.Sessions {
-			sessions[id] = true
+	var ids []store.SessionID
+	if inv.All || len(inv.Users) > 0 {
+		var users map[store.UserID]bool
+		if len(inv.Users) > 0 {
+			users = make(map[store.UserID]bool, len(inv.Users))
+			for _, u := range inv.Users {
+				users[u] = true
+			}
+		}
+		for i := range f.shards {
+			ids = f.shards[i].collect(ids, func(fl *flight) bool { return inv.All || users[fl.session.userID()] })
 		}
 	}
-	if len(inv.Users) > 0 {
-		users = make(map[store.UserID]bool, len(inv.Users))
-		for _, u := range inv.Users {
-			users[u] = true
+	for _, id := range inv.Sessions {
+		if key, ok := keyOfID(id); ok {
+			ids = f.shard(key).collect(ids, func(fl *flight) bool { return fl.session.key == key })
 		}
+	}
+	if len(ids) == 0 {
+		return
 	}
 	f.mu.Lock()
-	for fl := range f.flights {
-		if inv.All || sessions[fl.sessionID] || users[fl.userID] {
-			f.recheck[fl.sessionID] = true
-		}
+	for _, id := range ids {
+		f.recheck[id] = true
 	}
-	n := len(f.recheck)
 	f.mu.Unlock()
-	if n > 0 {
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
+	select {
+	case f.wake <- struct{}{}:
+	default:
 	}
 }
 
-// due takes the sessions to look up again: those marked, and those whose
-// end has come by now.
-func (f *inflight) due(now time.Time) []store.SessionID {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for fl := range f.flights {
-		if !now.Before(fl.ends) {
-			f.recheck[fl.sessionID] = true
+// collect appends the sessions of the shard's requests that match.
+func (sh *inflightShard) collect(ids []store.SessionID, match func(*flight) bool) []store.SessionID {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for fl := sh.first; fl != nil; fl = fl.next {
+		if match(fl) {
+			ids = append(ids, fl.session.id())
 		}
 	}
-	ids := make([]store.SessionID, 0, len(f.recheck))
+	return ids
+}
+
+// due takes the sessions to look up again: those marked, those whose end
+// has come by now, and those not looked at for a renewal interval.
+func (f *inflight) due(now time.Time) []store.SessionID {
+	var ids []store.SessionID
+	for i := range f.shards {
+		ids = f.shards[i].collect(ids, func(fl *flight) bool {
+			if fl.checkAt.IsZero() && fl.every > 0 {
+				fl.checkAt = now.Add(fl.every)
+			}
+			return !now.Before(fl.ends) || !fl.checkAt.IsZero() && !now.Before(fl.checkAt)
+		})
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		f.recheck[id] = true // once each, however many requests it has
+	}
+	ids = ids[:0]
 	for id := range f.recheck {
 		ids = append(ids, id)
 	}
@@ -116,25 +220,34 @@ func (f *inflight) due(now time.Time) []store.SessionID {
 	return ids
 }
 
-// settle applies a look-up: an ended session's requests are cancelled, a
-// live one's are checked again when it would end next.
-func (f *inflight) settle(id store.SessionID, sess *cachedSession) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for fl := range f.flights {
-		if fl.sessionID != id {
+// settle applies a look-up made at now: an ended session's requests end, a
+// live one's are checked again when it would end next, or a renewal
+// interval on.
+func (f *inflight) settle(id store.SessionID, sess *cachedSession, now time.Time) {
+	key, ok := keyOfID(id)
+	if !ok {
+		return
+	}
+	sh := f.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for fl := sh.first; fl != nil; fl = fl.next {
+		if fl.session.key != key {
 			continue
 		}
 		if sess == nil {
-			fl.cancel(errSessionEnded)
-		} else {
-			fl.ends = sess.ends()
+			fl.end()
+			continue
+		}
+		fl.ends = sess.ends()
+		if fl.every > 0 {
+			fl.checkAt = now.Add(fl.every)
 		}
 	}
 }
 
 // watch looks up, until ctx ends, the sessions of requests in progress
-// that were announced or whose end came, every tick or at once when woken.
+// that were announced or are due a look, every tick or at once when woken.
 // A look-up that fails leaves the requests alone: an outage ends nobody.
 func (f *inflight) watch(ctx context.Context, tick time.Duration, lookUp func(context.Context, store.SessionID) (*cachedSession, error)) {
 	ticker := time.NewTicker(tick)
@@ -151,8 +264,125 @@ func (f *inflight) watch(ctx context.Context, tick time.Duration, lookUp func(co
 			sess, err := lookUp(lookCtx, id)
 			cancel()
 			if err == nil {
-				f.settle(id, sess)
+				f.settle(id, sess, time.Now())
 			}
 		}
 	}
 }
+
+// end ends the request because its session ended: a response not begun
+// never will, one begun is cut. The cancellation carries no cause of its
+// own (context.Canceled), as a client's going away does, so that Caddy's
+// reverse_proxy treats it as one, without a 502, an ERROR line or a mark
+// against the upstream's health; the state says why.
+func (fl *flight) end() {
+	if !fl.state.CompareAndSwap(responseNotBegun, endedBeforeResponse) {
+		fl.state.CompareAndSwap(responseBegun, endedDuringResponse)
+	}
+	fl.cancel()
+}
+
+// WriteHeader records the status; it is sent with the first byte of the
+// response, or its first flush, as Caddy's encode handler does, so that a
+// session that ends in between can still be answered for (net/http would
+// not have sent the header yet either).
+func (fl *flight) WriteHeader(status int) {
+	// An informational answer (100, 103) comes before the real one, which
+	// may still be a refusal.
+	if status < 200 && status != http.StatusSwitchingProtocols {
+		if s := fl.state.Load(); s == responseNotBegun || s == responseBegun {
+			fl.ResponseWriter.WriteHeader(status)
+		}
+		return
+	}
+	switch fl.state.Load() {
+	case responseNotBegun:
+		if fl.status == 0 {
+			fl.status = status
+		}
+	case responseBegun:
+		fl.ResponseWriter.WriteHeader(status) // superfluous: net/http says so
+	}
+}
+
+// begin begins the response, unless its session has ended: it says whether
+// the response may be written. With send, the status recorded (200 if none)
+// is sent, marked private first.
+func (fl *flight) begin(send bool) bool {
+	switch fl.state.Load() {
+	case responseBegun:
+		return true
+	case responseNotBegun:
+		if !fl.state.CompareAndSwap(responseNotBegun, responseBegun) {
+			return false // the session ended just now
+		}
+		if !send {
+			return true
+		}
+		status := cmp.Or(fl.status, http.StatusOK)
+		if fl.private && status >= 200 {
+			privateResponse(fl.Header(), status, &fl.cacheControl)
+		}
+		fl.ResponseWriter.WriteHeader(status)
+		return true
+	default:
+		return false
+	}
+}
+
+// done sends a status the site recorded without writing a byte (a 204, a
+// 304, a redirect) once the site is done; a site that recorded none and
+// wrote nothing has left the answer to Caddy (an error it returned).
+func (fl *flight) done() {
+	if fl.status != 0 {
+		fl.begin(true)
+	}
+}
+
+func (fl *flight) Write(p []byte) (int, error) {
+	if fl.state.Load() != responseBegun && !fl.begin(true) {
+		return 0, errSessionEnded
+	}
+	return fl.ResponseWriter.Write(p)
+}
+
+func (fl *flight) ReadFrom(r io.Reader) (int64, error) {
+	if fl.state.Load() != responseBegun && !fl.begin(true) {
+		return 0, errSessionEnded
+	}
+	return fl.ResponseWriterWrapper.ReadFrom(r)
+}
+
+func (fl *flight) Flush() { fl.FlushError() }
+
+func (fl *flight) FlushError() error {
+	if fl.state.Load() != responseBegun && !fl.begin(true) {
+		return errSessionEnded
+	}
+	switch w := fl.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		return w.FlushError()
+	case http.Flusher:
+		w.Flush()
+		return nil
+	}
+	return http.NewResponseController(fl.ResponseWriter).Flush()
+}
+
+// Hijack hands over the connection (a WebSocket upgrade) after the status
+// recorded, if any (101): the response has begun, and the request's context
+// still ends it.
+func (fl *flight) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !fl.begin(fl.status != 0) {
+		return nil, nil, errSessionEnded
+	}
+	return http.NewResponseController(fl.ResponseWriter).Hijack()
+}
+
+// Interface guards
+var (
+	_ http.ResponseWriter = (*flight)(nil)
+	_ http.Flusher        = (*flight)(nil)
+	_ http.Hijacker       = (*flight)(nil)
+	_ io.ReaderFrom       = (*flight)(nil)
+)

@@ -47,6 +47,17 @@ const (
 
 var cacheResultNames = [cacheResults]string{"hit", "miss", "offline_grace"}
 
+// endedWhen is when a request's session ended while it was being served.
+type endedWhen int
+
+const (
+	endedBefore endedWhen = iota // before its response began: answered as the next request is
+	endedDuring                  // while its response ran: cut
+	endedWhens
+)
+
+var endedWhenNames = [endedWhens]string{"before_response", "during_response"}
+
 // cleanupKinds are what a cleanup round deletes, as cleanup_deleted_total's
 // kind label names them.
 var cleanupKinds = []string{"sessions", "login_attempts", "sign_ins"}
@@ -56,6 +67,7 @@ var cleanupKinds = []string{"sessions", "login_attempts", "sign_ins"}
 type metrics struct {
 	gate            [gateOutcomes]prometheus.Counter
 	cache           [cacheResults]prometheus.Counter
+	ended           [endedWhens]prometheus.Counter
 	logins          *prometheus.CounterVec
 	factors         *prometheus.CounterVec
 	sessionsCreated prometheus.Counter
@@ -80,6 +92,11 @@ func newMetrics() *metrics {
 			"offline_grace (from memory while the database failed).",
 		"result", cacheResultNames[:])
 	copy(m.cache[:], cacheCounters)
+	ended, endedCounters := labelled("requests_ended_total",
+		"Requests the gate let through whose session ended while they were being served, by when: before_response "+
+			"(answered as the session's next request is, 401 or the login page), during_response (the response was cut).",
+		"when", endedWhenNames[:])
+	copy(m.ended[:], endedCounters)
 	m.logins, _ = labelled("logins_total",
 		"Login attempts by outcome: success, failure (wrong username, password or second-factor code), "+
 			"throttled (refused by the failed-login limits), second_factor_required (right password, code asked).",
@@ -102,7 +119,7 @@ func newMetrics() *metrics {
 			"(other: migrations, transactions' begin and commit).",
 		Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"statement"})
-	m.collectors = []prometheus.Collector{gate, cache, m.logins, m.factors, m.sessionsCreated, m.cleanupDeleted,
+	m.collectors = []prometheus.Collector{gate, cache, ended, m.logins, m.factors, m.sessionsCreated, m.cleanupDeleted,
 		m.activeSessions, m.expiredSessions, m.queryDuration, m.pool}
 	return m
 }

@@ -119,29 +119,31 @@ func TestCacheOffKeepsNothing(t *testing.T) {
 }
 
 // Requests in progress end when their session is found ended, and are
-// looked at again when their session would end.
+// looked at again when their session would end, and every renewal interval.
 func TestRequestsInProgressEndWithTheirSession(t *testing.T) {
 	f := newInflight()
 	now := time.Now()
 	s := testSession("t", "alice", now)
 	s.expires = now.Add(time.Minute).UnixNano()
-	fl := f.start(httptest.NewRequest("GET", "/", nil), s)
-	r := fl.request
-	defer f.finish(fl)
+	fl := f.start(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), s, false, 10*time.Second)
+	r := &fl.request
 
 	assert.Empty(t, f.due(now), "nothing to look at yet")
 	f.invalidate(store.Invalidation{Users: []store.UserID{"bob"}})
 	assert.Empty(t, f.due(now), "another user's change")
 	f.invalidate(store.Invalidation{Users: []store.UserID{"alice"}})
 	assert.Equal(t, []store.SessionID{s.id()}, f.due(now))
-	f.settle(s.id(), s) // still live
+	f.settle(s.id(), s, now) // still live
 	require.NoError(t, r.Context().Err())
 
+	assert.Equal(t, []store.SessionID{s.id()}, f.due(now.Add(11*time.Second)), "a renewal interval without a look")
+	f.settle(s.id(), s, now.Add(11*time.Second))
+	assert.Empty(t, f.due(now.Add(12*time.Second)))
 	assert.Equal(t, []store.SessionID{s.id()}, f.due(now.Add(2*time.Minute)), "its end came")
-	f.settle(s.id(), nil)
-	assert.ErrorIs(t, context.Cause(r.Context()), errSessionEnded)
+	f.settle(s.id(), nil, now.Add(2*time.Minute))
+	assert.ErrorIs(t, r.Context().Err(), context.Canceled)
 
-	f.finish(fl)
+	assert.Equal(t, endedBeforeResponse, f.finish(fl))
 	f.invalidate(store.Invalidation{All: true})
 	assert.Empty(t, f.due(now), "a finished request is forgotten")
 }

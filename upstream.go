@@ -1,15 +1,10 @@
 package pgsession
 
 import (
-	"bufio"
 	"crypto/subtle"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // What the gate does to a request before the site sees it, and to the
@@ -103,16 +98,21 @@ func (h *Handler) crossOriginUpgrade(r *http.Request) bool {
 // "no-store"; anything else keeps the site's directives but "public" and
 // "s-maxage", and gains "private" (with "no-cache" when the site said
 // nothing, so a static file is revalidated, cheaply with a 304, through the
-// gate rather than downloaded again).
-func privateResponse(hdr http.Header, status int) {
+// gate rather than downloaded again). The response writer of a request in
+// flight applies it just before the headers are sent, whichever way the site
+// sends them; the common cases' value is kept in into, which the request
+// has room for.
+func privateResponse(hdr http.Header, status int, into *[1]string) {
 	if status != http.StatusNotModified && mayBeHTML(hdr.Get("Content-Type")) {
-		hdr.Set("Cache-Control", "no-store")
+		into[0] = "no-store"
+		hdr["Cache-Control"] = into[:]
 		return
 	}
 	values := hdr.Values("Cache-Control")
 	if len(values) == 0 {
 		// The common case, a static file, without the work below.
-		hdr["Cache-Control"] = []string{"private, no-cache"}
+		into[0] = "private, no-cache"
+		hdr["Cache-Control"] = into[:]
 		return
 	}
 	var kept []string
@@ -171,62 +171,3 @@ func isToken(s string) bool {
 	}
 	return true
 }
-
-// privateWriter applies privateResponse to the response headers just before
-// they are sent, whichever way the site sends them.
-type privateWriter struct {
-	*caddyhttp.ResponseWriterWrapper
-	wrapper     caddyhttp.ResponseWriterWrapper
-	wroteHeader bool
-}
-
-// newPrivateWriter wraps w in one allocation.
-func newPrivateWriter(w http.ResponseWriter) *privateWriter {
-	p := &privateWriter{wrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	p.ResponseWriterWrapper = &p.wrapper
-	return p
-}
-
-func (w *privateWriter) WriteHeader(status int) {
-	// Informational answers (103, 101) come before the real one.
-	if !w.wroteHeader && status >= 200 {
-		w.wroteHeader = true
-		privateResponse(w.Header(), status)
-	}
-	w.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (w *privateWriter) Write(p []byte) (int, error) {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriterWrapper.Write(p)
-}
-
-func (w *privateWriter) ReadFrom(r io.Reader) (int64, error) {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriterWrapper.ReadFrom(r)
-}
-
-func (w *privateWriter) Flush() { w.FlushError() }
-
-func (w *privateWriter) FlushError() error {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Flush()
-}
-
-// Hijack hands over the connection (a WebSocket upgrade) untouched.
-func (w *privateWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Hijack()
-}
-
-// Interface guards
-var (
-	_ http.Flusher  = (*privateWriter)(nil)
-	_ http.Hijacker = (*privateWriter)(nil)
-	_ io.ReaderFrom = (*privateWriter)(nil)
-)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -43,29 +44,63 @@ func TestTouchSessionWritesAtMostOncePerInterval(t *testing.T) {
 	require.NoError(t, err)
 	id := store.HashToken(token)
 
-	wrote, err := s.TouchSession(ctx, id, time.Minute)
+	touch, err := s.TouchSession(ctx, id, time.Minute)
 	require.NoError(t, err)
-	assert.False(t, wrote, "a session used less than a minute ago is not written")
+	assert.Equal(t, store.SessionTouchedRecently, touch, "a session used less than a minute ago is not written")
 
 	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '2 minutes',
 		idle_expires_at = now() + interval '8 minutes'`)
-	wrote, err = s.TouchSession(ctx, id, time.Minute)
+	touch, err = s.TouchSession(ctx, id, time.Minute)
 	require.NoError(t, err)
-	assert.True(t, wrote)
+	assert.Equal(t, store.SessionTouched, touch)
 	got, err := s.GetSession(ctx, token)
 	require.NoError(t, err)
 	assert.WithinDuration(t, got.CheckedAt, got.LastSeenAt, 5*time.Second)
 	assert.WithinDuration(t, got.CheckedAt.Add(10*time.Minute), *got.IdleExpiresAt, 5*time.Second, "use pushes the idle expiry back")
 
-	wrote, err = s.TouchSession(ctx, id, time.Minute)
+	touch, err = s.TouchSession(ctx, id, time.Minute)
 	require.NoError(t, err)
-	assert.False(t, wrote, "the second touch within the interval writes nothing")
+	assert.Equal(t, store.SessionTouchedRecently, touch, "the second touch within the interval writes nothing")
 
 	// An expired session is not brought back by a touch.
 	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '2 minutes', expires_at = now() - interval '1 second'`)
-	wrote, err = s.TouchSession(ctx, id, time.Minute)
+	touch, err = s.TouchSession(ctx, id, time.Minute)
 	require.NoError(t, err)
-	assert.False(t, wrote)
+	assert.Equal(t, store.SessionGone, touch)
+}
+
+// A touch tells a session whose row is gone, or whose credentials changed,
+// from one written recently, whether or not it is due a write: that is how a
+// server learns of a deletion no trigger announced.
+func TestTouchSessionSaysWhenTheSessionIsGone(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, store.Options{})
+	alice := newUser(t, s, "alice")
+	touch := func(token string) store.Touch {
+		t.Helper()
+		got, err := s.TouchSession(ctx, store.HashToken(token), time.Minute)
+		require.NoError(t, err)
+		return got
+	}
+
+	recent, deleted := login(t, s, alice), login(t, s, alice)
+	// As pg_restore --disable-triggers and logical replication delete: no trigger runs.
+	require.NoError(t, pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM pgsession.sessions WHERE id = $1`, string(store.HashToken(deleted)))
+		return err
+	}))
+	assert.Equal(t, store.SessionTouchedRecently, touch(recent))
+	assert.Equal(t, store.SessionGone, touch(deleted), "not due a write, and gone")
+	exec(t, s, `UPDATE pgsession.sessions SET last_seen_at = now() - interval '2 minutes'`)
+	assert.Equal(t, store.SessionGone, touch(deleted), "due a write, and gone")
+	assert.Equal(t, store.SessionGone, touch("never-a-session"))
+
+	_, err := s.ChangePassword(ctx, alice.ID, "another fine password", "")
+	require.NoError(t, err)
+	assert.Equal(t, store.SessionGone, touch(recent), "made under the old password")
 }
 
 func TestMaxSessionsPerUserEndsTheLeastRecentlyUsed(t *testing.T) {

@@ -199,17 +199,40 @@ func (s *Store) GetSessionByID(ctx context.Context, id SessionID) (*Session, err
 	return sess, nil
 }
 
+// Touch is what TouchSession found.
+type Touch int
+
+const (
+	// SessionGone: no live session has the id. It was deleted, expired, or
+	// belongs to credentials that changed since.
+	SessionGone Touch = iota
+	// SessionTouched: the use was written now.
+	SessionTouched
+	// SessionTouchedRecently: the session is live and its use was written
+	// within minAge, by this server or another.
+	SessionTouchedRecently
+)
+
 // TouchSession records that the session id was used now and pushes back its
 // idle expiry, but writes only when the last record is older than minAge: at
 // most one write per minAge, whatever the traffic and however many servers
-// share the database. It reports whether it wrote; a session that is gone
-// or expired is not written, and is no error.
-func (s *Store) TouchSession(ctx context.Context, id SessionID, minAge time.Duration) (bool, error) {
-	tag, err := s.pool.Exec(ctx, s.q.touchSession, string(id), minAge.Seconds())
-	if err != nil {
-		return false, fmt.Errorf("renewing session: %w", err)
+// share the database. It reports whether it wrote, and whether the session
+// is still live, which tells a server holding the session in memory when its
+// row went without a notification (a DELETE with the triggers off); a gone
+// session is no error.
+func (s *Store) TouchSession(ctx context.Context, id SessionID, minAge time.Duration) (Touch, error) {
+	var wrote, live bool
+	if err := s.pool.QueryRow(ctx, s.q.touchSession, string(id), minAge.Seconds()).Scan(&wrote, &live); err != nil {
+		return SessionGone, fmt.Errorf("renewing session: %w", err)
 	}
-	return tag.RowsAffected() > 0, nil
+	switch {
+	case !live:
+		return SessionGone, nil
+	case wrote:
+		return SessionTouched, nil
+	default:
+		return SessionTouchedRecently, nil
+	}
 }
 
 // DeleteSessionByHandle ends the session with that handle, whoever's it is,

@@ -282,11 +282,18 @@ func newQueries(schema string) queries {
 		claimCleanup: r.Replace(`UPDATE {maintenance} SET last_started = now(), last_server = $2
 			WHERE task = 'cleanup' AND last_started <= now() - make_interval(secs => $1)`),
 		// touchSession writes only when the last write is older than $2
-		// seconds, so servers racing to renew one session update it once.
-		touchSession: r.Replace(`UPDATE {sessions} SET last_seen_at = now(),
-				idle_expires_at = now() + make_interval(secs => idle_timeout_seconds)
-			WHERE id = $1 AND last_seen_at < now() - make_interval(secs => $2)
-				AND expires_at > now() AND (idle_expires_at IS NULL OR idle_expires_at > now())`),
+		// seconds, so servers racing to renew one session update it once,
+		// and says in the same round trip whether the session is still
+		// live, as the statement's snapshot shows it: a row gone without
+		// a notification is told from one another server just renewed.
+		touchSession: r.Replace(`WITH touched AS (
+				UPDATE {sessions} SET last_seen_at = now(),
+					idle_expires_at = now() + make_interval(secs => idle_timeout_seconds)
+				WHERE id = $1 AND last_seen_at < now() - make_interval(secs => $2)
+					AND expires_at > now() AND (idle_expires_at IS NULL OR idle_expires_at > now())
+				RETURNING 1)
+			SELECT EXISTS (SELECT FROM touched) AS wrote,
+				EXISTS (SELECT FROM {sessions} s JOIN {users} u ON u.id = s.user_id WHERE s.id = $1 AND {live}) AS live`),
 		deleteSession:               r.Replace(`DELETE FROM {sessions} WHERE id = $1`),
 		deleteSessionByHandle:       r.Replace(`DELETE FROM {sessions} WHERE handle = $1 RETURNING user_id::text`),
 		deleteSessionByHandleOfUser: r.Replace(`DELETE FROM {sessions} WHERE handle = $1 AND user_id = $2`),
