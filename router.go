@@ -136,11 +136,17 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		if rte.access == admin && !sess.User.IsAdmin {
 			return refuse(http.StatusForbidden, "not_admin", "Admin access required")
 		}
-		c.session, c.token = sess, h.tokenValue(r)
 		kept := fromStore(sess, time.Now())
+		if !h.renew(r, kept) {
+			// Gone since it was read, without a notification: refused as
+			// the gate refuses it.
+			ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+			ref.clearCookie = true
+			return ref
+		}
+		c.session, c.token = sess, h.tokenValue(r)
 		user := kept.user.Value()
 		h.identify(r, &user)
-		h.renew(r, kept)
 	}
 	return rte.serve(w, r, c)
 }
