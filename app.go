@@ -479,7 +479,7 @@ func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSessio
 		}
 		return nil, nil
 	}
-	return fromStore(row, time.Now()), nil
+	return fromStore(row, time.Now()).cachedSession, nil
 }
 
 // renewed applies a renewal made at now: touch says whether this server's
@@ -489,21 +489,21 @@ func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSessio
 // it since epoch was read, before the write, or holds a newer copy: the
 // change wins. A gone session, whose end no trigger announced, is forgotten
 // and its requests in flight end.
-func (a *App) renewed(s *cachedSession, now time.Time, touch store.Touch, epoch uint64) {
+func (a *App) renewed(s keptSession, now time.Time, touch store.Touch, epoch uint64) {
 	if touch == store.SessionGone {
 		a.cache.forget(s.key)
 		a.inflight.settle(s.id(), nil, now)
 		return
 	}
-	if kept, ok := a.cache.get(s.key); !ok || kept != s {
+	if kept, ok := a.cache.get(s.key); !ok || kept != s.cachedSession {
 		return
 	}
-	next := *s
+	next := *s.cachedSession
 	next.lastSeen = now.UnixNano()
 	if touch == store.SessionTouched && next.idleTimeout > 0 {
 		next.idleExpires = now.Add(next.idleTimeout).UnixNano()
 	}
-	a.cache.put(&next, epoch)
+	a.cache.put(keptSession{s.key, &next}, epoch)
 }
 
 // cleanupLoop deletes expired sessions now and then every CleanupInterval,

@@ -49,7 +49,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	sess, err := h.gate(r)
-	if err != nil || sess == nil {
+	if err != nil || sess.cachedSession == nil {
 		if err == nil && wantsHTML(r) {
 			h.sendToLogin(w, r)
 			return nil
@@ -75,7 +75,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // gets (401, or the login page), and neither the site's nor Caddy's log
 // takes it for an error; a response already begun is cut, as a response
 // whose client went away is.
-func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess *cachedSession, next caddyhttp.Handler) (err error) {
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess keptSession, next caddyhttp.Handler) (err error) {
 	fl := h.app.inflight.start(w, r, sess, h.privateResponses, time.Duration(h.RenewalInterval))
 	user := sess.user.Value()
 	identify(r, &user, &fl.identity)
@@ -141,15 +141,15 @@ var unsentResponseHeaders = []string{
 // gate returns the live session of the request, or why it has none: nil
 // and nil for a browser to send to the login page. It counts each outcome
 // in the gate_requests_total metric.
-func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
+func (h *Handler) gate(r *http.Request) (keptSession, error) {
 	count := &h.app.metrics.gate
 	token, hadCookie := h.token(r)
 	if !hadCookie {
 		count[gateNoCookie].Inc()
 		if wantsHTML(r) {
-			return nil, nil
+			return keptSession{}, nil
 		}
-		return nil, refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
+		return keptSession{}, refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
 	}
 	// A cookie makes every request from the browser carry the user's
 	// authority, so a cross-site form, fetch or WebSocket must not reach
@@ -157,7 +157,7 @@ func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
 	if h.guardSiteWrites {
 		if err := h.originGuard.Check(r); err != nil || isUpgrade(r) && h.crossOriginUpgrade(r) {
 			count[gateCrossOrigin].Inc()
-			return nil, refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
+			return keptSession{}, refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
 		}
 	}
 	sess, err := h.app.session(r.Context(), token)
@@ -165,9 +165,9 @@ func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
 		if !clientGone(r.Context(), err) {
 			count[gateStoreError].Inc()
 		}
-		return nil, storeUnavailable(err)
+		return keptSession{}, storeUnavailable(err)
 	}
-	if sess == nil {
+	if sess.cachedSession == nil {
 		// Only a refusal asks whether the token was well formed: a session
 		// found in memory was never checked for it.
 		if store.ValidToken(token) {
@@ -178,9 +178,9 @@ func (h *Handler) gate(r *http.Request) (*cachedSession, error) {
 		ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
 		ref.clearCookie = true
 		if wantsHTML(r) {
-			return nil, nil
+			return keptSession{}, nil
 		}
-		return nil, ref
+		return keptSession{}, ref
 	}
 	count[gateAllowed].Inc()
 	return sess, nil
@@ -203,7 +203,7 @@ func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request) {
 // --disable-triggers and logical replication make): the session then ends
 // on this server at once. A failure is logged and the request goes on: the
 // session is still valid.
-func (h *Handler) renew(r *http.Request, sess *cachedSession) bool {
+func (h *Handler) renew(r *http.Request, sess keptSession) bool {
 	now := time.Now()
 	if now.UnixNano()-sess.lastSeen < int64(h.RenewalInterval) {
 		return true

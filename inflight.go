@@ -52,7 +52,7 @@ type flight struct {
 	caddyhttp.ResponseWriterWrapper
 	request http.Request // the request passed on, whose context ends with the session
 	url     url.URL      // the request's URL, so that a rewrite after the gate leaves the gate's own
-	session *cachedSession
+	session keptSession
 	cancel  context.CancelFunc
 	state   atomic.Int32
 	private bool // cache_control on: privateResponse marks the response
@@ -110,7 +110,7 @@ func (f *inflight) shard(key sessionKey) *inflightShard {
 // renewal interval, the longest a request goes on unchecked (0: until its
 // session's end), so that a session whose row went without a notification
 // ends its requests too.
-func (f *inflight) start(w http.ResponseWriter, r *http.Request, sess *cachedSession, private bool, every time.Duration) *flight {
+func (f *inflight) start(w http.ResponseWriter, r *http.Request, sess keptSession, private bool, every time.Duration) *flight {
 	ctx, cancel := context.WithCancel(r.Context())
 	fl := &flight{session: sess, cancel: cancel, private: private, every: every, ends: sess.ends()}
 	fl.ResponseWriter = w

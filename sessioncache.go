@@ -29,13 +29,13 @@ const DefaultCacheSize = 10_000
 // cachedSession is what the gate needs of a live session. It is never
 // changed once made, so readers need no lock; a renewal stores a new one.
 // It is kept small, as a busy server holds many: times are Unix nanoseconds,
-// the id is the key (its hex form is made only when the database is asked),
-// and what belongs to the user is shared by all of the user's sessions.
+// the key is memory's own (keptSession pairs the two where both are
+// needed), and what belongs to the user is shared by all of the user's
+// sessions.
 // Times are on this server's clock: the database's, moved by the offset
 // measured when the row was read, so a clock skew between the two does not
 // stretch a session.
 type cachedSession struct {
-	key  sessionKey
 	user unique.Handle[sessionUser]
 	// expires and idleExpires (0 without an idle timeout) are the
 	// session's ends; lastSeen is the use the database last recorded, and
@@ -61,8 +61,14 @@ type sessionUser struct {
 
 func (s *cachedSession) userID() store.UserID { return s.user.Value().id }
 
+// keptSession is a session memory keeps, or may keep, with its key.
+type keptSession struct {
+	key sessionKey
+	*cachedSession
+}
+
 // id is the session's id as the database names it.
-func (s *cachedSession) id() store.SessionID { return store.SessionID(hex.EncodeToString(s.key[:])) }
+func (s keptSession) id() store.SessionID { return store.SessionID(hex.EncodeToString(s.key[:])) }
 
 // sessionKey is the SHA-256 of a token: the session's id, as bytes.
 type sessionKey [sha256.Size]byte
@@ -101,16 +107,15 @@ func (s *cachedSession) ends() time.Time {
 }
 
 // fromStore converts a session row read at local time now.
-func fromStore(sess *store.Session, now time.Time) *cachedSession {
+func fromStore(sess *store.Session, now time.Time) keptSession {
 	k, _ := keyOfID(sess.ID)
-	return fromLive(k, sess.Live(), now)
+	return keptSession{k, fromLive(sess.Live(), now)}
 }
 
 // fromLive converts what the gate's lookup read at local time now.
-func fromLive(key sessionKey, l store.LiveSession, now time.Time) *cachedSession {
+func fromLive(l store.LiveSession, now time.Time) *cachedSession {
 	offset := now.Sub(l.CheckedAt)
 	c := &cachedSession{
-		key: key,
 		user: unique.Make(sessionUser{id: l.UserID, username: l.Username, isAdmin: l.IsAdmin,
 			secondFactor: l.SecondFactor, idValue: string(l.UserID), nameValue: l.Username}),
 		expires:     l.ExpiresAt.Add(offset).UnixNano(),
@@ -185,14 +190,14 @@ func (c *sessionCache) get(key sessionKey) (*cachedSession, bool) {
 }
 
 // put keeps s, unless an invalidation came since epoch was read.
-func (c *sessionCache) put(s *cachedSession, epoch uint64) {
+func (c *sessionCache) put(s keptSession, epoch uint64) {
 	if c.entries == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch.Load() == epoch {
-		c.entries.Set(s.key, s)
+		c.entries.Set(s.key, s.cachedSession)
 	}
 }
 
@@ -289,9 +294,9 @@ func (c *sessionCache) stop() {
 // answer (and was counted as such, unless the client went away). Each
 // look-up of a well-formed token that got an answer counts once in
 // cache_lookups_total: a hit, a miss, or offline_grace.
-func (a *App) session(ctx context.Context, token string) (*cachedSession, error) {
+func (a *App) session(ctx context.Context, token string) (keptSession, error) {
 	if len(token) != store.TokenLength {
-		return nil, nil
+		return keptSession{}, nil
 	}
 	// Memory holds only sessions of well-formed tokens, so a hit needs no
 	// check of the token's shape; a miss does, before any query.
@@ -300,17 +305,17 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	if a.cache.trusted(now) {
 		if s, ok := a.cache.get(key); ok && s.live(now) {
 			a.metrics.cache[cacheHit].Inc()
-			return s, nil
+			return keptSession{key, s}, nil
 		}
 	}
 	if !store.ValidToken(token) {
-		return nil, nil
+		return keptSession{}, nil
 	}
 	if a.health.recentlyFailed(now) {
 		if s, ok := a.cache.graceFor(key, now); ok {
 			a.metrics.cache[cacheOfflineGrace].Inc()
 			a.health.servedFromMemory()
-			return s, nil
+			return keptSession{key, s}, nil
 		}
 	}
 	epoch := a.cache.epoch.Load()
@@ -323,25 +328,25 @@ func (a *App) session(ctx context.Context, token string) (*cachedSession, error)
 	now = time.Now()
 	if err != nil {
 		if clientGone(ctx, err) {
-			return nil, err
+			return keptSession{}, err
 		}
 		if s, ok := a.cache.graceFor(key, now); ok {
 			a.metrics.cache[cacheOfflineGrace].Inc()
 			a.health.failed(err, true)
-			return s, nil
+			return keptSession{key, s}, nil
 		}
 		// The 503 this becomes is recorded as one refusal where it is written (Handler.answer).
 		a.metrics.cache[cacheMiss].Inc()
-		return nil, err
+		return keptSession{}, err
 	}
 	a.health.ok()
 	a.metrics.cache[cacheMiss].Inc()
 	a.cache.reached(started)
 	if !found {
 		a.cache.forget(key)
-		return nil, nil
+		return keptSession{}, nil
 	}
-	s := fromLive(key, row, now)
+	s := keptSession{key, fromLive(row, now)}
 	a.cache.put(s, epoch)
 	return s, nil
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
-func testSession(token string, userID store.UserID, now time.Time) *cachedSession {
-	return fromLive(keyOf(token), store.LiveSession{UserID: userID, Username: "u",
-		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
+func testSession(token string, userID store.UserID, now time.Time) keptSession {
+	return keptSession{keyOf(token), fromLive(store.LiveSession{UserID: userID, Username: "u",
+		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)}
 }
 
 // A session read from the database before an invalidation must not be
@@ -62,11 +62,11 @@ func TestCacheInvalidationsByUserAndAll(t *testing.T) {
 	now := time.Now()
 	c := newSessionCache(100, time.Minute, time.Second)
 	a1, a2, b := testSession("a1", "alice", now), testSession("a2", "alice", now), testSession("b", "bob", now)
-	for _, s := range []*cachedSession{a1, a2, b} {
+	for _, s := range []keptSession{a1, a2, b} {
 		c.put(s, c.epoch.Load())
 	}
 	c.invalidate(store.Invalidation{Users: []store.UserID{"alice"}})
-	for _, s := range []*cachedSession{a1, a2} {
+	for _, s := range []keptSession{a1, a2} {
 		_, ok := c.get(s.key)
 		assert.False(t, ok)
 	}
@@ -133,11 +133,11 @@ func TestRequestsInProgressEndWithTheirSession(t *testing.T) {
 	assert.Empty(t, f.due(now), "another user's change")
 	f.invalidate(store.Invalidation{Users: []store.UserID{"alice"}})
 	assert.Equal(t, []store.SessionID{s.id()}, f.due(now))
-	f.settle(s.id(), s, now) // still live
+	f.settle(s.id(), s.cachedSession, now) // still live
 	require.NoError(t, r.Context().Err())
 
 	assert.Equal(t, []store.SessionID{s.id()}, f.due(now.Add(11*time.Second)), "a renewal interval without a look")
-	f.settle(s.id(), s, now.Add(11*time.Second))
+	f.settle(s.id(), s.cachedSession, now.Add(11*time.Second))
 	assert.Empty(t, f.due(now.Add(12*time.Second)))
 	assert.Equal(t, []store.SessionID{s.id()}, f.due(now.Add(2*time.Minute)), "its end came")
 	f.settle(s.id(), nil, now.Add(2*time.Minute))
