@@ -166,20 +166,7 @@ func TestAStreamFromBeforeAReloadEndsWithItsSession(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	events := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; ; i++ {
-			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	})
+	events := newEventStream(t)
 	old := startSite(t, siteOptions{db: db.url, next: events.proxy()})
 	token, handle := db.sessionInDB(t, alice)
 	req, err := http.NewRequest(http.MethodGet, old.url("/api/events"), nil)

@@ -116,20 +116,7 @@ func TestAStreamAloneEndsWithinARenewalIntervalOfItsRowGoing(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	events := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; ; i++ {
-			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	})
+	events := newEventStream(t)
 	const interval = 500 * time.Millisecond
 	a := startSite(t, siteOptions{db: db.url, handler: "renewal_interval 500ms", next: events.proxy()})
 	waitListening(t, a)

@@ -360,6 +360,25 @@ func newUpstream(t *testing.T, answer http.HandlerFunc) *upstream {
 }
 
 // proxy is a reverse proxy to up, for siteOptions.next.
+// newEventStream is an upstream that answers every request with a stream
+// of server-sent events, one every 50 ms, until the request ends.
+func newEventStream(t *testing.T) *upstream {
+	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
+
 func (up *upstream) proxy(headerUp ...string) caddyhttp.Handler {
 	return reverseProxy(up.URL, headerUp...)
 }
