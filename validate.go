@@ -111,6 +111,11 @@ func (h *Handler) check() error {
 			return optionErrorf(option, "%s must start with /, not %q", option, p)
 		}
 	}
+	// The JSON routes hang below api_path: at the root they would take over
+	// the site's own /me, /sessions, /admin/….
+	if h.APIPath != "" && strings.Trim(h.APIPath, "/") == "" {
+		return optionErrorf("api_path", "api_path must be a path below the root, such as /api/auth, not %q", h.APIPath)
+	}
 	// The pages link to home, so it is held to the rule of the redirect
 	// after login: a path that stays on the site.
 	if h.Home != "" && request.SafeRedirect(h.Home) != h.Home {

@@ -42,3 +42,16 @@ func TestHomeAndSiteNameRules(t *testing.T) {
 		}
 	}
 }
+
+// The JSON routes need a prefix of their own: at the root they would take
+// over the site's paths (found by FuzzUnmarshalCaddyfile).
+func TestAPIPathIsBelowTheRoot(t *testing.T) {
+	for path, ok := range map[string]bool{"/api/auth": true, "/api/": true, "/": false, "//": false} {
+		err := (&Handler{APIPath: path}).Validate()
+		if ok {
+			assert.NoError(t, err, "%q", path)
+		} else if assert.Error(t, err, "%q", path) {
+			assert.Contains(t, err.Error(), "api_path must be a path below the root")
+		}
+	}
+}
