@@ -2,6 +2,9 @@ package pgsession
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -9,7 +12,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // BenchmarkGateFromMemory is the work the gate adds to a request whose
@@ -61,3 +66,36 @@ var benchNext = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Reques
 	w.WriteHeader(http.StatusOK)
 	return nil
 })
+
+// BenchmarkBasicAuthFromCache is Caddy's own basic_auth on the same request,
+// with its hash cache warm as after a first request: the peer the gate is
+// measured against end to end (make bench-gate), here without the network.
+func BenchmarkBasicAuthFromCache(b *testing.B) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("correct horse battery"), bcrypt.MinCost)
+	if err != nil {
+		b.Fatal(err)
+	}
+	config := fmt.Sprintf(`{"providers": {"http_basic": {"hash_cache": {},
+		"accounts": [{"username": "bench", "password": %q}]}}}`, hash)
+	var auth caddyauth.Authentication
+	if err := json.Unmarshal([]byte(config), &auth); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := auth.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	header := "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:correct horse battery"))
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodGet, "/assets/site.css", nil)
+		r.Header.Set("Authorization", header)
+		repl := caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		w := httptest.NewRecorder()
+		if err := auth.ServeHTTP(w, r, benchNext); err != nil || w.Code != http.StatusOK {
+			b.Fatalf("status %d, %v", w.Code, err)
+		}
+	}
+}
