@@ -548,6 +548,7 @@ func (a *App) cleanupRound(ctx context.Context) {
 		zap.Int64("login_attempts_deleted", c.LoginAttempts),
 		zap.Int64("sign_ins_deleted", c.SignIns),
 		zap.Int64("pending_logins_deleted", c.PendingLogins),
+		zap.Int64("used_challenges_deleted", c.UsedChallenges),
 		zap.Duration("took", time.Since(start).Round(time.Millisecond))}
 	switch {
 	case err != nil && ctx.Err() == nil:

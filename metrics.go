@@ -60,7 +60,7 @@ var endedWhenNames = [endedWhens]string{"before_response", "during_response"}
 
 // cleanupKinds are what a cleanup round deletes, as cleanup_deleted_total's
 // kind label names them.
-var cleanupKinds = []string{"sessions", "login_attempts", "sign_ins"}
+var cleanupKinds = []string{"sessions", "login_attempts", "sign_ins", "pending_logins", "used_challenges"}
 
 // metrics are the plugin's collectors. The counters of the request path
 // are made with their labels once, so counting is one atomic add.
@@ -107,7 +107,7 @@ func newMetrics() *metrics {
 	m.sessionsCreated = prometheus.NewCounter(counterOpts("sessions_created_total",
 		"Sessions created by logins and registrations on this server."))
 	m.cleanupDeleted, _ = labelled("cleanup_deleted_total",
-		"Rows the cleanup rounds run by this server deleted, by kind: sessions (expired), login_attempts.",
+		"Rows the cleanup rounds run by this server deleted, by kind: sessions (expired), login_attempts, sign_ins, pending_logins, used_challenges.",
 		"kind", cleanupKinds)
 	m.activeSessions = prometheus.NewGauge(prometheus.GaugeOpts(counterOpts("active_sessions",
 		"Live sessions in the database, counted every minute and after each cleanup round.")))
@@ -180,6 +180,7 @@ func (m *metrics) cleaned(c store.Cleanup) {
 	m.cleanupDeleted.WithLabelValues("login_attempts").Add(float64(c.LoginAttempts))
 	m.cleanupDeleted.WithLabelValues("sign_ins").Add(float64(c.SignIns))
 	m.cleanupDeleted.WithLabelValues("pending_logins").Add(float64(c.PendingLogins))
+	m.cleanupDeleted.WithLabelValues("used_challenges").Add(float64(c.UsedChallenges))
 }
 
 // poolCollector reads the pool's connection counts when /metrics is

@@ -79,6 +79,8 @@ func TestMetricsCountWhatUsersDo(t *testing.T) {
 		metricstest.Want("cache_lookups_total", "result", "offline_grace", 0),
 		metricstest.Want("cleanup_deleted_total", "kind", "sessions", 1),
 		metricstest.Want("cleanup_deleted_total", "kind", "sign_ins", 0),
+		metricstest.Want("cleanup_deleted_total", "kind", "pending_logins", 0),
+		metricstest.Want("cleanup_deleted_total", "kind", "used_challenges", 0),
 		metricstest.Want("pool_max_connections", "", "", 3),
 	)
 	// Every allowed request looked its session up, and so did the ended
