@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +61,7 @@ func isOutage(err error) bool {
 	if errors.As(err, &pgErr) {
 		// Class 08 (connection exception) and 57P (operator intervention:
 		// shutdown, crash) mean the server is going or gone.
-		return len(pgErr.Code) >= 2 && (pgErr.Code[:2] == "08" || pgErr.Code[:3] == "57P")
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
 	}
 	return true
 }

@@ -60,9 +60,9 @@ type SessionParams struct {
 	// IdleTimeout, when positive, ends the session after that long without use.
 	IdleTimeout time.Duration
 	// MaxPerUser, when positive, caps the user's sessions: creating one more
-	// ends their least recently used sessiop.
+	// ends their least recently used session.
 	MaxPerUser int
-	// UserAgent and IP describe the device, for a user looking at their sessiop.
+	// UserAgent and IP describe the device, for a user looking at their sessions.
 	UserAgent string
 	IP        string
 }
