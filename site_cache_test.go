@@ -1,7 +1,6 @@
 package pgsession
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -164,24 +163,7 @@ func TestStreamsEndWithTheirSession(t *testing.T) {
 	a := startSite(t, siteOptions{db: db.url, next: events.proxy()})
 	b := startSite(t, siteOptions{db: db.url})
 
-	stream := func(token string) (ended <-chan time.Time) {
-		req, err := http.NewRequest(http.MethodGet, a.url("/api/events"), nil)
-		require.NoError(t, err)
-		req.Header.Set("Cookie", cookieHeader(token))
-		resp, err := attackerClient.Do(req)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, resp.StatusCode)
-		lines := bufio.NewScanner(resp.Body)
-		require.True(t, lines.Scan(), "the first event")
-		done := make(chan time.Time, 1)
-		go func() {
-			defer resp.Body.Close()
-			for lines.Scan() {
-			}
-			done <- time.Now()
-		}()
-		return done
-	}
+	stream := func(token string) (ended <-chan time.Time) { return openStream(t, a.url("/api/events"), token) }
 
 	for _, tc := range []struct {
 		name string

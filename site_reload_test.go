@@ -1,7 +1,6 @@
 package pgsession
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -169,21 +168,7 @@ func TestAStreamFromBeforeAReloadEndsWithItsSession(t *testing.T) {
 	events := newEventStream(t)
 	old := startSite(t, siteOptions{db: db.url, next: events.proxy()})
 	token, handle := db.sessionInDB(t, alice)
-	req, err := http.NewRequest(http.MethodGet, old.url("/api/events"), nil)
-	require.NoError(t, err)
-	req.Header.Set("Cookie", cookieHeader(token))
-	resp, err := attackerClient.Do(req)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	lines := bufio.NewScanner(resp.Body)
-	require.True(t, lines.Scan(), "the first event")
-	ended := make(chan time.Time, 1)
-	go func() {
-		defer resp.Body.Close()
-		for lines.Scan() {
-		}
-		ended <- time.Now()
-	}()
+	ended := openStream(t, old.url("/api/events"), token)
 
 	// Caddy stops and cleans up the old config's apps while its server
 	// still finishes the responses in progress.

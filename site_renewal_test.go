@@ -70,21 +70,7 @@ func TestASessionDeletedWithoutANotificationEndsWithinARenewalInterval(t *testin
 		require.Equal(t, http.StatusOK, gateStatus(t, s, token))
 		require.Equal(t, http.StatusOK, gateStatus(t, s, token), "from memory")
 	}
-	req, err := http.NewRequest(http.MethodGet, a.url("/events"), nil)
-	require.NoError(t, err)
-	req.Header.Set("Cookie", cookieHeader(token))
-	resp, err := attackerClient.Do(req)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	lines := bufio.NewScanner(resp.Body)
-	require.True(t, lines.Scan(), "the first event")
-	streamEnded := make(chan time.Time, 1)
-	go func() {
-		defer resp.Body.Close()
-		for lines.Scan() {
-		}
-		streamEnded <- time.Now()
-	}()
+	streamEnded := openStream(t, a.url("/events"), token)
 
 	deleteWithoutTriggers(t, db, token)
 	deleted := time.Now()

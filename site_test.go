@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -360,6 +361,29 @@ func newUpstream(t *testing.T, answer http.HandlerFunc) *upstream {
 }
 
 // proxy is a reverse proxy to up, for siteOptions.next.
+// openStream opens the stream at rawURL with the session token, reads its
+// first event, and reads on in the background; the channel says when the
+// stream ended.
+func openStream(t *testing.T, rawURL, token string) <-chan time.Time {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Cookie", cookieHeader(token))
+	resp, err := attackerClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	lines := bufio.NewScanner(resp.Body)
+	require.True(t, lines.Scan(), "the first event")
+	ended := make(chan time.Time, 1)
+	go func() {
+		defer resp.Body.Close()
+		for lines.Scan() {
+		}
+		ended <- time.Now()
+	}()
+	return ended
+}
+
 // newEventStream is an upstream that answers every request with a stream
 // of server-sent events, one every 50 ms, until the request ends.
 func newEventStream(t *testing.T) *upstream {
