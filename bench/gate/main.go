@@ -43,6 +43,8 @@ type config struct {
 	connections      int
 	revocationTrials int
 	sessions         int
+	// profile is the folder for CPU profiles of each loaded run ("": none).
+	profile string
 }
 
 func main() {
@@ -81,6 +83,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.connections, "connections", 32, "wrk connections (-c)")
 	fs.IntVar(&cfg.revocationTrials, "revocation-trials", 100, "logouts timed across two servers (0: skip)")
 	fs.IntVar(&cfg.sessions, "sessions", 100_000, "distinct sessions served before measuring memory (0: skip)")
+	fs.StringVar(&cfg.profile, "profile", "",
+		"folder to write a CPU profile of Caddy for each variant and round into, to compare with go tool pprof -diff_base (\"\": none)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -109,6 +113,9 @@ func parseFlags(args []string) (config, error) {
 	// wrk counts its duration in whole seconds.
 	if cfg.duration%time.Second != 0 || cfg.warmup%time.Second != 0 || cfg.warmup < 0 {
 		return cfg, errors.New("-duration and -warmup must be whole seconds")
+	}
+	if cfg.profile != "" && cfg.duration < 2*time.Second {
+		return cfg, errors.New("-profile needs -duration ≥ 2s")
 	}
 	if cfg.revocationTrials < 0 || cfg.sessions < 0 {
 		return cfg, errors.New("-revocation-trials and -sessions cannot be negative")

@@ -133,6 +133,7 @@ type environment struct {
 	basicAuth  basicAuth
 	ports      map[string]int // the port of each site
 	pids       map[string]int // the Caddy process serving each site
+	admins     map[string]int // the admin port of the Caddy serving each site, with -profile
 	meter      cpuMeter       // the loaded Caddy's and PostgreSQL's CPU time
 }
 
@@ -191,12 +192,16 @@ func (env *environment) siteBlock(v variant, port int) string {
 // app options of its own gets a process of its own (and the loaded
 // process's CPU time is what is measured for each).
 func (env *environment) startServerA(sites []string) ([]*caddytest.Process, error) {
-	ports, err := caddytest.FreePorts(len(sites))
+	ports, err := caddytest.FreePorts(2 * len(sites))
 	if err != nil {
 		return nil, err
 	}
+	// The second half are admin ports, one per process, used only with
+	// -profile: otherwise the admin endpoint is off, as in production.
+	ports, adminPorts := ports[:len(sites)], ports[len(sites):]
 	env.ports = make(map[string]int, len(sites))
 	env.pids = make(map[string]int, len(sites))
+	env.admins = make(map[string]int, len(sites))
 	groups := map[string][]string{}
 	var order []string
 	for i, name := range sites {
@@ -208,8 +213,12 @@ func (env *environment) startServerA(sites []string) ([]*caddytest.Process, erro
 		groups[v.appOptions] = append(groups[v.appOptions], name)
 	}
 	var procs []*caddytest.Process
-	for _, opts := range order {
-		caddyfile := env.globalOptions("off", opts)
+	for i, opts := range order {
+		admin := "off"
+		if env.cfg.profile != "" {
+			admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
+		}
+		caddyfile := env.globalOptions(admin, opts)
 		for _, name := range groups[opts] {
 			v, _ := variantByName(name)
 			caddyfile += env.siteBlock(v, env.ports[name])
@@ -225,6 +234,7 @@ func (env *environment) startServerA(sites []string) ([]*caddytest.Process, erro
 		procs = append(procs, p)
 		for _, name := range groups[opts] {
 			env.pids[name] = p.PID()
+			env.admins[name] = adminPorts[i]
 		}
 	}
 	return procs, nil

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -46,14 +50,20 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 			headers[name], scripts[name] = "", env.manyScript
 		}
 	}
-	load := func(name string, d time.Duration) (loadRun, error) {
+	load := func(name string, d time.Duration, profile string) (loadRun, error) {
 		env.meter.caddyPID = env.pids[name]
 		before, err := env.meter.sample()
 		if err != nil {
 			return loadRun{}, err
 		}
+		profiled := make(chan error, 1)
+		if profile != "" {
+			go func() { profiled <- env.profileCaddy(ctx, name, d-time.Second, profile) }()
+		} else {
+			profiled <- nil
+		}
 		r, err := env.runWrk(ctx, siteURL(env.ports[name]), headers[name], scripts[name], d)
-		if err != nil {
+		if err := errors.Join(err, <-profiled); err != nil {
 			return loadRun{}, fmt.Errorf("%s: %w", name, err)
 		}
 		after, err := env.meter.sample()
@@ -69,7 +79,7 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 	if cfg.warmup > 0 {
 		progress("warming up each variant for %s", cfg.warmup)
 		for _, name := range cfg.variants {
-			if _, err := load(name, cfg.warmup); err != nil {
+			if _, err := load(name, cfg.warmup, ""); err != nil {
 				return nil, err
 			}
 		}
@@ -82,7 +92,11 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 	for round := range cfg.rounds {
 		for k := range n {
 			i := roundOrder(round, k, n)
-			r, err := load(results[i].name, cfg.duration)
+			var profile string
+			if cfg.profile != "" {
+				profile = filepath.Join(cfg.profile, fmt.Sprintf("%s-%d.pprof", results[i].name, round+1))
+			}
+			r, err := load(results[i].name, cfg.duration, profile)
 			if err != nil {
 				return nil, err
 			}
@@ -92,7 +106,41 @@ func (env *environment) measureThroughput(ctx context.Context) ([]variantRuns, e
 				thousands(r.rate()), latency(r.p50), latency(r.p99), latency(time.Duration(cpu)))
 		}
 	}
+	if cfg.profile != "" {
+		progress("CPU profiles in %s; compare two variants with go tool pprof -top -normalize -diff_base=%s %s",
+			cfg.profile, filepath.Join(cfg.profile, "basic_auth-1.pprof"), filepath.Join(cfg.profile, "gate_cache_on-1.pprof"))
+	}
 	return results, nil
+}
+
+// profileCaddy writes a CPU profile of the Caddy serving the variant, taken
+// for d from its admin endpoint while wrk loads it, to path.
+func (env *environment) profileCaddy(ctx context.Context, name string, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", env.admins[name], int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profiling: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profiling: %s from %s", resp.Status, url)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profiling: %w", err)
+	}
+	return f.Close()
 }
 
 // roundOrder returns the variant that runs k-th in a round of n: every
