@@ -26,9 +26,9 @@ import (
 // response has not begun by then is answered as the session's next request
 // would be (see Handler.pass); one whose response has begun is cut.
 //
-// Registering costs one allocation besides the cancellable context: the
-// flight holds the request passed on and is the response writer passed on,
-// which tracks whether the response has begun and marks it private.
+// Registering costs one allocation: the flight holds the request passed on
+// and its context, and is the response writer passed on, which tracks
+// whether the response has begun and marks it private.
 
 // errSessionEnded is what a site's write gets once its request's session
 // has ended.
@@ -50,10 +50,10 @@ type flight struct {
 	// ResponseWriterWrapper passes on what the writer does not change
 	// (Header, Push, Unwrap for http.ResponseController).
 	caddyhttp.ResponseWriterWrapper
-	request http.Request // the request passed on, whose context ends with the session
-	url     url.URL      // the request's URL, so that a rewrite after the gate leaves the gate's own
+	request http.Request   // the request passed on, whose context ends with the session
+	url     url.URL        // the request's URL, so that a rewrite after the gate leaves the gate's own
+	ctx     requestContext // the request's context, which ends with the session
 	session keptSession
-	cancel  context.CancelFunc
 	state   atomic.Int32
 	private bool // cache_control on: privateResponse marks the response
 	status  int  // the status the site set, until it is sent; only the request's goroutine uses it
@@ -111,10 +111,10 @@ func (f *inflight) shard(key sessionKey) *inflightShard {
 // session's end), so that a session whose row went without a notification
 // ends its requests too.
 func (f *inflight) start(w http.ResponseWriter, r *http.Request, sess keptSession, private bool, every time.Duration) *flight {
-	ctx, cancel := context.WithCancel(r.Context())
-	fl := &flight{session: sess, cancel: cancel, private: private, every: every, ends: sess.ends()}
+	fl := &flight{session: sess, private: private, every: every, ends: sess.ends()}
 	fl.ResponseWriter = w
-	fl.request = *r.WithContext(ctx) // a copy in the flight, not another allocation
+	fl.ctx.parent = r.Context()
+	fl.request = *r.WithContext(&fl.ctx) // a copy in the flight, not another allocation
 	if r.URL != nil {
 		fl.url = *r.URL
 		fl.request.URL = &fl.url
@@ -144,7 +144,7 @@ func (f *inflight) finish(fl *flight) int32 {
 		fl.next.prev = fl.prev
 	}
 	sh.mu.Unlock()
-	fl.cancel()
+	fl.ctx.finish()
 	return fl.state.Load()
 }
 
@@ -279,7 +279,94 @@ func (fl *flight) end() {
 	if !fl.state.CompareAndSwap(responseNotBegun, endedBeforeResponse) {
 		fl.state.CompareAndSwap(responseBegun, endedDuringResponse)
 	}
-	fl.cancel()
+	fl.ctx.end()
+}
+
+// requestContext is the context of a request in flight: its parent's,
+// until the request's session ends or the request is done. Most requests
+// (a static file) never wait on it, so the cancellable context it needs for
+// Done is made only when first asked for, instead of for every request:
+// that and its registration with the parent cost a request as much as the
+// rest of the gate did.
+type requestContext struct {
+	parent context.Context
+	ended  atomic.Bool // the session ended or the request is done: Err says so even before Done is made
+
+	mu    sync.Mutex
+	inner atomic.Pointer[cancellable] // set once, under mu
+}
+
+// cancellable is the context Done and Value answer from once it is made.
+type cancellable struct {
+	context.Context
+	cancel context.CancelFunc
+}
+
+// made returns the cancellable context, making it if need be: ended
+// already if the request is.
+func (c *requestContext) made() *cancellable {
+	if in := c.inner.Load(); in != nil {
+		return in
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inner.Load(); in != nil {
+		return in
+	}
+	ctx, cancel := context.WithCancel(c.parent)
+	in := &cancellable{ctx, cancel}
+	c.inner.Store(in)
+	if c.ended.Load() {
+		cancel()
+	}
+	return in
+}
+
+// end ends the context now, because its request's session ended. The
+// cancellable context is made here if it was not yet, rare as this is, so
+// that context.Cause agrees with Err.
+func (c *requestContext) end() {
+	c.mu.Lock()
+	c.ended.Store(true)
+	c.mu.Unlock()
+	c.made().cancel()
+}
+
+// finish ends the context of a request that is done, cheaply when nothing
+// waited on it: then nothing is left to tell but a late Err.
+func (c *requestContext) finish() {
+	c.mu.Lock()
+	c.ended.Store(true)
+	in := c.inner.Load()
+	c.mu.Unlock()
+	if in != nil {
+		in.cancel()
+	}
+}
+
+func (c *requestContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+
+func (c *requestContext) Done() <-chan struct{} { return c.made().Done() }
+
+func (c *requestContext) Err() error {
+	if in := c.inner.Load(); in != nil {
+		return in.Err()
+	}
+	if c.ended.Load() {
+		return context.Canceled
+	}
+	return c.parent.Err()
+}
+
+// Value answers from the cancellable context once it is made, so that a
+// context derived from this one (context.WithCancel, context.AfterFunc)
+// finds it as its parent to register with, instead of starting a goroutine
+// to watch Done.
+func (c *requestContext) Value(key any) any {
+	if in := c.inner.Load(); in != nil {
+		return in.Value(key)
+	}
+	return c.parent.Value(key)
 }
 
 // WriteHeader records the status; it is sent with the first byte of the
@@ -385,4 +472,5 @@ var (
 	_ http.Flusher        = (*flight)(nil)
 	_ http.Hijacker       = (*flight)(nil)
 	_ io.ReaderFrom       = (*flight)(nil)
+	_ context.Context     = (*requestContext)(nil)
 )
