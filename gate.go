@@ -18,8 +18,9 @@ import (
 
 // ServeHTTP gates a request on its session cookie or serves an own route.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	r.Header.Del(HeaderUserID)
-	r.Header.Del(HeaderUsername)
+	// The names are canonical, as Header.Del would make them.
+	delete(r.Header, HeaderUserID)
+	delete(r.Header, HeaderUsername)
 	if smugglesIdentity(r) {
 		return h.answer(w, r, refuse(http.StatusBadRequest, "smuggled_identity", "Identity headers may not be sent as trailers"))
 	}
@@ -48,7 +49,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	sess, err := h.gate(r)
+	// One reading of the clock serves the look-up and the renewal.
+	now := time.Now()
+	sess, err := h.gate(r, now)
 	if err != nil || sess.cachedSession == nil {
 		if err == nil && wantsHTML(r) {
 			h.sendToLogin(w, r)
@@ -59,7 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.requireSecondFactor && !sess.user.Value().secondFactor {
 		return h.sendToEnrol(w, r)
 	}
-	if !h.renew(r, sess) {
+	if !h.renew(r, sess, now) {
 		// The database no longer has the session, though nothing announced
 		// its end: this request is refused as the next one will be.
 		h.app.metrics.ended[endedBefore].Inc()
@@ -141,7 +144,7 @@ var unsentResponseHeaders = []string{
 // gate returns the live session of the request, or why it has none: nil
 // and nil for a browser to send to the login page. It counts each outcome
 // in the gate_requests_total metric.
-func (h *Handler) gate(r *http.Request) (keptSession, error) {
+func (h *Handler) gate(r *http.Request, now time.Time) (keptSession, error) {
 	count := &h.app.metrics.gate
 	token, hadCookie := h.token(r)
 	if !hadCookie {
@@ -160,7 +163,7 @@ func (h *Handler) gate(r *http.Request) (keptSession, error) {
 			return keptSession{}, refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
 		}
 	}
-	sess, err := h.app.session(r.Context(), token)
+	sess, err := h.app.session(r.Context(), token, now)
 	if err != nil {
 		if !clientGone(r.Context(), err) {
 			count[gateStoreError].Inc()
@@ -202,9 +205,8 @@ func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request) {
 // announced (a DELETE with the triggers off, as pg_restore
 // --disable-triggers and logical replication make): the session then ends
 // on this server at once. A failure is logged and the request goes on: the
-// session is still valid.
-func (h *Handler) renew(r *http.Request, sess keptSession) bool {
-	now := time.Now()
+// session is still valid. now is when the request came.
+func (h *Handler) renew(r *http.Request, sess keptSession, now time.Time) bool {
 	if now.UnixNano()-sess.lastSeen < int64(h.RenewalInterval) {
 		return true
 	}

@@ -136,8 +136,9 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		if rte.access == admin && !sess.User.IsAdmin {
 			return refuse(http.StatusForbidden, "not_admin", "Admin access required")
 		}
-		kept := fromStore(sess, time.Now())
-		if !h.renew(r, kept) {
+		now := time.Now()
+		kept := fromStore(sess, now)
+		if !h.renew(r, kept, now) {
 			// Gone since it was read, without a notification: refused as
 			// the gate refuses it.
 			ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")

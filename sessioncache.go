@@ -293,15 +293,15 @@ func (c *sessionCache) stop() {
 // or expired session is (nil, nil); an error means the database could not
 // answer (and was counted as such, unless the client went away). Each
 // look-up of a well-formed token that got an answer counts once in
-// cache_lookups_total: a hit, a miss, or offline_grace.
-func (a *App) session(ctx context.Context, token string) (keptSession, error) {
+// cache_lookups_total: a hit, a miss, or offline_grace. now is when the
+// request came.
+func (a *App) session(ctx context.Context, token string, now time.Time) (keptSession, error) {
 	if len(token) != store.TokenLength {
 		return keptSession{}, nil
 	}
 	// Memory holds only sessions of well-formed tokens, so a hit needs no
 	// check of the token's shape; a miss does, before any query.
 	key := keyOf(token)
-	now := time.Now()
 	if a.cache.trusted(now) {
 		if s, ok := a.cache.get(key); ok && s.live(now) {
 			a.metrics.cache[cacheHit].Inc()

@@ -33,8 +33,8 @@ func smugglesIdentity(r *http.Request) bool {
 // returns it ("" when absent). Any other Authorization header is the site's
 // own business and passes through untouched.
 func (h *Handler) takeAdminToken(r *http.Request) string {
-	token := r.Header.Get(HeaderAdminToken)
-	r.Header.Del(HeaderAdminToken)
+	token := headerValue(r.Header, HeaderAdminToken)
+	delete(r.Header, HeaderAdminToken)
 	if h.adminToken == nil {
 		return token
 	}
@@ -63,8 +63,8 @@ func (h *Handler) takeAdminToken(r *http.Request) string {
 // connection: a WebSocket handshake over HTTP/1.1 (Upgrade) or over HTTP/2
 // (an extended CONNECT), as browsers mark it with Sec-Fetch-Mode.
 func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect ||
-		r.Header.Get("Sec-Fetch-Mode") == "websocket"
+	return headerValue(r.Header, "Upgrade") != "" || r.Method == http.MethodConnect ||
+		headerValue(r.Header, "Sec-Fetch-Mode") == "websocket"
 }
 
 // crossOriginUpgrade reports whether an upgrade comes from a page of another
@@ -103,7 +103,7 @@ func (h *Handler) crossOriginUpgrade(r *http.Request) bool {
 // sends them; the common cases' value is kept in into, which the request
 // has room for.
 func privateResponse(hdr http.Header, status int, into *[1]string) {
-	if status != http.StatusNotModified && mayBeHTML(hdr.Get("Content-Type")) {
+	if status != http.StatusNotModified && mayBeHTML(headerValue(hdr, "Content-Type")) {
 		into[0] = "no-store"
 		hdr["Cache-Control"] = into[:]
 		return
@@ -164,10 +164,28 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+		if !tokenByte[s[i]] {
 			return false
 		}
 	}
 	return true
+}
+
+// tokenByte says which bytes an HTTP token may hold, looked up rather than
+// searched for, since every response passed on asks.
+var tokenByte = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
+	}
+	return t
+}()
+
+// headerValue is Header.Get for a name already canonical, as the
+// constants here are: the first value, without canonicalizing the name on
+// every request.
+func headerValue(h http.Header, canonicalName string) string {
+	if v := h[canonicalName]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
