@@ -236,6 +236,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // provision sets the handler up on app; tests call it with an app of their
 // own, as Caddy's config would otherwise have to hold the app.
 func (h *Handler) provision(ctx caddy.Context, app *App) error {
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		keepKeysPerConnection(srv)
+	}
 	h.logger = ctx.Logger()
 	h.app = app
 	h.store = app.Store()

@@ -301,7 +301,7 @@ func (a *App) session(ctx context.Context, token string, now time.Time) (keptSes
 	}
 	// Memory holds only sessions of well-formed tokens, so a hit needs no
 	// check of the token's shape; a miss does, before any query.
-	key := keyOf(token)
+	key := keyOfRequest(ctx, token)
 	if a.cache.trusted(now) {
 		if s, ok := a.cache.get(key); ok && s.live(now) {
 			a.metrics.cache[cacheHit].Inc()

@@ -61,6 +61,9 @@ type siteOptions struct {
 	next caddyhttp.Handler
 	// https serves the site over TLS, as for an https:// site address.
 	https bool
+	// http2 serves the site over TLS with HTTP/2, whose requests share a
+	// connection at once.
+	http2 bool
 	// trustForwardedFor takes the client address from X-Forwarded-For, as
 	// Caddy does for a request from an address listed in trusted_proxies.
 	trustForwardedFor bool
@@ -154,7 +157,10 @@ func (s *testSite) start() error {
 		return err
 	}
 	s.server = httptest.NewUnstartedServer(s)
-	if s.opts.https {
+	// What the handler registers with Caddy's server when it is provisioned.
+	s.server.Config.ConnContext = withLastKey
+	if s.opts.https || s.opts.http2 {
+		s.server.EnableHTTP2 = s.opts.http2
 		s.server.StartTLS()
 	} else {
 		s.server.Start()
