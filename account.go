@@ -76,7 +76,7 @@ func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *
 		return storeUnavailable(err)
 	}
 	if !ended {
-		return refuse(http.StatusNotFound, "no_such_session", "No such session")
+		return refuse(reasonNoSuchSession, "No such session")
 	}
 	h.app.forgetUser(c.session.User.ID)
 	if sameHandle(handle, c.session.Handle) {
@@ -155,7 +155,7 @@ func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange
 // The check is reserved against those limits like a login, so a stolen
 // session cannot become a way to guess the password.
 func (h *Handler) checkCurrentPassword(r *http.Request, c *caller, password string) error {
-	wrong := refuse(http.StatusForbidden, "wrong_password", "Current password is wrong")
+	wrong := refuse(reasonWrongPassword, "Current password is wrong")
 	if len(password) > store.MaxPasswordLength {
 		return wrong
 	}
@@ -330,7 +330,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		switch {
 		case err == nil:
 			return back("done", "password")
-		case errors.As(err, &ref) && ref.reason == "wrong_password":
+		case errors.As(err, &ref) && ref.reason == reasonWrongPassword:
 			return back("error", "wrong-password")
 		case errors.As(err, &ref) && ref.status == http.StatusBadRequest:
 			return back("error", "invalid-password")

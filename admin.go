@@ -66,14 +66,14 @@ func userError(err error) error {
 	var lookalike *store.LookalikeError
 	switch {
 	case errors.Is(err, store.ErrUserNotFound):
-		return refuse(http.StatusNotFound, "no_such_user", "No such user")
+		return refuse(reasonNoSuchUser, "No such user")
 	case errors.As(err, &inputErr):
 		return badInput(inputErr)
 	case errors.As(err, &lookalike):
-		return refuse(http.StatusConflict, "username_lookalike",
+		return refuse(reasonUsernameLookalike,
 			fmt.Sprintf("That name looks like the name of the existing user %q", lookalike.Existing))
 	case errors.Is(err, store.ErrUserExists):
-		return refuse(http.StatusConflict, "username_taken", "A user with that name already exists")
+		return refuse(reasonUsernameTaken, "A user with that name already exists")
 	default:
 		return passwordCheckFailed(err)
 	}
@@ -144,7 +144,7 @@ func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c
 		return badBody(err)
 	}
 	if body.Password == nil && body.IsAdmin == nil {
-		return refuse(http.StatusBadRequest, "bad_request", "Nothing to change: give password or is_admin")
+		return refuse(reasonBadRequest, "Nothing to change: give password or is_admin")
 	}
 	if body.Password != nil {
 		var inputErr *store.InputError
@@ -223,7 +223,7 @@ func (h *Handler) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c
 	case err != nil:
 		return storeUnavailable(err)
 	case owner == "":
-		return refuse(http.StatusNotFound, "no_such_session", "No such session")
+		return refuse(reasonNoSuchSession, "No such session")
 	}
 	h.app.forgetUser(owner)
 	h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))

@@ -76,7 +76,7 @@ func (h *Handler) cookieCanBeSet(r *http.Request) error {
 		return nil
 	}
 	h.logger.Error("login over plain HTTP with a cookie name that needs HTTPS", zap.String("cookie_name", h.CookieName))
-	return refuse(http.StatusBadRequest, "needs_https", "The session cookie "+h.CookieName+" needs HTTPS: use https:// for this site")
+	return refuse(reasonNeedsHttps, "The session cookie "+h.CookieName+" needs HTTPS: use https:// for this site")
 }
 
 // stripSessionCookie removes the plugin's own cookie from the Cookie header,

@@ -22,7 +22,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	delete(r.Header, HeaderUserID)
 	delete(r.Header, HeaderUsername)
 	if smugglesIdentity(r) {
-		return h.answer(w, r, refuse(http.StatusBadRequest, "smuggled_identity", "Identity headers may not be sent as trailers"))
+		return h.answer(w, r, refuse(reasonSmuggledIdentity, "Identity headers may not be sent as trailers"))
 	}
 	// The admin token is taken out of the request at once, so no upstream
 	// sees it. (Caddy's access log copied the request before any handler ran:
@@ -126,7 +126,7 @@ func (h *Handler) refuseEnded(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return nil
 	}
-	ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+	ref := refuse(reasonSessionExpired, "Session expired")
 	ref.clearCookie = true
 	return h.answer(w, r, ref)
 }
@@ -152,7 +152,7 @@ func (h *Handler) gate(r *http.Request, now time.Time) (keptSession, error) {
 		if wantsHTML(r) {
 			return keptSession{}, nil
 		}
-		return keptSession{}, refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
+		return keptSession{}, refuse(reasonNotAuthenticated, "Not authenticated")
 	}
 	// A cookie makes every request from the browser carry the user's
 	// authority, so a cross-site form, fetch or WebSocket must not reach
@@ -160,7 +160,7 @@ func (h *Handler) gate(r *http.Request, now time.Time) (keptSession, error) {
 	if h.guardSiteWrites {
 		if err := h.originGuard.Check(r); err != nil || isUpgrade(r) && h.crossOriginUpgrade(r) {
 			count[gateCrossOrigin].Inc()
-			return keptSession{}, refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
+			return keptSession{}, refuse(reasonCrossOrigin, "Cross-origin request refused")
 		}
 	}
 	sess, err := h.app.session(r.Context(), token, now)
@@ -178,7 +178,7 @@ func (h *Handler) gate(r *http.Request, now time.Time) (keptSession, error) {
 		} else {
 			count[gateInvalid].Inc()
 		}
-		ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+		ref := refuse(reasonSessionExpired, "Session expired")
 		ref.clearCookie = true
 		if wantsHTML(r) {
 			return keptSession{}, nil

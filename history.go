@@ -103,10 +103,10 @@ func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID sto
 // pair such as "limit=1;select" silently, which would answer with the
 // default instead of the 400 the client needs to see.
 func historyLimit(rawQuery string) (int, error) {
-	wrong := refuse(http.StatusBadRequest, "bad_request", fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
+	wrong := refuse(reasonBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return 0, refuse(http.StatusBadRequest, "bad_request", "The query string cannot be read: separate parameters with & and escape the rest")
+		return 0, refuse(reasonBadRequest, "The query string cannot be read: separate parameters with & and escape the rest")
 	}
 	values, ok := q["limit"]
 	switch {

@@ -137,7 +137,7 @@ func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, c credenti
 	if c.form {
 		return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
 	}
-	return refuse(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
+	return refuse(reasonInvalidCredentials, msgInvalidCredentials)
 }
 
 // reserveLogin reserves a password check for username from ip, or refuses
@@ -172,7 +172,7 @@ func (h *Handler) releaseAttempt(a store.Attempt) {
 // max_failed_logins_per_ip) gets 429 before anything is hashed.
 func (h *Handler) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if !h.Registration {
-		return refuse(http.StatusNotFound, "registration_off", "Registration is not enabled")
+		return refuse(reasonRegistrationOff, "Registration is not enabled")
 	}
 	c, err := readCredentials(r)
 	if err != nil {
@@ -218,7 +218,7 @@ func (h *Handler) register(r *http.Request, c credentials) (*store.User, error) 
 	case errors.As(err, &inputErr):
 		return nil, badInput(inputErr)
 	case errors.Is(err, store.ErrUserExists):
-		return nil, refuse(http.StatusConflict, "username_taken", msgUsernameTaken)
+		return nil, refuse(reasonUsernameTaken, msgUsernameTaken)
 	case err != nil:
 		h.releaseAttempt(attempt)
 		return nil, passwordCheckFailed(err)

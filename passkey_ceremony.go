@@ -150,7 +150,7 @@ func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind str
 func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
 	c, err := r.Cookie(ceremonyCookie)
 	if err != nil || c.Value == "" {
-		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "No passkey request is under way: start again")
+		return "", nil, refuse(reasonNoPasskeyCeremony, "No passkey request is under way: start again")
 	}
 	http.SetCookie(w, h.ceremonyCookie(r, "", -1))
 	if h.app.ceremonies == nil {
@@ -158,9 +158,9 @@ func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind stri
 	}
 	state, err := h.app.ceremonies.open(kind, c.Value)
 	if err != nil {
-		return "", nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request cannot be read: start again")
+		return "", nil, refuse(reasonNoPasskeyCeremony, "The passkey request cannot be read: start again")
 	}
-	used := refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request expired or was used: start again")
+	used := refuse(reasonNoPasskeyCeremony, "The passkey request expired or was used: start again")
 	if !time.Now().Before(state.Expires) {
 		return "", nil, used
 	}
@@ -179,7 +179,7 @@ func (h *Handler) throttleBegin(r *http.Request) error {
 		return nil
 	}
 	if wait, ok := h.app.beginLimit.allow(clientAddress(clientIP(r)), time.Now()); !ok {
-		return &refusal{status: http.StatusTooManyRequests, reason: "throttled",
+		return &refusal{status: reasonStatus[reasonThrottled], reason: reasonThrottled,
 			message: "Too many passkey sign-ins from this address, try again shortly", retryAfter: wait}
 	}
 	return nil

@@ -106,7 +106,7 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 			rpID = host
 		}
 		if rpID == "" || net.ParseIP(strings.Trim(rpID, "[]")) != nil {
-			return nil, refuse(http.StatusBadRequest, "passkeys_need_a_domain",
+			return nil, refuse(reasonPasskeysNeedADomain,
 				"Passkeys need the site to be opened by its domain name, not an IP address")
 		}
 	}
@@ -120,7 +120,7 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	}
 	wa, err := webauthn.New(&webauthn.Config{RPID: rpID, RPDisplayName: cmp.Or(h.SiteName, rpID), RPOrigins: origins})
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "passkeys_unavailable", "Passkeys are not available at this address")
+		return nil, refuse(reasonPasskeysUnavailable, "Passkeys are not available at this address")
 	}
 	return wa, nil
 }
@@ -209,9 +209,9 @@ func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *cal
 		return nil, err
 	}
 	if userID != c.session.User.ID {
-		return nil, refuse(http.StatusBadRequest, "no_passkey_ceremony", "The passkey request was started by another account: start again")
+		return nil, refuse(reasonNoPasskeyCeremony, "The passkey request was started by another account: start again")
 	}
-	invalid := refuse(http.StatusBadRequest, "invalid_passkey", "The passkey could not be verified")
+	invalid := refuse(reasonUnverifiedPasskey, "The passkey could not be verified")
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(body.Credential)
 	if err != nil {
 		return nil, invalid
@@ -241,13 +241,13 @@ func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *cal
 	var inputErr *store.InputError
 	switch {
 	case errors.Is(err, store.ErrPasskeyExists):
-		return nil, refuse(http.StatusConflict, "passkey_exists", "That passkey is already registered")
+		return nil, refuse(reasonPasskeyExists, "That passkey is already registered")
 	case errors.Is(err, store.ErrTooManyPasskeys):
-		return nil, refuse(http.StatusConflict, "too_many_passkeys", "You have as many passkeys as an account may have: remove one first")
+		return nil, refuse(reasonTooManyPasskeys, "You have as many passkeys as an account may have: remove one first")
 	case errors.As(err, &inputErr):
 		return nil, badInput(inputErr)
 	case errors.Is(err, store.ErrUserNotFound):
-		return nil, refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
+		return nil, refuse(reasonNotAuthenticated, "Not authenticated")
 	case err != nil:
 		return nil, storeUnavailable(err)
 	}
@@ -282,7 +282,7 @@ func (h *Handler) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *
 // change does, ends their other sessions: whoever added a passkey with a
 // stolen session loses that session with it. It returns how many ended.
 func (h *Handler) removePasskey(r *http.Request, c *caller, id string) (int64, error) {
-	notFound := refuse(http.StatusNotFound, "no_such_passkey", "No such passkey")
+	notFound := refuse(reasonNoSuchPasskey, "No such passkey")
 	raw, ok := passkeyID(id)
 	if !ok {
 		return 0, notFound
@@ -386,7 +386,7 @@ func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, cre
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(credential)
 	if err != nil {
 		h.signInAttempt(r, "", nil, loginFailure, "")
-		return nil, refuse(http.StatusBadRequest, "invalid_passkey", "The passkey answer cannot be read")
+		return nil, refuse(reasonUnverifiedPasskey, "The passkey answer cannot be read")
 	}
 	var found *passkeyUser
 	var storeErr error
@@ -413,7 +413,7 @@ func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, cre
 	if err != nil {
 		h.logger.Info("passkey sign-in failed", zap.String("username", username), zap.String("client_ip", ip), zap.Error(err))
 		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
-		return nil, refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
+		return nil, refuse(reasonInvalidPasskey, msgPasskeyFailed)
 	}
 	err = h.store.UsePasskey(r.Context(), cred.ID, cred.Authenticator.SignCount, cred.Flags.BackupState)
 	if cred.Authenticator.CloneWarning || errors.Is(err, store.ErrPasskeyCounter) {
@@ -422,7 +422,7 @@ func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, cre
 		h.logger.Warn("passkey sign-in refused: its signature counter did not move forward, the key may be cloned",
 			zap.String("username", username), zap.String("client_ip", ip))
 		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
-		return nil, refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
+		return nil, refuse(reasonInvalidPasskey, msgPasskeyFailed)
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -461,7 +461,7 @@ func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, 
 			hasPending = false
 		case pending.User.ID != user.ID:
 			h.signInAttempt(r, pending.User.Username, nil, loginFailure, store.FactorPasskey)
-			return refuse(http.StatusUnauthorized, "invalid_passkey", "That passkey is another account's: use the one of the account you are signing in to")
+			return refuse(reasonInvalidPasskey, "That passkey is another account's: use the one of the account you are signing in to")
 		default:
 			remember = pending.Remember
 		}
@@ -483,7 +483,7 @@ func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, 
 	switch {
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
 		h.signInAttempt(r, user.Username, nil, loginFailure, store.FactorPasskey)
-		return refuse(http.StatusUnauthorized, "invalid_passkey", msgPasskeyFailed)
+		return refuse(reasonInvalidPasskey, msgPasskeyFailed)
 	case err != nil:
 		return storeUnavailable(err)
 	}

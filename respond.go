@@ -36,7 +36,7 @@ const reasonPlaceholder = "http.auth.pg_session.reason"
 // refusal is a request the plugin turned away.
 type refusal struct {
 	status      int
-	reason      string // a short name for handle_errors: not_authenticated, throttled, …
+	reason      reason // the name handle_errors sees
 	message     string // what the client is told
 	retryAfter  time.Duration
 	clearCookie bool  // the request's session cookie is no good: drop it
@@ -46,28 +46,29 @@ type refusal struct {
 func (r *refusal) Error() string { return r.message }
 func (r *refusal) Unwrap() error { return r.err }
 
-// refuse makes a refusal for something the client did.
-func refuse(status int, reason, message string) *refusal {
-	return &refusal{status: status, reason: reason, message: message}
+// refuse makes a refusal for something the client did, with the status
+// its reason goes with.
+func refuse(why reason, message string) *refusal {
+	return &refusal{status: reasonStatus[why], reason: why, message: message}
 }
 
 // storeUnavailable refuses with 503 when the database fails. The cookie is
 // left alone: users are not logged out because the database blinked.
 func storeUnavailable(err error) *refusal {
-	return &refusal{status: http.StatusServiceUnavailable, reason: "store_unavailable",
+	return &refusal{status: reasonStatus[reasonStoreUnavailable], reason: reasonStoreUnavailable,
 		message: "Session store unavailable, try again shortly", retryAfter: retryAfterStore, err: err}
 }
 
 // hashersBusy refuses a password check that waited too long for its turn:
 // the server is flooded with logins, and a moment later it may not be.
 func hashersBusy() *refusal {
-	return &refusal{status: http.StatusServiceUnavailable, reason: "busy",
+	return &refusal{status: reasonStatus[reasonBusy], reason: reasonBusy,
 		message: "Too many logins at once, try again shortly", retryAfter: time.Second}
 }
 
 // tooManyAttempts refuses past a throttle, until a counted attempt ages out.
 func tooManyAttempts(a store.Attempt, message string) *refusal {
-	return &refusal{status: http.StatusTooManyRequests, reason: "throttled", message: message, retryAfter: a.RetryAfter}
+	return &refusal{status: reasonStatus[reasonThrottled], reason: reasonThrottled, message: message, retryAfter: a.RetryAfter}
 }
 
 // passwordCheckFailed refuses a password check that could not be made.
@@ -93,9 +94,9 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 		return nil // nobody is left to answer
 	}
 	switch ref.reason {
-	case "store_unavailable":
+	case reasonStoreUnavailable:
 		h.app.health.failed(ref.err, false)
-	case "busy":
+	case reasonBusy:
 		if c := h.logger.Check(zapcore.WarnLevel, "too many password checks at once"); c != nil {
 			c.Write()
 		}
@@ -110,7 +111,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 	}
 	if h.caddyErrorPages {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set(reasonPlaceholder, ref.reason)
+			repl.Set(reasonPlaceholder, string(ref.reason))
 		}
 		return caddyhttp.Error(ref.status, ref)
 	}
@@ -143,9 +144,9 @@ var refusalHeadings = map[int]string{
 
 // refusalExplanations replace, on a page, the messages written for
 // developers rather than for the person at the browser.
-var refusalExplanations = map[string]string{
-	"cross_origin":       "The request came from another site, so it was refused to protect your account.",
-	"method_not_allowed": "This address is not a page you can open: it only takes what the site's own forms send.",
+var refusalExplanations = map[reason]string{
+	reasonCrossOrigin:      "The request came from another site, so it was refused to protect your account.",
+	reasonMethodNotAllowed: "This address is not a page you can open: it only takes what the site's own forms send.",
 }
 
 // refusalPage answers a browser's refused request with a page in the style

@@ -1,10 +1,15 @@
 package pgsession
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // A browser is told from a script by its Accept header: what every
@@ -50,5 +55,27 @@ func TestWaitText(t *testing.T) {
 		899: "15 minutes", 900: "15 minutes", 7199: "120 minutes", 7200: "2 hours", 7201: "3 hours", 86400: "24 hours",
 	} {
 		assert.Equal(t, want, waitText(seconds), "%d s", seconds)
+	}
+}
+
+// Every reason a refusal can name is answered with a status of its own:
+// a constant left out of reasonStatus would be answered with status 0.
+func TestEveryReasonHasItsStatus(t *testing.T) {
+	file, err := parser.ParseFile(token.NewFileSet(), "reasons.go", nil, 0)
+	require.NoError(t, err)
+	var names []string
+	for _, decl := range file.Decls {
+		if gen, ok := decl.(*ast.GenDecl); ok && gen.Tok == token.CONST {
+			for _, spec := range gen.Specs {
+				for _, name := range spec.(*ast.ValueSpec).Names {
+					names = append(names, name.Name)
+				}
+			}
+		}
+	}
+	require.Len(t, reasonStatus, len(names), "reasons.go declares %v", names)
+	for why, status := range reasonStatus {
+		assert.NotEmpty(t, http.StatusText(status), "%s", why)
+		assert.Regexp(t, `^[a-z][a-z_]*[a-z]$`, string(why))
 	}
 }

@@ -85,7 +85,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if err := h.originGuard.Check(r); err != nil {
-			return refuse(http.StatusForbidden, "cross_origin", "Cross-origin request refused")
+			return refuse(reasonCrossOrigin, "Cross-origin request refused")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	}
@@ -101,7 +101,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		}
 		if adminToken != "" {
 			if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(adminToken), h.adminToken) != 1 {
-				return refuse(http.StatusUnauthorized, "invalid_admin_token", "Invalid admin token")
+				return refuse(reasonInvalidAdminToken, "Invalid admin token")
 			}
 			c.admin = true
 			return rte.serve(w, r, c)
@@ -113,7 +113,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 				return storeUnavailable(err)
 			}
 			if !exists {
-				return refuse(http.StatusNotFound, "no_admin", "Admin routes are off: set admin_token or create an admin user")
+				return refuse(reasonNoAdmin, "Admin routes are off: set admin_token or create an admin user")
 			}
 		}
 	}
@@ -124,24 +124,24 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		}
 		if sess == nil {
 			if hadCookie {
-				ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+				ref := refuse(reasonSessionExpired, "Session expired")
 				ref.clearCookie = true
 				return ref
 			}
-			return refuse(http.StatusUnauthorized, "not_authenticated", "Not authenticated")
+			return refuse(reasonNotAuthenticated, "Not authenticated")
 		}
 		if h.requireSecondFactor && !sess.SecondFactor && !rte.enrolment {
 			return enrolmentRequired()
 		}
 		if rte.access == admin && !sess.User.IsAdmin {
-			return refuse(http.StatusForbidden, "not_admin", "Admin access required")
+			return refuse(reasonNotAdmin, "Admin access required")
 		}
 		now := time.Now()
 		kept := fromStore(sess, now)
 		if !h.renew(r, kept, now) {
 			// Gone since it was read, without a notification: refused as
 			// the gate refuses it.
-			ref := refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+			ref := refuse(reasonSessionExpired, "Session expired")
 			ref.clearCookie = true
 			return ref
 		}
@@ -155,7 +155,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 // methodNotAllowed refuses a method the path does not take, naming those it does.
 func methodNotAllowed(w http.ResponseWriter, allowed []string) *refusal {
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	return refuse(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
+	return refuse(reasonMethodNotAllowed, "Method not allowed")
 }
 
 // session returns the live session of the request's cookie; nil with a nil

@@ -201,10 +201,10 @@ func readSecondFactor(r *http.Request) (secondFactorBody, error) {
 		return b, badBody(err)
 	}
 	if (b.Code == "") == (b.RecoveryCode == "") {
-		return b, refuse(http.StatusBadRequest, "bad_request", "Send either code or recovery_code")
+		return b, refuse(reasonBadRequest, "Send either code or recovery_code")
 	}
 	if len(b.Code) > 16 || len(b.RecoveryCode) > 64 {
-		return b, refuse(http.StatusBadRequest, "bad_request", "Code is too long")
+		return b, refuse(reasonBadRequest, "Code is too long")
 	}
 	return b, nil
 }
@@ -231,7 +231,7 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 		if b.form {
 			return h.renderLoginPage(w, r, http.StatusUnauthorized, credentials{Redirect: b.Redirect}, msgPendingExpired)
 		}
-		return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+		return refuse(reasonSecondFactorExpired, msgPendingExpired)
 	}
 	user, ip := pending.User, clientIP(r)
 	limits := h.throttle
@@ -269,10 +269,10 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 			if b.form {
 				return h.renderLoginPage(w, r, http.StatusUnauthorized, credentials{Redirect: b.Redirect}, msgPendingExpired)
 			}
-			return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+			return refuse(reasonSecondFactorExpired, msgPendingExpired)
 		case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
 			h.signInAttempt(r, user.Username, &user, loginFailure, factor)
-			return refuse(http.StatusUnauthorized, "second_factor_expired", msgPendingExpired)
+			return refuse(reasonSecondFactorExpired, msgPendingExpired)
 		case err != nil:
 			h.releaseAttempt(attempt)
 			return storeUnavailable(err)
@@ -292,7 +292,7 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 			}
 			return h.renderCodePage(w, r, http.StatusUnauthorized, b.Redirect, msgInvalidCode, factor == store.FactorRecoveryCode, factors)
 		}
-		return refuse(http.StatusUnauthorized, "invalid_code", msgInvalidCode)
+		return refuse(reasonInvalidCode, msgInvalidCode)
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), user.Username); err != nil {
 		h.logger.Warn("clearing failed logins after a sign-in", zap.Error(err))
@@ -313,7 +313,7 @@ func (h *Handler) checkSecondFactor(r *http.Request, userID store.UserID, b seco
 	}
 	step := store.SecondStep{Factor: store.FactorTOTP}
 	if h.app.secrets == nil {
-		return step, false, refuse(http.StatusNotFound, "totp_off", msgTOTPOff)
+		return step, false, refuse(reasonTotpOff, msgTOTPOff)
 	}
 	secret, confirmed, err := h.totpSecret(r, userID)
 	if err != nil || !confirmed {
@@ -339,14 +339,14 @@ func (h *Handler) pendingToken(r *http.Request) (string, bool) {
 func (h *Handler) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	user, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
 	if errors.Is(err, store.ErrUserNotFound) {
-		return refuse(http.StatusNotFound, "no_such_user", "No such user")
+		return refuse(reasonNoSuchUser, "No such user")
 	}
 	if err != nil {
 		return storeUnavailable(err)
 	}
 	n, err := h.store.ResetSecondFactors(r.Context(), user.ID)
 	if errors.Is(err, store.ErrUserNotFound) {
-		return refuse(http.StatusNotFound, "no_such_user", "No such user")
+		return refuse(reasonNoSuchUser, "No such user")
 	}
 	if err != nil {
 		return storeUnavailable(err)
@@ -360,7 +360,7 @@ func (h *Handler) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Re
 // enrolmentRequired refuses a user without a second factor under
 // second_factor required.
 func enrolmentRequired() *refusal {
-	return refuse(http.StatusForbidden, "second_factor_enrolment_required", "Second factor enrolment required")
+	return refuse(reasonSecondFactorEnrolmentRequired, "Second factor enrolment required")
 }
 
 // sendToEnrol answers a request of a user who must set up a second factor

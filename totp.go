@@ -44,7 +44,7 @@ const msgTOTPOff = "TOTP is off: set secrets_key in the pg_session global option
 // totpOff refuses the TOTP routes of a server without secrets_key.
 func (h *Handler) totpOff() error {
 	if h.app.secrets == nil {
-		return refuse(http.StatusNotFound, "totp_off", msgTOTPOff)
+		return refuse(reasonTotpOff, msgTOTPOff)
 	}
 	return nil
 }
@@ -81,7 +81,7 @@ func (h *Handler) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) 
 	}
 	err = h.store.SetTOTPSecret(r.Context(), user.ID, h.app.secrets.seal(string(user.ID), key.Secret()))
 	if errors.Is(err, store.ErrTOTPEnabled) {
-		return nil, refuse(http.StatusConflict, "totp_on", "An authenticator is already on: turn it off first")
+		return nil, refuse(reasonTotpOn, "An authenticator is already on: turn it off first")
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -101,7 +101,7 @@ func (h *Handler) totpSecret(r *http.Request, userID store.UserID) (secret strin
 	secret, err = h.app.secrets.open(string(userID), t.Secret)
 	if err != nil {
 		h.logger.Error("reading a TOTP secret", zap.String("user_id", string(userID)), zap.Error(err))
-		return "", false, refuse(http.StatusServiceUnavailable, "secret_unreadable",
+		return "", false, refuse(reasonSecretUnreadable,
 			"The stored authenticator secret cannot be read: ask an administrator to reset your second factor")
 	}
 	return secret, t.Confirmed, nil
@@ -157,16 +157,16 @@ func (h *Handler) confirmTOTP(r *http.Request, c *caller, code string) ([]string
 		return nil, err
 	}
 	if secret == "" || confirmed {
-		return nil, refuse(http.StatusConflict, "no_totp_setup", "No authenticator is being set up: start the setup first")
+		return nil, refuse(reasonNoTotpSetup, "No authenticator is being set up: start the setup first")
 	}
 	step, ok := matchTOTP(secret, code, time.Now())
 	if !ok {
-		return nil, refuse(http.StatusBadRequest, "wrong_code", "That code is not right: check the app's clock and try the next one")
+		return nil, refuse(reasonWrongCode, "That code is not right: check the app's clock and try the next one")
 	}
 	codes, hashes := newRecoveryCodes()
 	n, err := h.store.ConfirmTOTP(r.Context(), user.ID, step, hashes, c.token)
 	if errors.Is(err, store.ErrNoTOTP) {
-		return nil, refuse(http.StatusConflict, "no_totp_setup", "No authenticator is being set up: start the setup first")
+		return nil, refuse(reasonNoTotpSetup, "No authenticator is being set up: start the setup first")
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -184,7 +184,7 @@ func (h *Handler) disableTOTP(r *http.Request, c *caller, currentPassword string
 	}
 	n, err := h.store.DisableTOTP(r.Context(), c.session.User.ID, c.token)
 	if errors.Is(err, store.ErrNoTOTP) {
-		return refuse(http.StatusNotFound, "no_totp", "No authenticator is on")
+		return refuse(reasonNoTotp, "No authenticator is on")
 	}
 	if err != nil {
 		return storeUnavailable(err)
@@ -296,9 +296,9 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 	case "totp-confirm":
 		codes, err := h.confirmTOTP(r, c, r.PostFormValue("code"))
 		switch {
-		case errors.As(err, &ref) && ref.reason == "wrong_code":
+		case errors.As(err, &ref) && ref.reason == reasonWrongCode:
 			return back("error", "wrong-code")
-		case errors.As(err, &ref) && ref.reason == "no_totp_setup":
+		case errors.As(err, &ref) && ref.reason == reasonNoTotpSetup:
 			return back("error", "no-totp-setup")
 		case err != nil:
 			return err
@@ -309,7 +309,7 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 			return storeUnavailable(err)
 		}
 		if sess == nil {
-			return refuse(http.StatusUnauthorized, "session_expired", "Session expired")
+			return refuse(reasonSessionExpired, "Session expired")
 		}
 		page, err := h.accountPage(r, sess)
 		if err != nil {
@@ -322,7 +322,7 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 		switch {
 		case err == nil:
 			return back("done", "totp-off")
-		case errors.As(err, &ref) && ref.reason == "wrong_password":
+		case errors.As(err, &ref) && ref.reason == reasonWrongPassword:
 			return back("error", "totp-password")
 		}
 		return err
