@@ -185,9 +185,9 @@ func (h *Handler) checkCurrentPassword(r *http.Request, c *caller, password stri
 // serveAccountPage shows the user their sessions and the password form; a
 // visitor without a session is sent to log in first.
 func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *caller) error {
-	sess, _, err := h.session(r)
+	sess, err := h.sessionRow(r)
 	if err != nil {
-		return storeUnavailable(err)
+		return err
 	}
 	if sess == nil {
 		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(h.AccountPath), http.StatusSeeOther)

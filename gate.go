@@ -51,25 +51,61 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	// One reading of the clock serves the look-up and the renewal.
 	now := time.Now()
-	sess, err := h.gate(r, now)
-	if err != nil || sess.cachedSession == nil {
-		if err == nil && wantsHTML(r) {
+	sess, ref := h.resolve(r, demand{from: fromMemory, sameOrigin: h.guardSiteWrites}, now)
+	h.countGate(r, sess.token, ref)
+	if ref != nil {
+		return h.refuseGated(w, r, ref)
+	}
+	h.stripSessionCookie(r)
+	return h.pass(w, r, sess.keptSession, next)
+}
+
+// refuseGated answers a request the gate does not let through: a browser
+// goes to the login page, or to set up the second factor asked of it;
+// anything else gets the refusal.
+func (h *Handler) refuseGated(w http.ResponseWriter, r *http.Request, ref *refusal) error {
+	switch ref.reason {
+	case reasonNotAuthenticated, reasonSessionExpired:
+		if wantsHTML(r) {
 			h.sendToLogin(w, r)
 			return nil
 		}
-		return h.answer(w, r, err)
-	}
-	if h.requireSecondFactor && !sess.user.Value().secondFactor {
+	case reasonSecondFactorEnrolmentRequired:
 		return h.sendToEnrol(w, r)
 	}
-	if !h.renew(r, sess, now) {
-		// The database no longer has the session, though nothing announced
-		// its end: this request is refused as the next one will be.
-		h.app.metrics.ended[endedBefore].Inc()
-		return h.refuseEnded(w, r)
+	return h.answer(w, r, ref)
+}
+
+// countGate counts the gate's outcome for a request in the
+// gate_requests_total metric, and a session found gone on renewal in
+// requests_ended_total.
+func (h *Handler) countGate(r *http.Request, token string, ref *refusal) {
+	outcome := gateAllowed
+	if ref != nil {
+		switch ref.reason {
+		case reasonNotAuthenticated:
+			outcome = gateNoCookie
+		case reasonCrossOrigin:
+			outcome = gateCrossOrigin
+		case reasonStoreUnavailable:
+			if clientGone(r.Context(), ref.err) {
+				return
+			}
+			outcome = gateStoreError
+		case reasonSessionExpired:
+			if ref.endedOnRenewal {
+				h.app.metrics.ended[endedBefore].Inc()
+				break
+			}
+			// Only a refusal asks whether the token was well formed: a
+			// session found in memory was never checked for it.
+			outcome = gateExpired
+			if !store.ValidToken(token) {
+				outcome = gateInvalid
+			}
+		}
 	}
-	h.stripSessionCookie(r)
-	return h.pass(w, r, sess, next)
+	h.app.metrics.gate[outcome].Inc()
 }
 
 // pass hands the request to the site, registered in flight: it ends if its
@@ -139,54 +175,6 @@ var unsentResponseHeaders = []string{
 	"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Content-Disposition",
 	"Content-Language", "Content-Location", "Transfer-Encoding", "Trailer", "Etag", "Last-Modified",
 	"Accept-Ranges", "Location", "Set-Cookie", "Cache-Control", "Expires", "Vary",
-}
-
-// gate returns the live session of the request, or why it has none: nil
-// and nil for a browser to send to the login page. It counts each outcome
-// in the gate_requests_total metric.
-func (h *Handler) gate(r *http.Request, now time.Time) (keptSession, error) {
-	count := &h.app.metrics.gate
-	token, hadCookie := h.token(r)
-	if !hadCookie {
-		count[gateNoCookie].Inc()
-		if wantsHTML(r) {
-			return keptSession{}, nil
-		}
-		return keptSession{}, refuse(reasonNotAuthenticated, "Not authenticated")
-	}
-	// A cookie makes every request from the browser carry the user's
-	// authority, so a cross-site form, fetch or WebSocket must not reach
-	// the site.
-	if h.guardSiteWrites {
-		if err := h.originGuard.Check(r); err != nil || isUpgrade(r) && h.crossOriginUpgrade(r) {
-			count[gateCrossOrigin].Inc()
-			return keptSession{}, refuse(reasonCrossOrigin, "Cross-origin request refused")
-		}
-	}
-	sess, err := h.app.session(r.Context(), token, now)
-	if err != nil {
-		if !clientGone(r.Context(), err) {
-			count[gateStoreError].Inc()
-		}
-		return keptSession{}, storeUnavailable(err)
-	}
-	if sess.cachedSession == nil {
-		// Only a refusal asks whether the token was well formed: a session
-		// found in memory was never checked for it.
-		if store.ValidToken(token) {
-			count[gateExpired].Inc()
-		} else {
-			count[gateInvalid].Inc()
-		}
-		ref := refuse(reasonSessionExpired, "Session expired")
-		ref.clearCookie = true
-		if wantsHTML(r) {
-			return keptSession{}, nil
-		}
-		return keptSession{}, ref
-	}
-	count[gateAllowed].Inc()
-	return sess, nil
 }
 
 // sendToLogin redirects a browser without a live session to the login page,

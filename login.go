@@ -356,7 +356,7 @@ func (h *Handler) serveLogoutPage(w http.ResponseWriter, r *http.Request, _ *cal
 	if !prefersHTML(r) {
 		return methodNotAllowed(w, []string{http.MethodPost})
 	}
-	sess, _, err := h.session(r)
+	sess, err := h.sessionRow(r)
 	if err == nil && sess == nil {
 		return h.renderMessage(w, r, http.StatusOK, web.MessagePage{
 			Heading: "You are not signed in",
@@ -387,12 +387,12 @@ func (h *Handler) serveMe(w http.ResponseWriter, r *http.Request, c *caller) err
 // logged in on to where they were going.
 func (h *Handler) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	redirect := r.URL.Query().Get("redirect")
-	sess, hadCookie, err := h.session(r)
+	sess, err := h.sessionRow(r)
 	if err == nil && sess != nil {
 		http.Redirect(w, r, request.SafeRedirect(redirect), http.StatusSeeOther)
 		return nil
 	}
-	if err == nil && hadCookie {
+	if _, hadCookie := h.token(r); err == nil && hadCookie {
 		// The end of a sign-out (see signedOut), or a session that ended.
 		if r.URL.Query().Get("done") == doneSignedOut {
 			h.clearSession(w, r)

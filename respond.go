@@ -39,8 +39,11 @@ type refusal struct {
 	reason      reason // the name handle_errors sees
 	message     string // what the client is told
 	retryAfter  time.Duration
-	clearCookie bool  // the request's session cookie is no good: drop it
-	err         error // what failed underneath, for the log; nil when the client is at fault
+	clearCookie bool // the request's session cookie is no good: drop it
+	// endedOnRenewal marks a session_expired found by the renewal's write:
+	// the session was live in memory, and its row is gone.
+	endedOnRenewal bool
+	err            error // what failed underneath, for the log; nil when the client is at fault
 }
 
 func (r *refusal) Error() string { return r.message }

@@ -118,35 +118,12 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		}
 	}
 	if rte.access != anyone {
-		sess, hadCookie, err := h.session(r)
-		if err != nil {
-			return storeUnavailable(err)
-		}
-		if sess == nil {
-			if hadCookie {
-				ref := refuse(reasonSessionExpired, "Session expired")
-				ref.clearCookie = true
-				return ref
-			}
-			return refuse(reasonNotAuthenticated, "Not authenticated")
-		}
-		if h.requireSecondFactor && !sess.SecondFactor && !rte.enrolment {
-			return enrolmentRequired()
-		}
-		if rte.access == admin && !sess.User.IsAdmin {
-			return refuse(reasonNotAdmin, "Admin access required")
-		}
-		now := time.Now()
-		kept := fromStore(sess, now)
-		if !h.renew(r, kept, now) {
-			// Gone since it was read, without a notification: refused as
-			// the gate refuses it.
-			ref := refuse(reasonSessionExpired, "Session expired")
-			ref.clearCookie = true
+		res, ref := h.resolve(r, demand{from: fromDatabase, admin: rte.access == admin, beforeSecondFactor: rte.enrolment}, time.Now())
+		if ref != nil {
 			return ref
 		}
-		c.session, c.token = sess, h.tokenValue(r)
-		user := kept.user.Value()
+		c.session, c.token = res.row, res.token
+		user := res.user.Value()
 		h.identify(r, &user)
 	}
 	return rte.serve(w, r, c)
@@ -156,22 +133,6 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 func methodNotAllowed(w http.ResponseWriter, allowed []string) *refusal {
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	return refuse(reasonMethodNotAllowed, "Method not allowed")
-}
-
-// session returns the live session of the request's cookie; nil with a nil
-// error when there is none, and whether a cookie was sent at all. The
-// routes read it from the database: they change sessions, and must not act
-// on a memory of one.
-func (h *Handler) session(r *http.Request) (*store.Session, bool, error) {
-	token, ok := h.token(r)
-	if !ok {
-		return nil, false, nil
-	}
-	sess, err := h.store.GetSession(r.Context(), token)
-	if err == nil {
-		h.app.health.ok()
-	}
-	return sess, true, err
 }
 
 // route is one of the handler's own routes. Pattern segments in braces

@@ -304,9 +304,9 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 			return err
 		}
 		// The session was carried over to the new credentials: read it again.
-		sess, _, err := h.session(r)
+		sess, err := h.sessionRow(r)
 		if err != nil {
-			return storeUnavailable(err)
+			return err
 		}
 		if sess == nil {
 			return refuse(reasonSessionExpired, "Session expired")

@@ -1,0 +1,128 @@
+package pgsession
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// The one way a request becomes a session, or a refusal saying why it has
+// none: the gate and every own route ask here, so a rule about sessions
+// (who may pass, when a session ends) is written once.
+
+// source says where a request's session is looked up.
+type source int
+
+const (
+	// fromMemory answers from memory while memory is known to be up to
+	// date, and from the database otherwise: the gate.
+	fromMemory source = iota
+	// fromDatabase reads the session's row: the own routes, which change
+	// sessions and must not act on a memory of one, and need the row.
+	fromDatabase
+)
+
+// demand is what a request asks of its session.
+type demand struct {
+	from source
+	// sameOrigin refuses a request that acts with the cookie from
+	// another site (the gate's guard of the site's writes).
+	sameOrigin bool
+	// admin asks for an admin's session.
+	admin bool
+	// beforeSecondFactor lets a user whom second_factor required asks to
+	// set one up through: the routes that set one up.
+	beforeSecondFactor bool
+}
+
+// resolved is a request's live session, once resolve found it. token is
+// the cookie's value whenever the request had one, even when refused.
+type resolved struct {
+	keptSession
+	row   *store.Session // the row, with fromDatabase
+	token string
+}
+
+// resolve finds the live session of r's cookie and checks it against d,
+// renewing it when due. now is when the request came. The refusals it
+// gives: not_authenticated (no cookie), cross_origin, store_unavailable,
+// session_expired (the cookie names no live session; the cookie is
+// cleared), second_factor_enrolment_required and not_admin.
+func (h *Handler) resolve(r *http.Request, d demand, now time.Time) (resolved, *refusal) {
+	token, hadCookie := h.token(r)
+	if !hadCookie {
+		return resolved{}, notAuthenticated()
+	}
+	res := resolved{token: token}
+	// A cookie makes every request from the browser carry the user's
+	// authority, so a cross-site form, fetch or WebSocket must not reach
+	// the site.
+	if d.sameOrigin {
+		if err := h.originGuard.Check(r); err != nil || isUpgrade(r) && h.crossOriginUpgrade(r) {
+			return res, refuse(reasonCrossOrigin, "Cross-origin request refused")
+		}
+	}
+	var err error
+	switch d.from {
+	case fromMemory:
+		res.keptSession, err = h.app.session(r.Context(), token, now)
+	case fromDatabase:
+		res.row, err = h.store.GetSession(r.Context(), token)
+		if err == nil {
+			h.app.health.ok()
+			if res.row != nil {
+				res.keptSession = fromStore(res.row, now)
+			}
+		}
+	}
+	if err != nil {
+		return res, storeUnavailable(err)
+	}
+	if res.cachedSession == nil {
+		return res, sessionExpired()
+	}
+	user := res.user.Value()
+	if h.requireSecondFactor && !user.secondFactor && !d.beforeSecondFactor {
+		return res, enrolmentRequired()
+	}
+	if d.admin && !user.isAdmin {
+		return res, refuse(reasonNotAdmin, "Admin access required")
+	}
+	if !h.renew(r, res.keptSession, now) {
+		// The database no longer has the session, though nothing announced
+		// its end: this request is refused as the next one will be.
+		ref := sessionExpired()
+		ref.endedOnRenewal = true
+		return res, ref
+	}
+	return res, nil
+}
+
+// sessionRow is the row of r's live session, for a route that serves a
+// visitor without a session too (nil, nil): the login, logout and account
+// pages. An error is the database's, as a refusal.
+func (h *Handler) sessionRow(r *http.Request) (*store.Session, error) {
+	res, ref := h.resolve(r, demand{from: fromDatabase, beforeSecondFactor: true}, time.Now())
+	switch {
+	case ref == nil:
+		return res.row, nil
+	case ref.reason == reasonStoreUnavailable:
+		return nil, ref
+	default:
+		return nil, nil
+	}
+}
+
+// notAuthenticated refuses a request without a session cookie.
+func notAuthenticated() *refusal {
+	return refuse(reasonNotAuthenticated, "Not authenticated")
+}
+
+// sessionExpired refuses a request whose cookie names no live session, and
+// drops the cookie.
+func sessionExpired() *refusal {
+	ref := refuse(reasonSessionExpired, "Session expired")
+	ref.clearCookie = true
+	return ref
+}
