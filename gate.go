@@ -162,9 +162,7 @@ func (h *Handler) refuseEnded(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return nil
 	}
-	ref := refuse(reasonSessionExpired, "Session expired")
-	ref.clearCookie = true
-	return h.answer(w, r, ref)
+	return h.answer(w, r, sessionExpired())
 }
 
 // unsentResponseHeaders are the headers that describe a response, which a

@@ -309,7 +309,7 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 			return err
 		}
 		if sess == nil {
-			return refuse(reasonSessionExpired, "Session expired")
+			return sessionExpired()
 		}
 		page, err := h.accountPage(r, sess)
 		if err != nil {
