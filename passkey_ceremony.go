@@ -2,8 +2,6 @@ package pgsession
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -19,6 +17,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 	"golang.org/x/time/rate"
 
+	"github.com/pgsession/caddy-pgsession/internal/sealed"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -56,18 +55,14 @@ type ceremonyState struct {
 }
 
 // ceremonySeal seals ceremony states into cookie values and opens them.
-type ceremonySeal struct{ aead cipher.AEAD }
+type ceremonySeal struct{ box *sealed.Box }
 
 func newCeremonySeal(key []byte) (*ceremonySeal, error) {
-	block, err := aes.NewCipher(key)
+	box, err := sealed.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("passkey ceremony key: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("passkey ceremony key: %w", err)
-	}
-	return &ceremonySeal{aead: aead}, nil
+	return &ceremonySeal{box: box}, nil
 }
 
 func ceremonyAD(kind string) []byte { return []byte("caddy-pgsession passkey ceremony v1 " + kind) }
@@ -78,9 +73,7 @@ func (c *ceremonySeal) seal(kind string, state ceremonyState) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sealing a passkey ceremony: %w", err)
 	}
-	nonce := make([]byte, c.aead.NonceSize(), c.aead.NonceSize()+len(plain)+c.aead.Overhead())
-	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(c.aead.Seal(nonce, nonce, plain, ceremonyAD(kind))), nil
+	return base64.RawURLEncoding.EncodeToString(c.box.Seal(plain, ceremonyAD(kind))), nil
 }
 
 // errCeremonyUnreadable is a cookie that is not a sealed ceremony of the
@@ -90,12 +83,11 @@ var errCeremonyUnreadable = errors.New("the passkey ceremony cookie does not ope
 // open returns the state sealed in a cookie value of kind.
 func (c *ceremonySeal) open(kind, value string) (ceremonyState, error) {
 	var state ceremonyState
-	sealed, err := base64.RawURLEncoding.DecodeString(value)
-	n := c.aead.NonceSize()
-	if err != nil || len(sealed) < n+c.aead.Overhead() {
+	raw, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil {
 		return state, errCeremonyUnreadable
 	}
-	plain, err := c.aead.Open(nil, sealed[:n], sealed[n:], ceremonyAD(kind))
+	plain, err := c.box.Open(raw, ceremonyAD(kind))
 	if err != nil || json.Unmarshal(plain, &state) != nil {
 		return state, errCeremonyUnreadable
 	}

@@ -2,11 +2,6 @@ package pgsession
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"mime"
@@ -19,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/internal/request"
+	"github.com/pgsession/caddy-pgsession/internal/sealed"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
 )
@@ -36,47 +32,37 @@ const minSecretsKeyLength = 32
 // secretBox seals and opens the secrets stored for users, and holds the
 // key derived from secrets_key for passkey ceremony cookies.
 type secretBox struct {
-	aead        cipher.AEAD
+	box         *sealed.Box
 	ceremonyKey []byte
 }
 
-// newSecretBox derives an AES-256-GCM key from secretsKey with HKDF-SHA256,
-// so the option may be any long string and other uses of it get other keys.
+// newSecretBox derives the keys of secretsKey's two uses, so the option
+// may be any long string.
 func newSecretBox(secretsKey string) (*secretBox, error) {
-	key, err := hkdf.Key(sha256.New, []byte(secretsKey), nil, "caddy-pgsession second factor secrets v1", 32)
+	key, err := sealed.DeriveKey(secretsKey, "caddy-pgsession second factor secrets v1")
 	if err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
+	box, err := sealed.New(key)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
+	ceremonyKey, err := sealed.DeriveKey(secretsKey, "caddy-pgsession passkey ceremonies v1")
 	if err != nil {
 		return nil, err
 	}
-	ceremonyKey, err := hkdf.Key(sha256.New, []byte(secretsKey), nil, "caddy-pgsession passkey ceremonies v1", 32)
-	if err != nil {
-		return nil, err
-	}
-	return &secretBox{aead: aead, ceremonyKey: ceremonyKey}, nil
+	return &secretBox{box: box, ceremonyKey: ceremonyKey}, nil
 }
 
 // seal encrypts a secret of user's; the user id is authenticated with it,
 // so a row copied to another user does not open.
 func (b *secretBox) seal(userID, secret string) []byte {
-	nonce := make([]byte, b.aead.NonceSize(), b.aead.NonceSize()+len(secret)+b.aead.Overhead())
-	rand.Read(nonce)
-	return b.aead.Seal(nonce, nonce, []byte(secret), []byte(userID))
+	return b.box.Seal([]byte(secret), []byte(userID))
 }
 
 // open decrypts what seal made for the same user.
-func (b *secretBox) open(userID string, sealed []byte) (string, error) {
-	n := b.aead.NonceSize()
-	if len(sealed) < n+b.aead.Overhead() {
-		return "", errors.New("stored secret is too short")
-	}
-	plain, err := b.aead.Open(nil, sealed[:n], sealed[n:], []byte(userID))
+func (b *secretBox) open(userID string, sealedSecret []byte) (string, error) {
+	plain, err := b.box.Open(sealedSecret, []byte(userID))
 	if err != nil {
 		return "", errors.New("stored secret does not open with secrets_key (was the key changed, or the row moved?)")
 	}
