@@ -2,6 +2,7 @@ package pgsession
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/pgsession/caddy-pgsession/internal/metricstest"
 
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
+	"github.com/pgsession/caddy-pgsession/web"
 )
 
 // The user's story with a second factor: they set up an authenticator app,
@@ -305,9 +307,16 @@ func TestTwoStepSignInWithThePages(t *testing.T) {
 	page = b.getPage(s.url("/account"))
 	assert.Contains(t, page.body, `<svg class="qr"`, "the QR code is inline SVG")
 	assert.NotContains(t, page.body, "data:", "no data: image, which the CSP would block")
-	m := regexp.MustCompile(`<code class="totp-secret">([A-Z2-7]+)</code>`).FindStringSubmatch(page.body)
-	require.NotNil(t, m, "the secret is shown for typing in")
-	secret := m[1]
+	m := regexp.MustCompile(`<code class="totp-secret">((?:<wbr>|<span>[A-Z2-7]{1,4}</span>)+)</code>`).FindStringSubmatch(page.body)
+	require.NotNil(t, m, "the secret is shown for typing in, in groups of four")
+	secret := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(m[1], "")
+	// The QR code still carries the otpauth:// URI of the whole key, as before the key was grouped.
+	host, _, err := net.SplitHostPort(strings.TrimPrefix(s.url(""), "http://"))
+	require.NoError(t, err)
+	qr, err := web.QRCodeSVG("otpauth://totp/"+host+":alice?algorithm=SHA1&digits=6&issuer="+host+"&period=30&secret="+secret,
+		"QR code for your authenticator app")
+	require.NoError(t, err)
+	assert.Contains(t, page.body, string(qr), "the QR code is the otpauth:// URI's")
 
 	resp = b.postForm(s.url("/account"), url.Values{"action": {"totp-confirm"}, "code": {"000000"}})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)

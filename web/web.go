@@ -116,6 +116,20 @@ type AccountTOTPSetup struct {
 	Secret string        // base32, for typing into the app
 }
 
+// SecretGroups is the secret in groups of four characters, as authenticator
+// apps show a key, so a person typing it in can keep their place; the page
+// spaces the groups apart without adding characters, so a copied key is
+// the key.
+func (s AccountTOTPSetup) SecretGroups() []string {
+	var groups []string
+	for rest := s.Secret; rest != ""; {
+		n := min(4, len(rest))
+		groups = append(groups, rest[:n])
+		rest = rest[n:]
+	}
+	return groups
+}
+
 // AccountPasskey is one of the user's passkeys on the account page.
 type AccountPasskey struct {
 	ID         string // opaque id, sent back in the remove form
@@ -130,9 +144,10 @@ type AccountSignIn struct {
 	Device    string    // short description, e.g. from DescribeUserAgent: "Firefox on Linux"
 	UserAgent string    // the raw user agent, shown as the device's tooltip
 	IP        string
-	// Outcome is "success", "failure" (marked Failed), "throttled"
-	// (marked Blocked: refused after too many failed attempts) or
-	// "second_factor_required" (the password was right, a code was asked).
+	// Outcome is "success" (marked Signed in, with the factor that
+	// finished it), "failure" (marked Failed, with the factor that failed),
+	// "throttled" (marked Blocked: refused after too many failed attempts)
+	// or "second_factor_required" (the password was right, a code was asked).
 	Outcome string
 	// Factor is what the attempt checked: "password", "totp",
 	// "recovery_code", "passkey", or "" for none.

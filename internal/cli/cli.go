@@ -183,7 +183,9 @@ on the account page (under second_factor required, they must).`,
 		Short: "Lists a user's latest sign-in attempts",
 		Long: `
 Lists a user's latest attempts to sign in, newest first: when, how each
-ended (success, failure or throttled), the client's address and user agent.
+ended (success, failure, throttled or second_factor_required), the factor
+it checked (password, totp, recovery_code or passkey), the client's address
+and user agent.
 Attempts are kept for the history_retention of the pg_session global option
 (90 days by default).`,
 		Args: nameArgs,

@@ -26,9 +26,12 @@ func (c *state) userHistory(cmd *cobra.Command, name string, limit int) error {
 			return nil
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tOUTCOME\tIP\tUSER AGENT")
+		fmt.Fprintln(tw, "TIME\tOUTCOME\tFACTOR\tIP\tUSER AGENT")
 		for _, si := range signIns {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", formatTime(si.At), si.Outcome, printable(si.IP), printable(si.UserAgent))
+			// FACTOR is what the attempt checked (password, totp, recovery_code,
+			// passkey), as the API's "factor" says; "-" when it was refused first.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", formatTime(si.At), si.Outcome, printable(si.Factor),
+				printable(si.IP), printable(si.UserAgent))
 		}
 		return tw.Flush()
 	})
