@@ -13,7 +13,7 @@ import (
 )
 
 // The example dashboard charts every metric the plugin has, and only those,
-// and the README lists each: a renamed metric cannot leave them behind.
+// and docs/reference.md lists each: a renamed metric cannot leave them behind.
 func TestDashboardAndReadmeNameEveryMetric(t *testing.T) {
 	t.Parallel()
 	var names []string
@@ -41,9 +41,9 @@ func TestDashboardAndReadmeNameEveryMetric(t *testing.T) {
 	slices.Sort(charted)
 	assert.Equal(t, names, charted, "the metrics the dashboard charts")
 
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/reference.md")
 	require.NoError(t, err)
 	for _, name := range names {
-		assert.True(t, strings.Contains(string(readme), "`"+name+"`"), "the README's Metrics section lists %s", name)
+		assert.True(t, strings.Contains(string(readme), "`"+name+"`"), "the Metrics section of docs/reference.md lists %s", name)
 	}
 }

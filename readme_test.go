@@ -12,11 +12,15 @@ import (
 	"github.com/pgsession/caddy-pgsession/internal/cli"
 )
 
-// The README is where users learn the options, routes and commands: each
+// referencePath is where users learn the options, routes, commands and
+// refusal reasons; the README links to it.
+const referencePath = "docs/reference.md"
+
+// The reference is where users learn the options, routes and commands: each
 // one the code has must be in it, so none ships undocumented.
 func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("README.md")
+	raw, err := os.ReadFile(referencePath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,9 +29,14 @@ func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 	t.Run("options", func(t *testing.T) {
 		for receiver, lists := range documentedOptions(t, "caddyfile.go") {
 			for _, option := range lists.doc {
-				// Each option is a row of the README's option tables: | `name …` | default | meaning |
-				if !regexp.MustCompile("(?m)^\\| `" + regexp.QuoteMeta(option) + "[ `]").MatchString(readme) {
-					t.Errorf("option %s of (*%s).UnmarshalCaddyfile has no row in the README's option tables", option, receiver)
+				// Each option has its definition under its block's syntax, as on Caddy's
+				// directive pages: "- **name** is …".
+				if !regexp.MustCompile(`(?m)^- \*\*` + regexp.QuoteMeta(option) + `\*\*[ :]`).MatchString(readme) {
+					t.Errorf("option %s of (*%s).UnmarshalCaddyfile has no definition (- **%s** …) in %s", option, receiver, option, referencePath)
+				}
+				// And it is in the block's syntax: a line of a caddyfile code block.
+				if !regexp.MustCompile("(?m)^\t" + regexp.QuoteMeta(option) + " ").MatchString(readme) {
+					t.Errorf("option %s of (*%s).UnmarshalCaddyfile is not in a syntax block of %s", option, receiver, referencePath)
 				}
 			}
 		}
@@ -42,7 +51,7 @@ func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 			}
 			route := rte.method + " /" + strings.Join(rte.pattern, "/")
 			if !strings.Contains(readme, "`"+route+"`") {
-				t.Errorf("route %s is not in the README's route tables", route)
+				t.Errorf("route %s is not in the route tables of %s", route, referencePath)
 			}
 		}
 	})
@@ -61,9 +70,9 @@ func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 					walk(name, sub)
 					continue
 				}
-				// The command list in the README's "Command line" section: "  user add NAME …".
+				// The command list in the reference's "Command line" section: "  user add NAME …".
 				if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(name) + `( |$)`).MatchString(readme) {
-					t.Errorf("command caddy pg-session %s is not in the README's command list", name)
+					t.Errorf("command caddy pg-session %s is not in the command list of %s", name, referencePath)
 				}
 			}
 		}
