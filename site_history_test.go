@@ -141,6 +141,21 @@ func TestAccountPageShowsRecentSignIns(t *testing.T) {
 	assert.Less(t, strings.Index(page, "198.51.100.99"), strings.Index(page, "192.0.2.11<"), "newest first")
 }
 
+// The account page says how each sign-in was made, as the API's factor does.
+func TestAccountPageNamesTheFactorOfASignIn(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	db.addUser(t, "alice", "correct horse battery")
+	c := startSite(t, siteOptions{db: db.url})
+	b := newBrowser(t)
+	b.login(c, "alice", "correct horse battery")
+	page := b.getPage(c.url("/account")).body
+	assert.Contains(t, page, `<span class="badge">Signed in with password</span>`)
+	resp := b.get(c.url("/api/auth/history"))
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	assert.Contains(t, resp.body, `"outcome":"success","factor":"password"`)
+}
+
 // An admin reads any user's history; nobody else can. Deleting the user
 // deletes their history.
 func TestAdminReadsAUsersSignInHistory(t *testing.T) {

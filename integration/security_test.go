@@ -304,7 +304,7 @@ func TestSecretsStayOutOfLogsAndAnswers(t *testing.T) {
 http://127.0.0.1:%d {
 	log {
 		output stderr
-		# As the README advises: Caddy's access log records request headers,
+		# As docs/operations.md advises: Caddy's access log records request headers,
 		# redacting only Cookie and Authorization.
 		format filter {
 			wrap json
