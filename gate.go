@@ -26,7 +26,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// The admin token is taken out of the request at once, so no upstream
 	// sees it. (Caddy's access log copied the request before any handler ran:
-	// see the README for keeping the header out of it.)
+	// docs/operations.md says how to keep the header out of it.)
 	adminToken := h.takeAdminToken(r)
 
 	if rte, params, allowed := h.router.match(r); rte != nil || allowed != nil {
