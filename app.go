@@ -92,6 +92,8 @@ type App struct {
 	// Without it, TOTP is not offered. Default: none.
 	SecretsKey string `json:"secrets_key,omitempty"`
 
+	zeroes []string // options JSON gave as 0 where 0 is refused (see rangeRules)
+
 	store        *store.Store
 	storeOptions store.Options // tests set cheap password hashing here
 	pool         sharedPool

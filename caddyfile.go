@@ -1,10 +1,9 @@
 package pgsession
 
 import (
+	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -12,6 +11,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
+
+// The parser only turns text into values: a value that is not of its kind
+// (not a number, a duration, on or off) is its error; whether a value is in
+// range, and how options go together, are the rules of validate.go, which
+// JSON and Provision follow too.
 
 // parseGlobalOption sets up the pg_session app from the global option block.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -26,8 +30,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "pg_session", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile sets up the app from Caddyfile tokens: it parses, and
-// the block's rules (see check) are applied at its end. Syntax:
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens: each option's
+// text becomes its value (appOptions), and the rules of validate.go, the
+// same as for JSON, are applied with the file and line of the option at
+// fault. Syntax:
 //
 //	pg_session {
 //	    database_url        <url>        # default {env.DATABASE_URL}; may go through PgBouncer
@@ -41,95 +47,57 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    secrets_key         <key>        # encrypts TOTP secrets; 32+ characters; no default (no TOTP)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the option name
-	if d.NextArg() {
-		return d.ArgErr()
+	at, err := parseBlock(d, a.options())
+	if err != nil {
+		return err
 	}
-	at := optionPositions{}
-	for d.NextBlock(0) {
-		at.record(d)
-		switch d.Val() {
-		case "database_url":
-			if err := singleArg(d, &a.DatabaseURL); err != nil {
-				return err
-			}
-		case "listen_database_url":
-			if err := singleArg(d, &a.ListenDatabaseURL); err != nil {
-				return err
-			}
-		case "schema":
-			if err := singleArg(d, &a.Schema); err != nil {
-				return err
-			}
-		case "secrets_key":
-			if err := singleArg(d, &a.SecretsKey); err != nil {
-				return err
-			}
-		case "cache_size":
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				return d.Errf("cache_size: %q is not a whole number (0 turns the cache off)", s)
-			}
-			a.CacheSize = &n
-		case "offline_grace":
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur < 0 {
-				return d.Errf("offline_grace: %q is not a duration (examples: 30s, 1m; 0 turns it off)", s)
-			}
-			cd := caddy.Duration(dur)
-			a.OfflineGrace = &cd
-		case "cleanup_interval":
-			dur, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			a.CleanupInterval = dur
-		case "max_connections":
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				return d.Errf("max_connections: %q is not a positive whole number", s)
-			}
-			a.MaxConnections = n
-		case "history_retention":
-			// A negative duration parses; check refuses it, for JSON as well.
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("history_retention: %q is not a duration (examples: 30d, 2160h; 0 keeps no history)", s)
-			}
-			cd := caddy.Duration(dur)
-			a.HistoryRetention = &cd
-		default:
-			return d.Errf("unknown pg_session option %q", d.Val())
-		}
+	return at.locate(a.check())
+}
+
+// options reads each option of the global option into a.
+func (a *App) options() map[string]readOption {
+	return map[string]readOption{
+		"database_url":        textArg(&a.DatabaseURL),
+		"listen_database_url": textArg(&a.ListenDatabaseURL),
+		"schema":              textArg(&a.Schema),
+		"secrets_key":         textArg(&a.SecretsKey),
+		"cleanup_interval":    durationArg(&a.CleanupInterval),
+		"max_connections":     countArg(&a.MaxConnections),
+		"cache_size":          optionalArg(&a.CacheSize, countArg),
+		"offline_grace":       optionalArg(&a.OfflineGrace, durationArg),
+		"history_retention":   optionalArg(&a.HistoryRetention, durationArg),
 	}
-	return at.locate(d, a.check())
 }
 
 // parseHandlerDirective sets up the handler from the pg_session directive.
+// The global option is parsed before any site, so the rules that join the
+// two are applied here, where the directive's file and line are known;
+// Provision applies them again, for JSON.
 func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
-	err := handler.UnmarshalCaddyfile(h.Dispenser)
-	return handler, err
+	at, err := handler.unmarshalCaddyfile(h.Dispenser)
+	if err != nil {
+		return nil, err
+	}
+	opt, configured := h.Option("pg_session").(httpcaddyfile.App)
+	if !configured {
+		// A Caddyfile without the global option still adapts (its JSON may
+		// be joined with an app from elsewhere), but it cannot run: say so
+		// now, at the directive, rather than only at provisioning.
+		caddy.Log().Named("caddyfile").Warn(at.locate(optionErrorf("", "%s", errNoApp)).Error())
+		return handler, nil
+	}
+	app := new(App)
+	if err := json.Unmarshal(opt.Value, app); err != nil {
+		return nil, at.locate(optionErrorf("", "reading the pg_session global option: %v", err))
+	}
+	return handler, at.locate(handler.checkWith(app))
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens: it parses,
-// and the block's rules (see check) are applied at its end. Syntax:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens: each
+// option's text becomes its value (options), and the rules of validate.go,
+// the same as for JSON, are applied with the file and line of the option at
+// fault. Syntax:
 //
 //	pg_session {
 //	    public         <path_patterns...>        # served without a session
@@ -142,7 +110,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    logout_path    <path>                    # default /logout
 //	    api_path       <path>                    # default /api/auth
 //	    login_template <file>                    # default: the built-in page
-//	    idle_timeout   <duration>                # default off
+//	    idle_timeout   <duration>                # default 0: off
 //	    renewal_interval <duration>              # default idle_timeout/10, at most 1m
 //	    remember_lifetime <duration>|0           # default 30d; 0 turns remember me off
 //	    max_sessions_per_user <n>                # default 0: unlimited
@@ -164,211 +132,100 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    second_factor  optional|required         # default optional; required: users must set one up first
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the directive name
-	if d.NextArg() {
-		return d.ArgErr()
+	_, err := h.unmarshalCaddyfile(d)
+	return err
+}
+
+func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser) (optionPositions, error) {
+	at, err := parseBlock(d, h.options())
+	if err != nil {
+		return at, err
 	}
-	// Where options were set, for an error found only at the block's end.
-	at := optionPositions{}
+	return at, at.locate(h.check())
+}
+
+// options reads each option of the directive into h.
+func (h *Handler) options() map[string]readOption {
+	return map[string]readOption{
+		"public":                        listArg(&h.Public),
+		"cookie_name":                   textArg(&h.CookieName),
+		"lifetime":                      durationArg(&h.Lifetime),
+		"same_site":                     textArg(&h.SameSite),
+		"secure":                        textArg(&h.Secure),
+		"registration":                  onOffArg(&h.Registration),
+		"login_path":                    textArg(&h.LoginPath),
+		"logout_path":                   textArg(&h.LogoutPath),
+		"api_path":                      textArg(&h.APIPath),
+		"login_template":                textArg(&h.LoginTemplate),
+		"idle_timeout":                  durationArg(&h.IdleTimeout),
+		"renewal_interval":              durationArg(&h.RenewalInterval),
+		"remember_lifetime":             optionalArg(&h.RememberLifetime, durationArg),
+		"max_sessions_per_user":         countArg(&h.MaxSessionsPerUser),
+		"account_path":                  textArg(&h.AccountPath),
+		"site_name":                     siteNameArg(&h.SiteName),
+		"home":                          textArg(&h.Home),
+		"max_failed_logins_per_account": countArg(&h.MaxFailedLoginsPerAccount),
+		"max_failed_logins_per_ip":      countArg(&h.MaxFailedLoginsPerIP),
+		"max_registrations_per_ip":      countArg(&h.MaxRegistrationsPerIP),
+		"failed_login_window":           durationArg(&h.FailedLoginWindow),
+		"trusted_origins":               listArg(&h.TrustedOrigins),
+		"cross_origin_protection":       onOffWordArg(&h.CrossOriginProtection),
+		"clear_site_data_cache":         onOffArg(&h.ClearSiteDataCache),
+		"cache_control":                 onOffWordArg(&h.CacheControl),
+		"passkey_rp_id":                 textArg(&h.PasskeyRPID),
+		"passkey_origins":               listArg(&h.PasskeyOrigins),
+		"admin_token":                   textArg(&h.AdminToken),
+		"error_pages":                   textArg(&h.ErrorPages),
+		"second_factor":                 textArg(&h.SecondFactor),
+	}
+}
+
+// readOption reads the arguments of the option d is at.
+type readOption func(d *caddyfile.Dispenser) error
+
+// parseBlock reads a pg_session block whose options are read by options,
+// and returns where each was set.
+func parseBlock(d *caddyfile.Dispenser, options map[string]readOption) (optionPositions, error) {
+	d.Next() // the option or directive name
+	at := optionPositions{block: d.Token(), options: map[string]caddyfile.Token{}}
+	if d.NextArg() {
+		return at, d.ArgErr()
+	}
 	for d.NextBlock(0) {
-		at.record(d)
-		switch d.Val() {
-		case "public":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			h.Public = append(h.Public, args...)
-		case "cookie_name":
-			if err := singleArg(d, &h.CookieName); err != nil {
-				return err
-			}
-		case "lifetime":
-			dur, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			h.Lifetime = dur
-		case "same_site":
-			if err := singleArg(d, &h.SameSite); err != nil {
-				return err
-			}
-		case "secure":
-			if err := singleArg(d, &h.Secure); err != nil {
-				return err
-			}
-		case "registration":
-			on, err := onOffArg(d)
-			if err != nil {
-				return err
-			}
-			h.Registration = on
-		case "login_path":
-			if err := pathArg(d, &h.LoginPath); err != nil {
-				return err
-			}
-		case "logout_path":
-			if err := pathArg(d, &h.LogoutPath); err != nil {
-				return err
-			}
-		case "api_path":
-			if err := pathArg(d, &h.APIPath); err != nil {
-				return err
-			}
-		case "login_template":
-			if err := singleArg(d, &h.LoginTemplate); err != nil {
-				return err
-			}
-		case "idle_timeout":
-			dur, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			h.IdleTimeout = dur
-		case "renewal_interval":
-			dur, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			h.RenewalInterval = dur
-		case "remember_lifetime":
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur < 0 {
-				return d.Errf("remember_lifetime: %q is not a duration (examples: 12h, 30d; 0 turns remember me off)", s)
-			}
-			cd := caddy.Duration(dur)
-			h.RememberLifetime = &cd
-		case "max_sessions_per_user":
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				return d.Errf("max_sessions_per_user: %q is not a whole number (0 means unlimited)", s)
-			}
-			h.MaxSessionsPerUser = n
-		case "account_path":
-			if err := pathArg(d, &h.AccountPath); err != nil {
-				return err
-			}
-		case "site_name":
-			args := d.RemainingArgs()
-			if len(args) != 1 {
-				return d.Errf(`site_name takes one value: quote a name with spaces, as in site_name "Example Docs"`)
-			}
-			h.SiteName = args[0]
-		case "home":
-			// Its rule (a path on this site) is check's, applied at the block's end.
-			if err := singleArg(d, &h.Home); err != nil {
-				return err
-			}
-		case "max_failed_logins_per_account", "max_failed_logins_per_ip", "max_registrations_per_ip":
-			opt := d.Val()
-			var s string
-			if err := singleArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				return d.Errf("%s: %q is not a positive whole number", opt, s)
-			}
-			switch opt {
-			case "max_failed_logins_per_account":
-				h.MaxFailedLoginsPerAccount = n
-			case "max_failed_logins_per_ip":
-				h.MaxFailedLoginsPerIP = n
-			default:
-				h.MaxRegistrationsPerIP = n
-			}
-		case "failed_login_window":
-			dur, err := durationArg(d)
-			if err != nil {
-				return err
-			}
-			h.FailedLoginWindow = dur
-		case "trusted_origins":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			h.TrustedOrigins = append(h.TrustedOrigins, args...)
-		case "cross_origin_protection":
-			on, err := onOffArg(d)
-			if err != nil {
-				return err
-			}
-			h.CrossOriginProtection = "off"
-			if on {
-				h.CrossOriginProtection = "on"
-			}
-		case "clear_site_data_cache":
-			on, err := onOffArg(d)
-			if err != nil {
-				return err
-			}
-			h.ClearSiteDataCache = on
-		case "cache_control":
-			on, err := onOffArg(d)
-			if err != nil {
-				return err
-			}
-			h.CacheControl = "off"
-			if on {
-				h.CacheControl = "on"
-			}
-		case "passkey_rp_id":
-			if err := singleArg(d, &h.PasskeyRPID); err != nil {
-				return err
-			}
-		case "passkey_origins":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			h.PasskeyOrigins = append(h.PasskeyOrigins, args...)
-		case "admin_token":
-			if err := singleArg(d, &h.AdminToken); err != nil {
-				return err
-			}
-		case "error_pages":
-			if err := singleArg(d, &h.ErrorPages); err != nil {
-				return err
-			}
-		case "second_factor":
-			if err := singleArg(d, &h.SecondFactor); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unknown pg_session option %q", d.Val())
+		read, ok := options[d.Val()]
+		if !ok {
+			return at, d.Errf("unknown pg_session option %q", d.Val())
+		}
+		at.options[d.Val()] = d.Token()
+		if err := read(d); err != nil {
+			return at, err
 		}
 	}
-	return at.locate(d, h.check())
+	return at, nil
 }
 
-// optionPositions remembers where each option of a block was set, so that
-// a rule broken at the block's end is reported at the option at fault.
-type optionPositions map[string]string
-
-func (at optionPositions) record(d *caddyfile.Dispenser) {
-	at[d.Val()] = fmt.Sprintf("%s:%d", d.File(), d.Line())
+// optionPositions remembers where a block and each of its options were
+// set, so that a rule broken at the block's end is reported at the option
+// at fault, in the form of the dispenser's own errors.
+type optionPositions struct {
+	block   caddyfile.Token
+	options map[string]caddyfile.Token
 }
 
-// locate gives err, from a block's rules, the file and line of its option,
-// in the form of the dispenser's own errors.
-func (at optionPositions) locate(d *caddyfile.Dispenser, err error) error {
+// locate gives err, from the rules, the file and line of its option, or of
+// the block when the option was not set in it.
+func (at optionPositions) locate(err error) error {
 	var optErr *optionError
-	if err == nil || !errors.As(err, &optErr) {
+	if !errors.As(err, &optErr) {
 		return err
 	}
-	if pos, ok := at[optErr.option]; ok {
-		return fmt.Errorf("%s, at %s", optErr.msg, pos)
+	token, ok := at.options[optErr.option]
+	if !ok {
+		token = at.block
 	}
-	return d.Err(optErr.msg)
+	d := caddyfile.NewDispenser([]caddyfile.Token{token})
+	d.Next()
+	return d.WrapErr(err)
 }
 
 // singleArg reads exactly one argument of the current option into dst.
@@ -384,46 +241,113 @@ func singleArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	opt := d.Val()
-	var s string
-	if err := singleArg(d, &s); err != nil {
-		return 0, err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil {
-		return 0, d.Errf("%s: %q is not a duration (examples: 90s, 30m, 12h, 7d)", opt, s)
-	}
-	if dur <= 0 {
-		return 0, d.Errf("%s must be positive, not %q", opt, s)
-	}
-	return caddy.Duration(dur), nil
+func textArg(dst *string) readOption {
+	return func(d *caddyfile.Dispenser) error { return singleArg(d, dst) }
 }
 
-func onOffArg(d *caddyfile.Dispenser) (bool, error) {
-	opt := d.Val()
-	var s string
-	if err := singleArg(d, &s); err != nil {
-		return false, err
+// listArg appends the arguments, one or more, to dst: the option may be repeated.
+func listArg(dst *[]string) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		*dst = append(*dst, args...)
+		return nil
 	}
-	switch s {
-	case "on":
-		return true, nil
-	case "off":
-		return false, nil
-	}
-	return false, d.Errf("%s must be on or off, not %q", opt, s)
 }
 
-func pathArg(d *caddyfile.Dispenser, dst *string) error {
-	opt := d.Val()
-	if err := singleArg(d, dst); err != nil {
-		return err
+// siteNameArg is textArg with a hint for the usual mistake, a name with spaces
+// left unquoted.
+func siteNameArg(dst *string) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		args := d.RemainingArgs()
+		if len(args) != 1 {
+			return d.Errf(`site_name takes one value: quote a name with spaces, as in site_name "Example Docs"`)
+		}
+		*dst = args[0]
+		return nil
 	}
-	if !strings.HasPrefix(*dst, "/") {
-		return d.Errf("%s must start with /, not %q", opt, *dst)
+}
+
+// countArg reads a whole number; its range is rangeRules', checked here too
+// so the error points at the option even when the block has others wrong.
+func countArg(dst *int) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		opt, rule := d.Val(), rangeRules[d.Val()]
+		var s string
+		if err := singleArg(d, &s); err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return d.WrapErr(rule.notOfItsKind(opt, s))
+		}
+		*dst = n
+		return wrapErr(d, rule.check(opt, int64(n)))
 	}
-	return nil
+}
+
+// durationArg reads a duration, as countArg reads a number.
+func durationArg(dst *caddy.Duration) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		opt, rule := d.Val(), rangeRules[d.Val()]
+		var s string
+		if err := singleArg(d, &s); err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(s)
+		if err != nil {
+			return d.WrapErr(rule.notOfItsKind(opt, s))
+		}
+		*dst = caddy.Duration(dur)
+		return wrapErr(d, rule.check(opt, int64(dur)))
+	}
+}
+
+// optionalArg reads an option whose field is a pointer, for one where 0 is a
+// setting of its own rather than the default.
+func optionalArg[T any](dst **T, read func(*T) readOption) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		v := new(T)
+		*dst = v
+		return read(v)(d)
+	}
+}
+
+func onOffArg(dst *bool) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		opt := d.Val()
+		var s string
+		if err := singleArg(d, &s); err != nil {
+			return err
+		}
+		if s != "on" && s != "off" {
+			return d.Errf("%s must be on or off, not %q", opt, s)
+		}
+		*dst = s == "on"
+		return nil
+	}
+}
+
+// onOffWordArg is onOffArg for an option JSON spells "on" or "off", because its
+// default is on.
+func onOffWordArg(dst *string) readOption {
+	return func(d *caddyfile.Dispenser) error {
+		var on bool
+		if err := onOffArg(&on)(d); err != nil {
+			return err
+		}
+		*dst = map[bool]string{true: "on", false: "off"}[on]
+		return nil
+	}
+}
+
+func wrapErr(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 // Interface guards

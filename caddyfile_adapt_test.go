@@ -9,6 +9,7 @@ import (
 	"go/doc/comment"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -180,7 +181,7 @@ func checkFormatted(t *testing.T, f goldenFile) {
 // TestGoldenCoversEveryOption fails for each option of the pg_session global option or directive
 // that no golden file sets, so a new option cannot ship without a golden test. The options are
 // read from the syntax blocks in the doc comments of the two UnmarshalCaddyfile methods, which
-// README and users rely on, and checked against the options the parser's switch accepts.
+// README and users rely on, and checked against the options the parser's table reads.
 func TestGoldenCoversEveryOption(t *testing.T) {
 	documented := documentedOptions(t, "caddyfile.go")
 	for _, receiver := range []string{"App", "Handler"} {
@@ -191,7 +192,7 @@ func TestGoldenCoversEveryOption(t *testing.T) {
 			t.Errorf("(*%s).UnmarshalCaddyfile parses %v, missing from the syntax block of its doc comment", receiver, missing)
 		}
 		if extra := without(documented[receiver].doc, documented[receiver].parsed); len(extra) > 0 {
-			t.Errorf("(*%s).UnmarshalCaddyfile documents %v, which no case of its switch on d.Val() parses", receiver, extra)
+			t.Errorf("(*%s).UnmarshalCaddyfile documents %v, which its table of options does not read", receiver, extra)
 		}
 	}
 
@@ -220,7 +221,7 @@ func TestGoldenCoversEveryOption(t *testing.T) {
 }
 
 // optionLists are one UnmarshalCaddyfile's option names, sorted: from its doc comment and from
-// the cases of its switch on d.Val().
+// the table of options it reads.
 type optionLists struct{ doc, parsed []string }
 
 // documentedOptions reads the UnmarshalCaddyfile methods of path, by receiver type name.
@@ -256,7 +257,7 @@ func documentedOptions(t *testing.T, path string) map[string]optionLists {
 			doc = append(doc, pgSessionOptions(tokens)...)
 		}
 		slices.Sort(doc)
-		lists[receiver] = optionLists{doc: slices.Compact(doc), parsed: switchCases(fn.Body)}
+		lists[receiver] = optionLists{doc: slices.Compact(doc), parsed: parsedOptions[receiver]()}
 	}
 	return lists
 }
@@ -278,33 +279,10 @@ func pgSessionOptions(tokens []caddyfile.Token) []string {
 	return options
 }
 
-// switchCases returns, sorted, the string constants of the cases of each `switch d.Val()` in
-// body: the options the parser accepts.
-func switchCases(body *ast.BlockStmt) []string {
-	var cases []string
-	ast.Inspect(body, func(n ast.Node) bool {
-		sw, ok := n.(*ast.SwitchStmt)
-		if !ok {
-			return true
-		}
-		call, ok := sw.Tag.(*ast.CallExpr)
-		if !ok {
-			return true
-		}
-		if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Val" {
-			return true
-		}
-		for _, stmt := range sw.Body.List {
-			for _, expr := range stmt.(*ast.CaseClause).List {
-				if lit, ok := expr.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					cases = append(cases, strings.Trim(lit.Value, `"`))
-				}
-			}
-		}
-		return true
-	})
-	slices.Sort(cases)
-	return slices.Compact(cases)
+// parsedOptions returns, sorted, the options each UnmarshalCaddyfile reads, by receiver type name.
+var parsedOptions = map[string]func() []string{
+	"App":     func() []string { return slices.Sorted(maps.Keys(new(App).options())) },
+	"Handler": func() []string { return slices.Sorted(maps.Keys(new(Handler).options())) },
 }
 
 // without returns the names of all that are not in some.

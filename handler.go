@@ -188,6 +188,8 @@ type Handler struct {
 	// secrets_key in the pg_session global option. Default: optional.
 	SecondFactor string `json:"second_factor,omitempty"`
 
+	zeroes []string // options JSON gave as 0 where 0 is refused (see rangeRules)
+
 	app    *App
 	store  *store.Store
 	logger *zap.Logger
@@ -224,8 +226,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	appIface, err := ctx.AppIfConfigured("pg_session")
 	if errors.Is(err, caddy.ErrNotConfigured) {
-		return errors.New("the pg_session handler needs the pg_session app: add a global option block " +
-			"`{ pg_session { database_url ... } }` at the top of the Caddyfile")
+		return errNoApp
 	}
 	if err != nil {
 		return fmt.Errorf("pg_session app: %w", err)
@@ -269,9 +270,8 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.privateResponses = h.CacheControl != "off"
 	h.caddyErrorPages = h.ErrorPages == "caddy"
 	h.requireSecondFactor = h.SecondFactor == "required"
-	if h.requireSecondFactor && app.SecretsKey == "" {
-		return errors.New("second_factor required needs secrets_key in the pg_session global option: " +
-			"without it no second factor can be set up")
+	if err := h.checkWith(app); err != nil {
+		return err
 	}
 
 	h.originGuard = http.NewCrossOriginProtection()

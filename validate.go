@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -39,11 +40,11 @@ func (h *Handler) Validate() error { return h.check() }
 // check applies the handler's rules; unset options (zero values) are the
 // defaults, which follow them.
 func (h *Handler) check() error {
+	if err := checkRanges(h.numbers(), h.zeroes); err != nil {
+		return err
+	}
 	if h.CookieName != "" && !validCookieName(h.CookieName) {
 		return optionErrorf("cookie_name", "cookie_name %q is not a valid cookie name", h.CookieName)
-	}
-	if h.Lifetime != 0 && h.Lifetime < caddy.Duration(time.Second) {
-		return optionErrorf("lifetime", "lifetime must be at least one second")
 	}
 	secure := strings.ToLower(h.Secure)
 	if !oneOf(secure, "", "auto", "on", "off") {
@@ -62,12 +63,6 @@ func (h *Handler) check() error {
 	if needsSecure(h.CookieName) && secure == "off" {
 		return optionErrorf("cookie_name", "cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
 	}
-	if h.IdleTimeout < 0 || h.IdleTimeout > 0 && h.IdleTimeout < caddy.Duration(time.Second) {
-		return optionErrorf("idle_timeout", "idle_timeout must be at least one second")
-	}
-	if h.RenewalInterval < 0 {
-		return optionErrorf("renewal_interval", "renewal_interval must not be negative")
-	}
 	// A session is written back at most once per renewal interval, so with
 	// a longer one a user active all along would still reach the idle
 	// timeout between two write-backs and be logged out.
@@ -76,22 +71,10 @@ func (h *Handler) check() error {
 			"would be logged out between two renewals; use renewal_interval %s or less",
 			time.Duration(h.RenewalInterval), time.Duration(h.IdleTimeout), time.Duration(h.IdleTimeout/2))
 	}
-	if h.RememberLifetime != nil && *h.RememberLifetime < 0 {
-		return optionErrorf("remember_lifetime", "remember_lifetime must not be negative")
-	}
-	for option, n := range map[string]int{"max_sessions_per_user": h.MaxSessionsPerUser,
-		"max_failed_logins_per_account": h.MaxFailedLoginsPerAccount, "max_failed_logins_per_ip": h.MaxFailedLoginsPerIP,
-		"max_registrations_per_ip": h.MaxRegistrationsPerIP} {
-		if n < 0 {
-			return optionErrorf(option, "%s must not be negative", option)
-		}
-	}
-	if h.FailedLoginWindow < 0 {
-		return optionErrorf("failed_login_window", "failed_login_window must not be negative")
-	}
-	for option, v := range map[string]string{"cross_origin_protection": h.CrossOriginProtection, "cache_control": h.CacheControl} {
-		if !oneOf(v, "", "on", "off") {
-			return optionErrorf(option, "%s must be on or off, not %q", option, v)
+	for _, o := range []struct{ option, v string }{{"cross_origin_protection", h.CrossOriginProtection},
+		{"cache_control", h.CacheControl}} {
+		if !oneOf(o.v, "", "on", "off") {
+			return optionErrorf(o.option, "%s must be on or off, not %q", o.option, o.v)
 		}
 	}
 	if !oneOf(h.SecondFactor, "", "optional", "required") {
@@ -105,10 +88,10 @@ func (h *Handler) check() error {
 			return optionErrorf("trusted_origins", "trusted_origins: %v", err)
 		}
 	}
-	for option, p := range map[string]string{"login_path": h.LoginPath, "logout_path": h.LogoutPath,
-		"api_path": h.APIPath, "account_path": h.AccountPath} {
-		if p != "" && !strings.HasPrefix(p, "/") {
-			return optionErrorf(option, "%s must start with /, not %q", option, p)
+	for _, o := range []struct{ option, path string }{{"login_path", h.LoginPath}, {"logout_path", h.LogoutPath},
+		{"api_path", h.APIPath}, {"account_path", h.AccountPath}} {
+		if o.path != "" && !strings.HasPrefix(o.path, "/") {
+			return optionErrorf(o.option, "%s must start with /, not %q", o.option, o.path)
 		}
 	}
 	// The JSON routes hang below api_path: at the root they would take over
@@ -167,6 +150,20 @@ func (h *Handler) checkPasskeyOptions() error {
 	return nil
 }
 
+// errNoApp is the handler's error without the app, which only the
+// pg_session global option (or the JSON's apps) sets up.
+var errNoApp = errors.New("the pg_session handler needs the pg_session app, which the pg_session global option " +
+	"sets up: add a global option block `{ pg_session { database_url ... } }` at the top of the Caddyfile")
+
+// checkWith applies the rules that join the handler's options to the app's.
+func (h *Handler) checkWith(app *App) error {
+	if h.SecondFactor == "required" && app.SecretsKey == "" {
+		return optionErrorf("second_factor", "second_factor required needs secrets_key in the pg_session global option: "+
+			"without it no second factor can be set up")
+	}
+	return nil
+}
+
 // Validate checks the app's options.
 func (a *App) Validate() error { return a.check() }
 
@@ -177,20 +174,8 @@ func (a *App) check() error {
 			return optionErrorf("schema", "schema: %v", err)
 		}
 	}
-	if a.CleanupInterval < 0 {
-		return optionErrorf("cleanup_interval", "cleanup_interval must be positive")
-	}
-	if a.MaxConnections < 0 {
-		return optionErrorf("max_connections", "max_connections must not be negative")
-	}
-	if a.CacheSize != nil && *a.CacheSize < 0 {
-		return optionErrorf("cache_size", "cache_size must not be negative")
-	}
-	if a.OfflineGrace != nil && *a.OfflineGrace < 0 {
-		return optionErrorf("offline_grace", "offline_grace must not be negative")
-	}
-	if a.HistoryRetention != nil && *a.HistoryRetention < 0 {
-		return optionErrorf("history_retention", "history_retention must not be negative (0 keeps no history)")
+	if err := checkRanges(a.numbers(), a.zeroes); err != nil {
+		return err
 	}
 	if a.SecretsKey != "" && !strings.Contains(a.SecretsKey, "{") && len(a.SecretsKey) < minSecretsKeyLength {
 		return optionErrorf("secrets_key", "secrets_key must be at least %d characters (caddy pg-session secrets-key prints one)",
@@ -199,10 +184,11 @@ func (a *App) check() error {
 	// A connection string with placeholders is checked once they are
 	// expanded, at provisioning; the error never repeats the string, which
 	// may hold a password.
-	for option, url := range map[string]string{"database_url": a.DatabaseURL, "listen_database_url": a.ListenDatabaseURL} {
-		if url != "" && !strings.Contains(url, "{") {
-			if _, _, err := store.PoolConfig(url, ""); err != nil {
-				return optionErrorf(option, "%s: %v", option, err)
+	for _, o := range []struct{ option, url string }{{"database_url", a.DatabaseURL},
+		{"listen_database_url", a.ListenDatabaseURL}} {
+		if o.url != "" && !strings.Contains(o.url, "{") {
+			if _, _, err := store.PoolConfig(o.url, ""); err != nil {
+				return optionErrorf(o.option, "%s: %v", o.option, err)
 			}
 		}
 	}
