@@ -270,38 +270,36 @@ func siteNameArg(dst *string) readOption {
 	}
 }
 
-// countArg reads a whole number; its range is rangeRules', checked here too
-// so the error points at the option even when the block has others wrong.
-func countArg(dst *int) readOption {
+// countArg reads a whole number.
+func countArg(dst *int) readOption { return numberArg(dst, strconv.Atoi) }
+
+// durationArg reads a duration, such as 90s or 7d.
+func durationArg(dst *caddy.Duration) readOption {
+	return numberArg(dst, func(s string) (caddy.Duration, error) {
+		dur, err := caddy.ParseDuration(s)
+		return caddy.Duration(dur), err
+	})
+}
+
+// numberArg reads a count or a duration with parse; its range is
+// rangeRules', checked here too so that the error points at the option even
+// when the block has others wrong.
+func numberArg[T ~int | ~int64](dst *T, parse func(string) (T, error)) readOption {
 	return func(d *caddyfile.Dispenser) error {
 		opt, rule := d.Val(), rangeRules[d.Val()]
 		var s string
 		if err := singleArg(d, &s); err != nil {
 			return err
 		}
-		n, err := strconv.Atoi(s)
+		n, err := parse(s)
 		if err != nil {
 			return d.WrapErr(rule.notOfItsKind(opt, s))
 		}
 		*dst = n
-		return wrapErr(d, rule.check(opt, int64(n)))
-	}
-}
-
-// durationArg reads a duration, as countArg reads a number.
-func durationArg(dst *caddy.Duration) readOption {
-	return func(d *caddyfile.Dispenser) error {
-		opt, rule := d.Val(), rangeRules[d.Val()]
-		var s string
-		if err := singleArg(d, &s); err != nil {
-			return err
+		if err := rule.check(opt, int64(n)); err != nil {
+			return d.WrapErr(err)
 		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil {
-			return d.WrapErr(rule.notOfItsKind(opt, s))
-		}
-		*dst = caddy.Duration(dur)
-		return wrapErr(d, rule.check(opt, int64(dur)))
+		return nil
 	}
 }
 
@@ -341,13 +339,6 @@ func onOffWordArg(dst *string) readOption {
 		*dst = map[bool]string{true: "on", false: "off"}[on]
 		return nil
 	}
-}
-
-func wrapErr(d *caddyfile.Dispenser, err error) error {
-	if err == nil {
-		return nil
-	}
-	return d.WrapErr(err)
 }
 
 // Interface guards
