@@ -57,15 +57,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // options reads each option of the global option into a.
 func (a *App) options() map[string]readOption {
 	return map[string]readOption{
+		// The database and its upkeep.
 		"database_url":        textArg(&a.DatabaseURL),
 		"listen_database_url": textArg(&a.ListenDatabaseURL),
 		"schema":              textArg(&a.Schema),
-		"secrets_key":         textArg(&a.SecretsKey),
-		"cleanup_interval":    durationArg(&a.CleanupInterval),
 		"max_connections":     countArg(&a.MaxConnections),
-		"cache_size":          optionalArg(&a.CacheSize, countArg),
-		"offline_grace":       optionalArg(&a.OfflineGrace, durationArg),
+		"cleanup_interval":    durationArg(&a.CleanupInterval),
 		"history_retention":   optionalArg(&a.HistoryRetention, durationArg),
+		// Sessions in memory.
+		"cache_size":    optionalArg(&a.CacheSize, countArg),
+		"offline_grace": optionalArg(&a.OfflineGrace, durationArg),
+		// Second factors.
+		"secrets_key": textArg(&a.SecretsKey),
 	}
 }
 
@@ -84,7 +87,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 		// A Caddyfile without the global option still adapts (its JSON may
 		// be joined with an app from elsewhere), but it cannot run: say so
 		// now, at the directive, rather than only at provisioning.
-		caddy.Log().Named("caddyfile").Warn(at.locate(optionErrorf("", "%s", errNoApp)).Error())
+		caddy.Log().Named("caddyfile").Warn(at.locate(optionErrorf("", "the pg_session directive needs the pg_session "+
+			"global option, or caddy run fails: add a global option block `{ pg_session { database_url ... } }` "+
+			"at the top of the Caddyfile")).Error())
 		return handler, nil
 	}
 	app := new(App)

@@ -152,8 +152,8 @@ func (h *Handler) checkPasskeyOptions() error {
 
 // errNoApp is the handler's error without the app, which only the
 // pg_session global option (or the JSON's apps) sets up.
-var errNoApp = errors.New("the pg_session handler needs the pg_session app, which the pg_session global option " +
-	"sets up: add a global option block `{ pg_session { database_url ... } }` at the top of the Caddyfile")
+var errNoApp = errors.New("the pg_session handler needs the pg_session app: add a global option block " +
+	"`{ pg_session { database_url ... } }` at the top of the Caddyfile")
 
 // checkWith applies the rules that join the handler's options to the app's.
 func (h *Handler) checkWith(app *App) error {
