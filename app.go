@@ -65,11 +65,12 @@ type App struct {
 	// Default: pgsession.
 	Schema string `json:"schema,omitempty"`
 
-	// CleanupInterval is how often expired sessions are deleted. Default: 1h.
+	// CleanupInterval is how often expired sessions are deleted; 0 is
+	// refused. Default: 1h.
 	CleanupInterval caddy.Duration `json:"cleanup_interval,omitempty"`
 
-	// MaxConnections caps the pool's connections to PostgreSQL. Default:
-	// pgx's, the larger of 4 and the number of CPUs.
+	// MaxConnections caps the pool's connections to PostgreSQL; 0 is
+	// refused. Default: pgx's, the larger of 4 and the number of CPUs.
 	MaxConnections int `json:"max_connections,omitempty"`
 
 	// CacheSize is how many checked sessions this server keeps in memory,

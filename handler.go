@@ -55,7 +55,8 @@ type Handler struct {
 	// CookieName is the session cookie's name. Default: session.
 	CookieName string `json:"cookie_name,omitempty"`
 
-	// Lifetime is how long a session lasts after login. Default: 7d.
+	// Lifetime is how long a session lasts after login, at least 1s; 0 is
+	// refused. Default: 7d.
 	Lifetime caddy.Duration `json:"lifetime,omitempty"`
 
 	// SameSite is the cookie's SameSite attribute: lax, strict or none
@@ -84,12 +85,14 @@ type Handler struct {
 	LoginTemplate string `json:"login_template,omitempty"`
 
 	// IdleTimeout ends a session unused for that long, even within its
-	// lifetime. It applies to sessions created while it is set. Default: off.
+	// lifetime. It applies to sessions created while it is set. At least
+	// 1s; 0 turns it off. Default: off.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 
 	// RenewalInterval is how often a session in use is written back (its
 	// last use, and so its idle expiry): at most once per interval, never on
-	// every request. Default: a tenth of idle_timeout, at most 1m.
+	// every request; 0 is refused. Default: a tenth of idle_timeout, at
+	// most 1m.
 	RenewalInterval caddy.Duration `json:"renewal_interval,omitempty"`
 
 	// RememberLifetime is how long a session lasts when the user ticks
@@ -127,21 +130,21 @@ type Handler struct {
 
 	// MaxFailedLoginsPerAccount is how many failed logins one account may
 	// have within FailedLoginWindow before its logins get 429, a correct
-	// password included. Default: 10.
+	// password included; 0 is refused. Default: 10.
 	MaxFailedLoginsPerAccount int `json:"max_failed_logins_per_account,omitempty"`
 
 	// MaxFailedLoginsPerIP is the same limit per client IP, against one
-	// address trying many accounts. Default: 50.
+	// address trying many accounts; 0 is refused. Default: 50.
 	MaxFailedLoginsPerIP int `json:"max_failed_logins_per_ip,omitempty"`
 
 	// FailedLoginWindow is how long a failed login (or a registration)
-	// counts. Default: 15m.
+	// counts; 0 is refused. Default: 15m.
 	FailedLoginWindow caddy.Duration `json:"failed_login_window,omitempty"`
 
 	// MaxRegistrationsPerIP is how many accounts one client address (an
 	// IPv6 client by its /64) may create within FailedLoginWindow; they also
-	// count toward MaxFailedLoginsPerIP, since each costs a password hash.
-	// Default: 5.
+	// count toward MaxFailedLoginsPerIP, since each costs a password hash;
+	// 0 is refused. Default: 5.
 	MaxRegistrationsPerIP int `json:"max_registrations_per_ip,omitempty"`
 
 	// CacheControl, "on", marks every response the gate let through as

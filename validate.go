@@ -17,10 +17,13 @@ import (
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
-// Every rule the options must follow is written here, once. Caddy calls
-// Validate after Provision, for a Caddyfile and for JSON alike; the
-// Caddyfile parser calls the same rules at the end of each block, so that a
-// broken rule is reported with the file and line of the option at fault.
+// Every rule the options must follow is written here, once, and the range
+// of each count and duration, with what 0 means, in ranges.go. Caddy calls
+// Validate after Provision, for a Caddyfile and for JSON alike, and the
+// app's Provision applies the rules first; the Caddyfile parser applies the
+// same rules at the end of each block (and a range as it reads the value),
+// so that a broken rule is reported with the file and line of the option at
+// fault.
 
 // optionError is a rule an option breaks.
 type optionError struct {
