@@ -123,6 +123,10 @@ func TestCaddyfileErrorsNameFileLineAndOption(t *testing.T) {
 		// A user clicking every 30 s would be logged out after a minute.
 		{"renewal longer than half the idle timeout", "renewal_interval 5m\n\t\tidle_timeout 1m",
 			"renewal_interval 5m0s is more than half of idle_timeout 1m0s"},
+		// The directive meets the global option only in the adapter, which
+		// knows the line; at provisioning the error would have none.
+		{"second_factor required without secrets_key", "second_factor required",
+			"second_factor required needs secrets_key in the pg_session global option"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +154,8 @@ http://localhost {
 		out, err := caddyCommand(t, "validate", "http://localhost {\n\tpg_session\n\tfile_server\n}\n")
 		require.Error(t, err)
 		assert.Contains(t, out, "add a global option block")
+		assert.Regexp(t, `add a global option block .*, at \S*/Caddyfile:2`, out,
+			"the adapter's warning names the file and the directive's line")
 	})
 	t.Run("valid config validates without a database", func(t *testing.T) {
 		t.Parallel()

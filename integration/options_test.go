@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -74,4 +77,22 @@ func TestJSONConfig(t *testing.T) {
 	assert.Equal(t, "hello alice", b.get(base+"/closed").body)
 	assert.Equal(t, 1, db.count(t, `SELECT count(*) FROM pgsession.sessions WHERE expires_at < now() + interval '61 minutes'`),
 		"the JSON config's lifetime applies")
+}
+
+// JSON refuses a 0 the Caddyfile refuses: the field cannot tell 0 from
+// unset, but a 0 written down is not quietly taken for the default.
+func TestValidateRefusesAZeroJSONAsTheCaddyfileDoes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "caddy.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"apps": {
+	"pg_session": {"database_url": "postgres://127.0.0.1/app"},
+	"http": {"servers": {"srv0": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "pg_session", "lifetime": 0}
+	]}]}}}
+}}`), 0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, caddyBinary, "validate", "--config", path).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), `lifetime must be positive, not \"0\"`)
 }
