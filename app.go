@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -107,9 +108,9 @@ type App struct {
 	memory       *sharedMemory // the cache and requests in progress below, with their listener
 	memoryKey    string        // memory's key in memories; "" when memory is this config's own
 	instance     string        // tests: which in-process server this config belongs to; "" in Caddy
-	cache        *sessionCache
-	lookups      *sessionLookups // the database lookups of sessions under way
-	inflight     *inflight
+	cache        *engine.Cache
+	lookups      *engine.Lookups // the database lookups of sessions under way
+	inflight     *engine.Flights
 	health       *storeHealth
 	server       string          // names this server in the maintenance table
 	secrets      *secretBox      // from secrets_key; nil without it
@@ -169,8 +170,8 @@ var memories = caddy.NewUsagePool()
 // memory is cleaned up: on a reload the new config starts before the old
 // one stops, so the listener is never down in between, and never doubled.
 type sharedMemory struct {
-	cache    *sessionCache
-	inflight *inflight
+	cache    *engine.Cache
+	inflight *engine.Flights
 	// logger is the logger of the config that started last, where the
 	// listener logs: a reload may change where the logs go.
 	logger atomic.Pointer[zap.Logger]
@@ -182,7 +183,7 @@ type sharedMemory struct {
 }
 
 func newSharedMemory(cacheSize int, grace time.Duration, logger *zap.Logger) *sharedMemory {
-	m := &sharedMemory{cache: newSessionCache(cacheSize, grace, trustWindow), inflight: newInflight()}
+	m := &sharedMemory{cache: engine.NewCache(cacheSize, grace, trustWindow), inflight: engine.NewFlights(privateResponse)}
 	m.logger.Store(logger)
 	return m
 }
@@ -215,10 +216,7 @@ func (m *sharedMemory) startListening(st *store.Store, connString, target string
 
 // sessions is about how many sessions the memory holds.
 func (m *sharedMemory) sessions() int {
-	if m.cache.entries == nil {
-		return 0
-	}
-	return m.cache.entries.EstimatedSize()
+	return m.cache.Sessions()
 }
 
 // Destruct ends the listener once no config uses the memory, and waits for it.
@@ -232,8 +230,8 @@ func (m *sharedMemory) Destruct() error {
 	m.wg.Wait()
 	// A handler of a cleaned-up config may still serve a request: with
 	// nobody listening, it must ask the database.
-	m.cache.lost()
-	m.cache.stop()
+	m.cache.Lost()
+	m.cache.Stop()
 	return nil
 }
 
@@ -258,7 +256,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		grace = time.Duration(*a.OfflineGrace)
 	}
 
-	a.lookups = newSessionLookups()
+	a.lookups = engine.NewLookups()
 	// The health of the store is the config's own: a reload succeeds only
 	// after its start reached the database, so there is no outage to carry
 	// over, and its lines go to the config's log.
@@ -391,7 +389,7 @@ func (a *App) Start() error {
 	// The watch over requests in progress is the config's own, with its
 	// store; the requests are the memory's, so one still running from the
 	// old config ends with its session too.
-	a.wg.Go(func() { a.inflight.watch(loopCtx, 250*time.Millisecond, a.lookUpByID) })
+	a.wg.Go(func() { a.inflight.Watch(loopCtx, 250*time.Millisecond, a.lookUpByID) })
 	return nil
 }
 
@@ -471,42 +469,32 @@ func (a *App) expand(option, value string) (string, error) {
 
 // lookUpByID checks a session in the database by its id, for the requests
 // in flight; one found gone is forgotten from memory too.
-func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (*cachedSession, error) {
+func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (engine.Session, error) {
 	row, err := a.store.GetSessionByID(ctx, id)
 	if err != nil {
-		return nil, err
+		return engine.Session{}, err
 	}
 	if row == nil {
-		if key, ok := keyOfID(id); ok {
-			a.cache.forget(key)
+		if key, ok := engine.KeyOfID(id); ok {
+			a.cache.Forget(key)
 		}
-		return nil, nil
+		return engine.Session{}, nil
 	}
-	return fromStore(row, time.Now()).cachedSession, nil
+	return engine.FromStore(row, time.Now()), nil
 }
 
 // renewed applies a renewal made at now: touch says whether this server's
 // write changed the row, another server's had, or the session is gone. A
-// live session is kept with its new last use, so this server does not write
-// it again within the renewal interval, unless memory heard of a change to
-// it since epoch was read, before the write, or holds a newer copy: the
-// change wins. A gone session, whose end no trigger announced, is forgotten
-// and its requests in flight end.
-func (a *App) renewed(s keptSession, now time.Time, touch store.Touch, epoch uint64) {
+// live session is kept with its new last use (see engine.Cache.Renewed). A
+// gone session, whose end no trigger announced, is forgotten and its
+// requests in flight end.
+func (a *App) renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
 	if touch == store.SessionGone {
-		a.cache.forget(s.key)
-		a.inflight.settle(s.id(), nil, now)
+		a.cache.Forget(s.Key())
+		a.inflight.End(s.ID())
 		return
 	}
-	if kept, ok := a.cache.get(s.key); !ok || kept != s.cachedSession {
-		return
-	}
-	next := *s.cachedSession
-	next.lastSeen = now.UnixNano()
-	if touch == store.SessionTouched && next.idleTimeout > 0 {
-		next.idleExpires = now.Add(next.idleTimeout).UnixNano()
-	}
-	a.cache.put(keptSession{s.key, &next}, epoch)
+	a.cache.Renewed(s, now, touch == store.SessionTouched, epoch)
 }
 
 // cleanupLoop deletes expired sessions now and then every CleanupInterval,

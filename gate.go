@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -57,7 +58,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.refuseGated(w, r, ref)
 	}
 	h.stripSessionCookie(r)
-	return h.pass(w, r, sess.keptSession, next)
+	return h.pass(w, r, sess.Session, next)
 }
 
 // refuseGated answers a request the gate does not let through: a browser
@@ -114,13 +115,13 @@ func (h *Handler) countGate(r *http.Request, token string, ref *refusal) {
 // gets (401, or the login page), and neither the site's nor Caddy's log
 // takes it for an error; a response already begun is cut, as a response
 // whose client went away is.
-func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess keptSession, next caddyhttp.Handler) (err error) {
-	fl := h.app.inflight.start(w, r, sess, h.privateResponses, time.Duration(h.RenewalInterval))
-	user := sess.user.Value()
-	identify(r, &user, &fl.identity)
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess engine.Session, next caddyhttp.Handler) (err error) {
+	fl := h.app.inflight.Start(w, r, sess, h.privateResponses, time.Duration(h.RenewalInterval))
+	user := sess.User()
+	identify(r, &user, fl.HeaderRoom())
 	defer func() {
-		switch h.app.inflight.finish(fl) {
-		case endedBeforeResponse:
+		switch h.app.inflight.Finish(fl) {
+		case engine.EndedBeforeResponse:
 			// reverse_proxy aborts with http.ErrAbortHandler when the
 			// upstream's answer it had begun to copy is cancelled; none of
 			// it reached the client, so the refusal can still be sent.
@@ -129,7 +130,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess keptSession,
 			}
 			h.app.metrics.ended[endedBefore].Inc()
 			err = h.refuseEnded(w, r)
-		case endedDuringResponse:
+		case engine.EndedDuringResponse:
 			h.app.metrics.ended[endedDuring].Inc()
 			if p := recover(); p != nil {
 				panic(p)
@@ -140,8 +141,8 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess keptSession,
 			panic(http.ErrAbortHandler)
 		}
 	}()
-	err = next.ServeHTTP(fl, &fl.request)
-	fl.done()
+	err = next.ServeHTTP(fl, fl.Request())
+	fl.SiteDone()
 	return err
 }
 
@@ -192,16 +193,16 @@ func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request) {
 // --disable-triggers and logical replication make): the session then ends
 // on this server at once. A failure is logged and the request goes on: the
 // session is still valid. now is when the request came.
-func (h *Handler) renew(r *http.Request, sess keptSession, now time.Time) bool {
-	if now.UnixNano()-sess.lastSeen < int64(h.RenewalInterval) {
+func (h *Handler) renew(r *http.Request, sess engine.Session, now time.Time) bool {
+	if now.Sub(sess.LastSeen()) < time.Duration(h.RenewalInterval) {
 		return true
 	}
-	if _, busy := h.renewing.LoadOrStore(sess.key, struct{}{}); busy {
+	if _, busy := h.renewing.LoadOrStore(sess.Key(), struct{}{}); busy {
 		return true
 	}
-	defer h.renewing.Delete(sess.key)
-	epoch := h.app.cache.epoch.Load()
-	touch, err := h.store.TouchSession(r.Context(), sess.id(), time.Duration(h.RenewalInterval))
+	defer h.renewing.Delete(sess.Key())
+	epoch := h.app.cache.Epoch()
+	touch, err := h.store.TouchSession(r.Context(), sess.ID(), time.Duration(h.RenewalInterval))
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
 			c.Write(zap.Error(err))
@@ -215,20 +216,20 @@ func (h *Handler) renew(r *http.Request, sess keptSession, now time.Time) bool {
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
 // and the identity headers for an upstream.
-func (h *Handler) identify(r *http.Request, u *sessionUser) {
+func (h *Handler) identify(r *http.Request, u *engine.User) {
 	identify(r, u, new([2]string))
 }
 
 // identify is Handler.identify with the headers' values kept in into, which
 // a request in flight has room for. The placeholders take the values boxed
 // once per user, so setting them allocates nothing.
-func identify(r *http.Request, u *sessionUser, into *[2]string) {
+func identify(r *http.Request, u *engine.User, into *[2]string) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		repl.Set("http.auth.user.id", u.idValue)
-		repl.Set("http.auth.user.username", u.nameValue)
+		repl.Set("http.auth.user.id", u.IDValue)
+		repl.Set("http.auth.user.username", u.UsernameValue)
 	}
-	into[0], into[1] = string(u.id), u.username
+	into[0], into[1] = string(u.ID), u.Username
 	// As Header.Set would, under the canonical names, without a slice each;
 	// a full slice, so that adding a value copies rather than overwrites
 	// its neighbour.

@@ -15,6 +15,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // BenchmarkGateFromMemory is the work the gate adds to a request whose
@@ -23,18 +26,19 @@ import (
 func BenchmarkGateFromMemory(b *testing.B) {
 	now := time.Now()
 	token := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
-	app := &App{cache: newSessionCache(100, time.Minute, time.Hour), inflight: newInflight(),
+	app := &App{cache: engine.NewCache(100, time.Minute, time.Hour), inflight: engine.NewFlights(privateResponse),
 		health: &storeHealth{logger: zap.NewNop()}, metrics: newMetrics()}
-	app.cache.confirmed(now)
-	s := testSession(token, "user-1", now)
-	app.cache.put(s, app.cache.epoch.Load())
+	app.cache.Confirmed(now)
+	s := engine.FromLive(engine.KeyOf(token), store.LiveSession{UserID: "user-1", Username: "u",
+		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
+	app.cache.Put(s, app.cache.Epoch())
 	h := &Handler{app: app, CookieName: "session", RenewalInterval: caddy.Duration(time.Hour), logger: zap.NewNop(),
 		guardSiteWrites: true, privateResponses: true, originGuard: http.NewCrossOriginProtection(),
 		LoginPath: "/login", LogoutPath: "/logout", APIPath: "/api/auth", AccountPath: "/account"}
 	h.addRoutes()
 	// Every request comes on one connection, as a browser's and the
 	// end-to-end benchmark's do.
-	conn := withLastKey(context.Background(), nil)
+	conn := engine.WithLastKey(context.Background(), nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodGet, "/assets/site.css", nil)

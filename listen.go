@@ -40,8 +40,8 @@ func (a *App) detectPooler(ctx context.Context) error {
 // invalidate applies what the database announced to memory and to the
 // requests in progress.
 func (a *App) invalidate(inv store.Invalidation) {
-	a.cache.invalidate(inv)
-	a.inflight.invalidate(inv)
+	a.cache.Invalidate(inv)
+	a.inflight.Invalidate(inv)
 }
 
 // forgetUser drops a user's sessions from this server's memory and looks
@@ -65,13 +65,13 @@ func (m *sharedMemory) listen(ctx context.Context, st *store.Store, connString, 
 		PingInterval: pingInterval,
 		Invalidate:   m.invalidate,
 		Confirmed: func(sent time.Time) {
-			m.cache.confirmed(sent)
+			m.cache.Confirmed(sent)
 			mu.Lock()
 			defer mu.Unlock()
 			if !listening {
 				listening = true
 				m.logger.Load().Info("listening for session changes: known sessions are served from memory",
-					zap.Int("cache_size", m.cache.size()))
+					zap.Int("cache_size", m.cache.Size()))
 			}
 			if !lostSince.IsZero() {
 				m.logger.Load().Info("listening for session changes again: sessions are served from memory",
@@ -80,7 +80,7 @@ func (m *sharedMemory) listen(ctx context.Context, st *store.Store, connString, 
 			}
 		},
 		Lost: func(err error) {
-			m.cache.lost()
+			m.cache.Lost()
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -103,6 +103,6 @@ func (m *sharedMemory) listen(ctx context.Context, st *store.Store, connString, 
 // invalidate applies what the database announced to memory and to the
 // requests in progress, of every config that shares them.
 func (m *sharedMemory) invalidate(inv store.Invalidation) {
-	m.cache.invalidate(inv)
-	m.inflight.invalidate(inv)
+	m.cache.Invalidate(inv)
+	m.inflight.Invalidate(inv)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
@@ -281,7 +282,7 @@ func (h *Handler) startSessionWith(w http.ResponseWriter, r *http.Request, user 
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var storeErr error
 	if token, ok := h.token(r); ok {
-		h.app.cache.forget(keyOf(token))
+		h.app.cache.Forget(engine.KeyOf(token))
 		if err := h.store.DeleteSession(r.Context(), token); err != nil {
 			if clientGone(r.Context(), err) {
 				return nil

@@ -123,7 +123,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 			return ref
 		}
 		c.session, c.token = res.row, res.token
-		user := res.user.Value()
+		user := res.User()
 		h.identify(r, &user)
 	}
 	return rte.serve(w, r, c)

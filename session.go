@@ -1,15 +1,21 @@
 package pgsession
 
 import (
+	"context"
 	"net/http"
 	"time"
 
+	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // The one way a request becomes a session, or a refusal saying why it has
 // none: the gate and every own route ask here, so a rule about sessions
 // (who may pass, when a session ends) is written once.
+
+// DefaultCacheSize is how many sessions a server keeps in memory unless
+// cache_size says otherwise: a few megabytes.
+const DefaultCacheSize = 10_000
 
 // source says where a request's session is looked up.
 type source int
@@ -39,7 +45,7 @@ type demand struct {
 // resolved is a request's live session, once resolve found it. token is
 // the cookie's value whenever the request had one, even when refused.
 type resolved struct {
-	keptSession
+	engine.Session
 	row   *store.Session // the row, with fromDatabase
 	token string
 }
@@ -66,30 +72,30 @@ func (h *Handler) resolve(r *http.Request, d demand, now time.Time) (resolved, *
 	var err error
 	switch d.from {
 	case fromMemory:
-		res.keptSession, err = h.app.session(r.Context(), token, now)
+		res.Session, err = h.app.session(r.Context(), token, now)
 	case fromDatabase:
 		res.row, err = h.store.GetSession(r.Context(), token)
 		if err == nil {
 			h.app.health.ok()
 			if res.row != nil {
-				res.keptSession = fromStore(res.row, now)
+				res.Session = engine.FromStore(res.row, now)
 			}
 		}
 	}
 	if err != nil {
 		return res, storeUnavailable(err)
 	}
-	if res.cachedSession == nil {
+	if res.IsZero() {
 		return res, sessionExpired()
 	}
-	user := res.user.Value()
-	if h.requireSecondFactor && !user.secondFactor && !d.beforeSecondFactor {
+	user := res.User()
+	if h.requireSecondFactor && !user.SecondFactor && !d.beforeSecondFactor {
 		return res, enrolmentRequired()
 	}
-	if d.admin && !user.isAdmin {
+	if d.admin && !user.IsAdmin {
 		return res, refuse(reasonNotAdmin, "Admin access required")
 	}
-	if !h.renew(r, res.keptSession, now) {
+	if !h.renew(r, res.Session, now) {
 		// The database no longer has the session, though nothing announced
 		// its end: this request is refused as the next one will be.
 		ref := sessionExpired()
@@ -125,4 +131,68 @@ func sessionExpired() *refusal {
 	ref := refuse(reasonSessionExpired, "Session expired")
 	ref.clearCookie = true
 	return ref
+}
+
+// session returns the live session of token: from memory while memory is
+// known to be up to date, else from the database, and from memory again
+// during an outage for a session confirmed within offline_grace. A missing
+// or expired session is (nil, nil); an error means the database could not
+// answer (and was counted as such, unless the client went away). Each
+// look-up of a well-formed token that got an answer counts once in
+// cache_lookups_total: a hit, a miss, or offline_grace. now is when the
+// request came.
+func (a *App) session(ctx context.Context, token string, now time.Time) (engine.Session, error) {
+	if len(token) != store.TokenLength {
+		return engine.Session{}, nil
+	}
+	// Memory holds only sessions of well-formed tokens, so a hit needs no
+	// check of the token's shape; a miss does, before any query.
+	key := engine.KeyOfRequest(ctx, token)
+	if a.cache.Trusted(now) {
+		if s, ok := a.cache.Get(key); ok && s.Live(now) {
+			a.metrics.cache[cacheHit].Inc()
+			return s, nil
+		}
+	}
+	if !store.ValidToken(token) {
+		return engine.Session{}, nil
+	}
+	if a.health.recentlyFailed(now) {
+		if s, ok := a.cache.GraceFor(key, now); ok {
+			a.metrics.cache[cacheOfflineGrace].Inc()
+			a.health.servedFromMemory()
+			return s, nil
+		}
+	}
+	epoch := a.cache.Epoch()
+	started := now
+	row, found, err := a.lookups.Look(ctx, key, func(ctx context.Context) (store.LiveSession, bool, error) {
+		lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
+		return a.store.CheckSession(lookCtx, store.HashToken(token))
+	})
+	now = time.Now()
+	if err != nil {
+		if clientGone(ctx, err) {
+			return engine.Session{}, err
+		}
+		if s, ok := a.cache.GraceFor(key, now); ok {
+			a.metrics.cache[cacheOfflineGrace].Inc()
+			a.health.failed(err, true)
+			return s, nil
+		}
+		// The 503 this becomes is recorded as one refusal where it is written (Handler.answer).
+		a.metrics.cache[cacheMiss].Inc()
+		return engine.Session{}, err
+	}
+	a.health.ok()
+	a.metrics.cache[cacheMiss].Inc()
+	a.cache.Reached(started)
+	if !found {
+		a.cache.Forget(key)
+		return engine.Session{}, nil
+	}
+	s := engine.FromLive(key, row, now)
+	a.cache.Put(s, epoch)
+	return s, nil
 }

@@ -407,69 +407,6 @@ func TestARequestEndedWithItsSessionGoesToHandleErrors(t *testing.T) {
 	assert.Empty(t, errorLines(proxyLog()))
 }
 
-// callsWriter records what a response writer was asked to do.
-type callsWriter struct {
-	header   http.Header
-	statuses []int
-	body     strings.Builder
-	flushes  int
-}
-
-func (w *callsWriter) Header() http.Header         { return w.header }
-func (w *callsWriter) WriteHeader(status int)      { w.statuses = append(w.statuses, status) }
-func (w *callsWriter) Write(p []byte) (int, error) { return w.body.Write(p) }
-func (w *callsWriter) Flush()                      { w.flushes++ }
-
-// The response writer of a request in flight sends the status the site set
-// with its first byte or flush, or when the site is done, and nothing once
-// its session has ended first; informational answers pass at once.
-func TestTheResponseWriterOfARequestInFlight(t *testing.T) {
-	s := testSession("t", "alice", time.Now())
-	s.expires = time.Now().Add(time.Hour).UnixNano()
-	css := func(fl *flight) { fl.Header().Set("Content-Type", "text/css") }
-	for _, tc := range []struct {
-		name     string
-		site     func(fl *flight)
-		end      bool // the session ends after the site ran
-		state    int32
-		statuses []int // what reached the client
-		body     string
-		cache    string
-	}{
-		{"a status alone is sent when the site is done", func(fl *flight) { css(fl); fl.WriteHeader(http.StatusNoContent); fl.done() },
-			false, responseBegun, []int{http.StatusNoContent}, "", "private, no-cache"},
-		{"a status is held back until the first byte", func(fl *flight) { fl.WriteHeader(http.StatusCreated) },
-			false, responseNotBegun, nil, "", ""},
-		{"a held-back status dies with the session", func(fl *flight) { fl.WriteHeader(http.StatusCreated) },
-			true, endedBeforeResponse, nil, "", ""},
-		{"the first byte sends the status", func(fl *flight) { css(fl); fl.WriteHeader(http.StatusCreated); fl.Write([]byte("x")) },
-			true, endedDuringResponse, []int{http.StatusCreated}, "x", "private, no-cache"},
-		{"a flush sends the status", func(fl *flight) { fl.Header().Set("Content-Type", "text/html"); fl.Flush() },
-			false, responseBegun, []int{http.StatusOK}, "", "no-store"},
-		{"an informational answer passes, the real one waits", func(fl *flight) { fl.WriteHeader(http.StatusEarlyHints) },
-			true, endedBeforeResponse, []int{http.StatusEarlyHints}, "", ""},
-		{"nothing written leaves the answer to Caddy", func(fl *flight) { fl.done() },
-			false, responseNotBegun, nil, "", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newInflight()
-			w := &callsWriter{header: make(http.Header)}
-			fl := f.start(w, httptest.NewRequest(http.MethodGet, "/", nil), s, true, time.Minute)
-			tc.site(fl)
-			if tc.end {
-				f.settle(s.id(), nil, time.Now())
-				_, err := fl.Write([]byte("more"))
-				assert.ErrorIs(t, err, errSessionEnded, "a write after the end")
-				assert.ErrorIs(t, fl.FlushError(), errSessionEnded, "a flush after the end")
-			}
-			assert.Equal(t, tc.state, f.finish(fl))
-			assert.Equal(t, tc.statuses, w.statuses)
-			assert.Equal(t, tc.body, w.body.String())
-			assert.Equal(t, tc.cache, w.header.Get("Cache-Control"))
-		})
-	}
-}
-
 // A WebSocket through Caddy's reverse_proxy (a 101, then the connection
 // taken over) is ended with its session: the server closes the connection.
 func TestAWebSocketThroughReverseProxyEndsWithItsSession(t *testing.T) {

@@ -126,7 +126,7 @@ func TestAReloadThatResizesMemoryStartsAfresh(t *testing.T) {
 
 	off := startSite(t, siteOptions{db: db.url, app: "cache_size 0", reloads: old})
 	old.stop()
-	assert.Zero(t, off.app.cache.size(), "cache_size 0 took effect")
+	assert.Zero(t, off.app.cache.Size(), "cache_size 0 took effect")
 	require.Eventually(t, func() bool {
 		now := listenerPIDs(t, db)
 		return len(now) == 1 && now[0] != first[0]

@@ -35,6 +35,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
@@ -158,7 +159,7 @@ func (s *testSite) start() error {
 	}
 	s.server = httptest.NewUnstartedServer(s)
 	// What the handler registers with Caddy's server when it is provisioned.
-	s.server.Config.ConnContext = withLastKey
+	s.server.Config.ConnContext = engine.WithLastKey
 	if s.opts.https || s.opts.http2 {
 		s.server.EnableHTTP2 = s.opts.http2
 		s.server.StartTLS()

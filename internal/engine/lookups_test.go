@@ -1,4 +1,4 @@
-package pgsession
+package engine
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 // that began earlier.
 func TestLookupsOfOneSessionAreSharedButNeverBeganBeforeTheRequest(t *testing.T) {
 	t.Parallel()
-	l := newSessionLookups()
-	key := keyOf("token-a")
+	l := NewLookups()
+	key := KeyOf("token-a")
 	var clock atomic.Int64 // orders asks and lookup starts
 	var queries atomic.Int64
 	query := func(context.Context) (store.LiveSession, bool, error) {
@@ -38,7 +38,7 @@ func TestLookupsOfOneSessionAreSharedButNeverBeganBeforeTheRequest(t *testing.T)
 		for range requests {
 			wg.Go(func() {
 				asked := clock.Add(1)
-				row, found, err := l.look(context.Background(), key, query)
+				row, found, err := l.Look(context.Background(), key, query)
 				require.NoError(t, err)
 				require.True(t, found)
 				assert.Greater(t, int64(row.IdleTimeout), asked, "round %d: answered by a lookup that began before the request", round)
@@ -56,8 +56,8 @@ func TestLookupsOfOneSessionAreSharedButNeverBeganBeforeTheRequest(t *testing.T)
 // leaves stops waiting while the lookup it queued still answers the others.
 func TestLookupsOfOtherSessionsAndLeavingClients(t *testing.T) {
 	t.Parallel()
-	l := newSessionLookups()
-	a, b := keyOf("token-a"), keyOf("token-b")
+	l := NewLookups()
+	a, b := KeyOf("token-a"), KeyOf("token-b")
 	release := make(chan struct{})
 	started := make(chan struct{}, 8)
 	slow := func(context.Context) (store.LiveSession, bool, error) {
@@ -65,11 +65,11 @@ func TestLookupsOfOtherSessionsAndLeavingClients(t *testing.T) {
 		<-release
 		return store.LiveSession{Username: "a"}, true, nil
 	}
-	go l.look(context.Background(), a, slow)
+	go l.Look(context.Background(), a, slow)
 	<-started
 
 	// b does not wait for a.
-	row, _, err := l.look(context.Background(), b, func(context.Context) (store.LiveSession, bool, error) {
+	row, _, err := l.Look(context.Background(), b, func(context.Context) (store.LiveSession, bool, error) {
 		return store.LiveSession{Username: "b"}, true, nil
 	})
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func TestLookupsOfOtherSessionsAndLeavingClients(t *testing.T) {
 	// A request queued behind a's lookup, and one that joins it and leaves.
 	queued := make(chan string, 1)
 	go func() {
-		row, _, _ := l.look(context.Background(), a, slow)
+		row, _, _ := l.Look(context.Background(), a, slow)
 		queued <- row.Username
 	}()
 	require.Eventually(t, func() bool {
@@ -89,7 +89,7 @@ func TestLookupsOfOtherSessionsAndLeavingClients(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	left := make(chan error, 1)
 	go func() {
-		_, _, err := l.look(ctx, a, slow)
+		_, _, err := l.Look(ctx, a, slow)
 		left <- err
 	}()
 	cancel()

@@ -1,4 +1,4 @@
-package pgsession
+package engine
 
 import (
 	"context"
@@ -20,12 +20,12 @@ import (
 // lookupQuery asks the database for one session.
 type lookupQuery func(context.Context) (store.LiveSession, bool, error)
 
-// sessionLookups are the lookups under way, by session.
-type sessionLookups struct {
+// Lookups are the lookups under way, by session.
+type Lookups struct {
 	mu sync.Mutex
 	// running holds a key while its lookup runs; the value is the lookup
 	// that waits to begin after it, nil while none does.
-	running map[sessionKey]*waitingLookup
+	running map[Key]*waitingLookup
 }
 
 // waitingLookup is a lookup that begins when the one before it is done,
@@ -38,14 +38,15 @@ type waitingLookup struct {
 	err   error
 }
 
-func newSessionLookups() *sessionLookups {
-	return &sessionLookups{running: make(map[sessionKey]*waitingLookup)}
+// NewLookups makes a record of no lookups under way.
+func NewLookups() *Lookups {
+	return &Lookups{running: make(map[Key]*waitingLookup)}
 }
 
-// look answers with query, or with a lookup of the same session that
+// Look answers with query, or with a lookup of the same session that
 // begins after this call. A request that shares another's lookup stops
 // waiting when its own ctx ends.
-func (l *sessionLookups) look(ctx context.Context, key sessionKey, query lookupQuery) (store.LiveSession, bool, error) {
+func (l *Lookups) Look(ctx context.Context, key Key, query lookupQuery) (store.LiveSession, bool, error) {
 	if l == nil {
 		return query(ctx)
 	}
@@ -68,7 +69,7 @@ func (l *sessionLookups) look(ctx context.Context, key sessionKey, query lookupQ
 
 	if queued {
 		// Others wait on this lookup, so it runs to the end even if this
-		// request's client leaves; lookupTimeout, in query, still bounds it.
+		// request's client leaves; the timeout query sets still bounds it.
 		<-next.ready
 		next.row, next.found, next.err = query(context.WithoutCancel(ctx))
 		close(next.done)
@@ -85,7 +86,7 @@ func (l *sessionLookups) look(ctx context.Context, key sessionKey, query lookupQ
 
 // finished records that the lookup of key that was running is done, and
 // lets the one waiting after it, if any, begin.
-func (l *sessionLookups) finished(key sessionKey) {
+func (l *Lookups) finished(key Key) {
 	l.mu.Lock()
 	next := l.running[key]
 	if next == nil {

@@ -1,4 +1,4 @@
-package pgsession
+package engine
 
 import (
 	"context"

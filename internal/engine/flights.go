@@ -1,4 +1,4 @@
-package pgsession
+package engine
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // ended, a renewal finds its row gone, or its session's end comes, the
 // request's context is cancelled, which ends the response. A request whose
 // response has not begun by then is answered as the session's next request
-// would be (see Handler.pass); one whose response has begun is cut.
+// would be (the root's Handler.pass); one whose response has begun is cut.
 //
 // Registering costs one allocation: the flight holds the request passed on
 // and its context, and is the response writer passed on, which tracks
@@ -26,11 +26,15 @@ import (
 // another's registration.
 const inflightShards = 32
 
-// inflight tracks the requests in progress. Announcements are rare next to
+// Flights tracks the requests in progress. Announcements are rare next to
 // requests, so finding a user's requests walks them all rather than keeping
 // an index that every request would pay for; a session's are in one shard.
-type inflight struct {
+type Flights struct {
 	shards [inflightShards]inflightShard
+
+	// markPrivate marks a response private just before its headers are
+	// sent, keeping its value in into, which the request has room for.
+	markPrivate func(hdr http.Header, status int, into *[1]string)
 
 	mu      sync.Mutex
 	recheck map[store.SessionID]bool // sessions to look up again
@@ -41,30 +45,35 @@ type inflight struct {
 // of its own.
 type inflightShard struct {
 	mu    sync.Mutex
-	first *flight
+	first *Flight
 	_     [48]byte
 }
 
-func newInflight() *inflight {
-	return &inflight{
-		recheck: make(map[store.SessionID]bool),
-		wake:    make(chan struct{}, 1),
+// NewFlights makes a registry of no requests in progress, whose requests
+// that ask for it have their responses marked private by markPrivate.
+func NewFlights(markPrivate func(hdr http.Header, status int, into *[1]string)) *Flights {
+	return &Flights{
+		markPrivate: markPrivate,
+		recheck:     make(map[store.SessionID]bool),
+		wake:        make(chan struct{}, 1),
 	}
 }
 
-func (f *inflight) shard(key sessionKey) *inflightShard {
+func (f *Flights) shard(key Key) *inflightShard {
 	return &f.shards[key[0]%inflightShards]
 }
 
-// start registers r under its session: the flight is the response writer
-// and &fl.request the request to pass on, and finish must be called when it
-// is done. private marks the response as privateResponse says; every is the
+// Start registers r under its session: the flight is the response writer
+// and fl.Request() the request to pass on, and Finish must be called when it
+// is done. private marks the response as markPrivate says; every is the
 // renewal interval, the longest a request goes on unchecked (0: until its
 // session's end), so that a session whose row went without a notification
 // ends its requests too.
-func (f *inflight) start(w http.ResponseWriter, r *http.Request, sess keptSession, private bool, every time.Duration) *flight {
-	fl := &flight{session: sess, private: private, every: every, ends: sess.ends()}
-	fl.ResponseWriter = w
+func (f *Flights) Start(w http.ResponseWriter, r *http.Request, sess Session, private bool, every time.Duration) *Flight {
+	fl := &Flight{ResponseWriter: w, session: sess, every: every, ends: sess.ends()}
+	if private {
+		fl.markPrivate = f.markPrivate
+	}
 	fl.ctx.parent = r.Context()
 	fl.request = *r.WithContext(&fl.ctx) // a copy in the flight, not another allocation
 	if r.URL != nil {
@@ -82,9 +91,10 @@ func (f *inflight) start(w http.ResponseWriter, r *http.Request, sess keptSessio
 	return fl
 }
 
-// finish unregisters a request that is done, and says how its response
-// went: responseNotBegun or responseBegun, or how its session's end caught it.
-func (f *inflight) finish(fl *flight) int32 {
+// Finish unregisters a request that is done, and says how its response
+// went: responseNotBegun or responseBegun, or how its session's end caught
+// it (EndedBeforeResponse, EndedDuringResponse).
+func (f *Flights) Finish(fl *Flight) int32 {
 	sh := f.shard(fl.session.key)
 	sh.mu.Lock()
 	if fl.prev != nil {
@@ -100,9 +110,9 @@ func (f *inflight) finish(fl *flight) int32 {
 	return fl.state.Load()
 }
 
-// invalidate marks the requests whose sessions the announcement names for a
+// Invalidate marks the requests whose sessions the announcement names for a
 // fresh look-up: a shortened session may still be live.
-func (f *inflight) invalidate(inv store.Invalidation) {
+func (f *Flights) Invalidate(inv store.Invalidation) {
 	var ids []store.SessionID
 	if inv.All || len(inv.Users) > 0 {
 		var users map[store.UserID]bool
@@ -113,12 +123,12 @@ func (f *inflight) invalidate(inv store.Invalidation) {
 			}
 		}
 		for i := range f.shards {
-			ids = f.shards[i].collect(ids, func(fl *flight) bool { return inv.All || users[fl.session.userID()] })
+			ids = f.shards[i].collect(ids, func(fl *Flight) bool { return inv.All || users[fl.session.userID()] })
 		}
 	}
 	for _, id := range inv.Sessions {
-		if key, ok := keyOfID(id); ok {
-			ids = f.shard(key).collect(ids, func(fl *flight) bool { return fl.session.key == key })
+		if key, ok := KeyOfID(id); ok {
+			ids = f.shard(key).collect(ids, func(fl *Flight) bool { return fl.session.key == key })
 		}
 	}
 	if len(ids) == 0 {
@@ -136,7 +146,7 @@ func (f *inflight) invalidate(inv store.Invalidation) {
 }
 
 // collect appends the sessions of the shard's requests that match.
-func (sh *inflightShard) collect(ids []store.SessionID, match func(*flight) bool) []store.SessionID {
+func (sh *inflightShard) collect(ids []store.SessionID, match func(*Flight) bool) []store.SessionID {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for fl := sh.first; fl != nil; fl = fl.next {
@@ -149,10 +159,10 @@ func (sh *inflightShard) collect(ids []store.SessionID, match func(*flight) bool
 
 // due takes the sessions to look up again: those marked, those whose end
 // has come by now, and those not looked at for a renewal interval.
-func (f *inflight) due(now time.Time) []store.SessionID {
+func (f *Flights) due(now time.Time) []store.SessionID {
 	var ids []store.SessionID
 	for i := range f.shards {
-		ids = f.shards[i].collect(ids, func(fl *flight) bool {
+		ids = f.shards[i].collect(ids, func(fl *Flight) bool {
 			if fl.checkAt.IsZero() && fl.every > 0 {
 				fl.checkAt = now.Add(fl.every)
 			}
@@ -172,11 +182,14 @@ func (f *inflight) due(now time.Time) []store.SessionID {
 	return ids
 }
 
+// End ends the requests of the session id, which a renewal found gone.
+func (f *Flights) End(id store.SessionID) { f.settle(id, nil, time.Time{}) }
+
 // settle applies a look-up made at now: an ended session's requests end, a
 // live one's are checked again when it would end next, or a renewal
 // interval on.
-func (f *inflight) settle(id store.SessionID, sess *cachedSession, now time.Time) {
-	key, ok := keyOfID(id)
+func (f *Flights) settle(id store.SessionID, sess *cachedSession, now time.Time) {
+	key, ok := KeyOfID(id)
 	if !ok {
 		return
 	}
@@ -198,10 +211,11 @@ func (f *inflight) settle(id store.SessionID, sess *cachedSession, now time.Time
 	}
 }
 
-// watch looks up, until ctx ends, the sessions of requests in progress
+// Watch looks up, until ctx ends, the sessions of requests in progress
 // that were announced or are due a look, every tick or at once when woken.
-// A look-up that fails leaves the requests alone: an outage ends nobody.
-func (f *inflight) watch(ctx context.Context, tick time.Duration, lookUp func(context.Context, store.SessionID) (*cachedSession, error)) {
+// A look-up that fails leaves the requests alone: an outage ends nobody; one
+// that finds the session gone answers the zero Session.
+func (f *Flights) Watch(ctx context.Context, tick time.Duration, lookUp func(context.Context, store.SessionID) (Session, error)) {
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
@@ -216,7 +230,7 @@ func (f *inflight) watch(ctx context.Context, tick time.Duration, lookUp func(co
 			sess, err := lookUp(lookCtx, id)
 			cancel()
 			if err == nil {
-				f.settle(id, sess, time.Now())
+				f.settle(id, sess.cachedSession, time.Now())
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package pgsession
+package engine
 
 import (
 	"bufio"
@@ -12,13 +12,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // A request in flight: the request and response writer the gate passes on
 // in its place, and the context that ends with the session (see
-// inflight.go for the registry that ends it).
+// flights.go for the registry that ends it).
 
 // errSessionEnded is what a site's write gets once its request's session
 // has ended.
@@ -30,43 +28,53 @@ var errSessionEnded = errors.New("the session ended")
 const (
 	responseNotBegun int32 = iota
 	responseBegun
-	endedBeforeResponse // the session ended first: nothing reaches the client
-	endedDuringResponse // the session ended while the response ran: the rest is cut
+	EndedBeforeResponse // the session ended first: nothing reaches the client
+	EndedDuringResponse // the session ended while the response ran: the rest is cut
 )
 
-// flight is one request in progress: the request passed on and the
+// Flight is one request in progress: the request passed on and the
 // response writer the site writes to.
-type flight struct {
-	// ResponseWriterWrapper passes on what the writer does not change
-	// (Header, Push, Unwrap for http.ResponseController).
-	caddyhttp.ResponseWriterWrapper
+type Flight struct {
+	// The writer passed on, which passes on what the flight does not
+	// change (Header; Push, Unwrap for http.ResponseController below).
+	http.ResponseWriter
 	request http.Request   // the request passed on, whose context ends with the session
 	url     url.URL        // the request's URL, so that a rewrite after the gate leaves the gate's own
 	ctx     requestContext // the request's context, which ends with the session
-	session keptSession
+	session Session
 	state   atomic.Int32
-	private bool // cache_control on: privateResponse marks the response
-	status  int  // the status the site set, until it is sent; only the request's goroutine uses it
+	status  int // the status the site set, until it is sent; only the request's goroutine uses it
 	every   time.Duration
+	// markPrivate is the registry's, when the response is to be marked
+	// private; nil otherwise.
+	markPrivate func(hdr http.Header, status int, into *[1]string)
 
 	// Room for header values, so that setting them costs no allocation.
-	identity     [2]string // the identity headers' values
+	headers      [2]string // the root's: see HeaderRoom
 	cacheControl [1]string
 
 	// Guarded by the shard's lock:
-	prev, next *flight
+	prev, next *Flight
 	ends       time.Time // when the session ends unless renewed
 	checkAt    time.Time // when to look at the session again: every renewal interval (zero until the watcher first sees it)
 }
+
+// Request is the request to pass on in r's place: a copy whose context
+// ends with the session.
+func (fl *Flight) Request() *http.Request { return &fl.request }
+
+// HeaderRoom is room for two header values of the request passed on, so
+// that setting them costs no allocation.
+func (fl *Flight) HeaderRoom() *[2]string { return &fl.headers }
 
 // end ends the request because its session ended: a response not begun
 // never will, one begun is cut. The cancellation carries no cause of its
 // own (context.Canceled), as a client's going away does, so that Caddy's
 // reverse_proxy treats it as one, without a 502, an ERROR line or a mark
 // against the upstream's health; the state says why.
-func (fl *flight) end() {
-	if !fl.state.CompareAndSwap(responseNotBegun, endedBeforeResponse) {
-		fl.state.CompareAndSwap(responseBegun, endedDuringResponse)
+func (fl *Flight) end() {
+	if !fl.state.CompareAndSwap(responseNotBegun, EndedBeforeResponse) {
+		fl.state.CompareAndSwap(responseBegun, EndedDuringResponse)
 	}
 	fl.ctx.end()
 }
@@ -162,7 +170,7 @@ func (c *requestContext) Value(key any) any {
 // response, or its first flush, as Caddy's encode handler does, so that a
 // session that ends in between can still be answered for (net/http would
 // not have sent the header yet either).
-func (fl *flight) WriteHeader(status int) {
+func (fl *Flight) WriteHeader(status int) {
 	// An informational answer (100, 103) comes before the real one, which
 	// may still be a refusal.
 	if status < 200 && status != http.StatusSwitchingProtocols {
@@ -184,7 +192,7 @@ func (fl *flight) WriteHeader(status int) {
 // begin begins the response, unless its session has ended: it says whether
 // the response may be written. With send, the status recorded (200 if none)
 // is sent, marked private first.
-func (fl *flight) begin(send bool) bool {
+func (fl *Flight) begin(send bool) bool {
 	switch fl.state.Load() {
 	case responseBegun:
 		return true
@@ -196,8 +204,8 @@ func (fl *flight) begin(send bool) bool {
 			return true
 		}
 		status := cmp.Or(fl.status, http.StatusOK)
-		if fl.private && status >= 200 {
-			privateResponse(fl.Header(), status, &fl.cacheControl)
+		if fl.markPrivate != nil && status >= 200 {
+			fl.markPrivate(fl.Header(), status, &fl.cacheControl)
 		}
 		fl.ResponseWriter.WriteHeader(status)
 		return true
@@ -206,32 +214,37 @@ func (fl *flight) begin(send bool) bool {
 	}
 }
 
-// done sends a status the site recorded without writing a byte (a 204, a
+// SiteDone sends a status the site recorded without writing a byte (a 204, a
 // 304, a redirect) once the site is done; a site that recorded none and
 // wrote nothing has left the answer to Caddy (an error it returned).
-func (fl *flight) done() {
+func (fl *Flight) SiteDone() {
 	if fl.status != 0 {
 		fl.begin(true)
 	}
 }
 
-func (fl *flight) Write(p []byte) (int, error) {
+func (fl *Flight) Write(p []byte) (int, error) {
 	if fl.state.Load() != responseBegun && !fl.begin(true) {
 		return 0, errSessionEnded
 	}
 	return fl.ResponseWriter.Write(p)
 }
 
-func (fl *flight) ReadFrom(r io.Reader) (int64, error) {
+// ReadFrom lets a file reach the connection as the writer passed on does
+// (sendfile), or copies it.
+func (fl *Flight) ReadFrom(r io.Reader) (int64, error) {
 	if fl.state.Load() != responseBegun && !fl.begin(true) {
 		return 0, errSessionEnded
 	}
-	return fl.ResponseWriterWrapper.ReadFrom(r)
+	if rf, ok := fl.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(fl.ResponseWriter, r)
 }
 
-func (fl *flight) Flush() { fl.FlushError() }
+func (fl *Flight) Flush() { fl.FlushError() }
 
-func (fl *flight) FlushError() error {
+func (fl *Flight) FlushError() error {
 	if fl.state.Load() != responseBegun && !fl.begin(true) {
 		return errSessionEnded
 	}
@@ -248,18 +261,30 @@ func (fl *flight) FlushError() error {
 // Hijack hands over the connection (a WebSocket upgrade) after the status
 // recorded, if any (101): the response has begun, and the request's context
 // still ends it.
-func (fl *flight) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (fl *Flight) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !fl.begin(fl.status != 0) {
 		return nil, nil, errSessionEnded
 	}
 	return http.NewResponseController(fl.ResponseWriter).Hijack()
 }
 
+// Push pushes as the writer passed on does, if it can (HTTP/2).
+func (fl *Flight) Push(target string, opts *http.PushOptions) error {
+	if p, ok := fl.ResponseWriter.(http.Pusher); ok {
+		return p.Push(target, opts)
+	}
+	return http.ErrNotSupported
+}
+
+// Unwrap is the writer passed on, for http.ResponseController.
+func (fl *Flight) Unwrap() http.ResponseWriter { return fl.ResponseWriter }
+
 // Interface guards
 var (
-	_ http.ResponseWriter = (*flight)(nil)
-	_ http.Flusher        = (*flight)(nil)
-	_ http.Hijacker       = (*flight)(nil)
-	_ io.ReaderFrom       = (*flight)(nil)
+	_ http.ResponseWriter = (*Flight)(nil)
+	_ http.Flusher        = (*Flight)(nil)
+	_ http.Hijacker       = (*Flight)(nil)
+	_ http.Pusher         = (*Flight)(nil)
+	_ io.ReaderFrom       = (*Flight)(nil)
 	_ context.Context     = (*requestContext)(nil)
 )
