@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -115,4 +116,62 @@ func TestTheResponseWriterOfARequestInFlight(t *testing.T) {
 			assert.Equal(t, tc.cache, w.header.Get("Cache-Control"))
 		})
 	}
+}
+
+// pushReadWriter is a writer that can push, take a reader whole (as
+// net/http's does, with sendfile) and set a write deadline.
+type pushReadWriter struct {
+	*httptest.ResponseRecorder
+	pushed   []string
+	readFrom int
+	deadline time.Time
+}
+
+func (w *pushReadWriter) Push(target string, _ *http.PushOptions) error {
+	w.pushed = append(w.pushed, target)
+	return nil
+}
+
+func (w *pushReadWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.readFrom++
+	return io.Copy(w.ResponseRecorder, r)
+}
+
+func (w *pushReadWriter) SetWriteDeadline(t time.Time) error {
+	w.deadline = t
+	return nil
+}
+
+// The writer of a request in flight passes on what it does not change, as
+// Caddy's ResponseWriterWrapper did: a push, a reader taken whole (or
+// copied when the writer below cannot take it), and what
+// http.ResponseController asks of the writer below.
+func TestTheResponseWriterOfARequestInFlightPassesOnTheRest(t *testing.T) {
+	s := testSession("t", "alice", time.Now())
+	f := NewFlights(markPrivate)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+
+	w := &pushReadWriter{ResponseRecorder: httptest.NewRecorder()}
+	fl := f.Start(w, r, s, false, time.Minute)
+	require.NoError(t, fl.Push("/style.css", nil))
+	assert.Equal(t, []string{"/style.css"}, w.pushed)
+	n, err := fl.ReadFrom(strings.NewReader("file"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), n)
+	assert.Equal(t, 1, w.readFrom, "the writer below took the reader")
+	deadline := time.Now().Add(time.Minute)
+	require.NoError(t, http.NewResponseController(fl).SetWriteDeadline(deadline))
+	assert.Equal(t, deadline, w.deadline, "ResponseController reached the writer below")
+	f.Finish(fl)
+	assert.Equal(t, "file", w.Body.String())
+
+	plain := &callsWriter{header: make(http.Header)}
+	fl = f.Start(plain, r, s, false, time.Minute)
+	assert.ErrorIs(t, fl.Push("/style.css", nil), http.ErrNotSupported)
+	n, err = fl.ReadFrom(strings.NewReader("copied"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), n)
+	f.Finish(fl)
+	assert.Equal(t, "copied", plain.body.String())
+	assert.Equal(t, []int{http.StatusOK}, plain.statuses)
 }
