@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
@@ -59,11 +59,24 @@ type storeHealth struct {
 func isOutage(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// Class 08 (connection exception) and 57P (operator intervention:
-		// shutdown, crash) mean the server is going or gone.
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+		// A connection exception, or an operator's shutdown, a crash or a
+		// dropped database, means the server is going or gone. A cancelled
+		// query (57014, the same class) is not: the server answered it.
+		return pgerrcode.IsConnectionException(pgErr.Code) || serverGoing(pgErr.Code)
 	}
 	return true
+}
+
+// serverGoing reports the codes of class 57 (operator intervention) that
+// say the server is shutting down, starting, or can no longer serve this
+// session.
+func serverGoing(code string) bool {
+	switch code {
+	case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow,
+		pgerrcode.DatabaseDropped, pgerrcode.IdleSessionTimeout:
+		return true
+	}
+	return false
 }
 
 // failed records a failure of the store, and logs it as the outage's

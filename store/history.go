@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -83,7 +84,7 @@ func (s *Store) RecordSignIn(ctx context.Context, a SignInAttempt) error {
 	case utf8.ValidString(a.Username) && len(a.Username) <= 4*MaxUsernameLength:
 		_, err = s.pool.Exec(ctx, s.q.signInByName, lookupKey(a.Username), a.Username, ip, agent, a.Outcome, factor)
 	}
-	if err != nil && pgErrorCode(err) != foreignKeyViolation {
+	if err != nil && pgErrorCode(err) != pgerrcode.ForeignKeyViolation {
 		return fmt.Errorf("recording a sign-in attempt: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"go.mau.fi/util/confusable"
 )
@@ -100,7 +101,7 @@ func (s *Store) createUserRow(ctx context.Context, name Username, hash string, i
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, s.lookalikeError(ctx, name.Display)
-	case pgErrorCode(err) == uniqueViolation:
+	case pgErrorCode(err) == pgerrcode.UniqueViolation:
 		// An account from before the check with the same key.
 		return nil, ErrUserExists
 	case err != nil:

@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -122,9 +123,9 @@ func (s *Store) AddPasskey(ctx context.Context, p Passkey) (*Passkey, error) {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, ErrTooManyPasskeys
-	case pgErrorCode(err) == uniqueViolation:
+	case pgErrorCode(err) == pgerrcode.UniqueViolation:
 		return nil, ErrPasskeyExists
-	case pgErrorCode(err) == foreignKeyViolation:
+	case pgErrorCode(err) == pgerrcode.ForeignKeyViolation:
 		return nil, ErrUserNotFound
 	case err != nil:
 		return nil, fmt.Errorf("adding a passkey: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -99,7 +100,7 @@ func (s *Store) CreateSession(ctx context.Context, p SessionParams) (string, *Se
 		return "", nil, fmt.Errorf("creating session: %w", ErrCredentialsChanged)
 	}
 	if err != nil {
-		if pgErrorCode(err) == foreignKeyViolation {
+		if pgErrorCode(err) == pgerrcode.ForeignKeyViolation {
 			return "", nil, fmt.Errorf("creating session: %w", ErrUserNotFound)
 		}
 		return "", nil, fmt.Errorf("creating session: %w", err)

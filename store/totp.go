@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -96,7 +97,7 @@ func (s *Store) SetTOTPSecret(ctx context.Context, userID UserID, secret []byte)
 		return ErrUserNotFound
 	}
 	tag, err := s.pool.Exec(ctx, s.q.setTOTPSecret, string(userID), secret)
-	if pgErrorCode(err) == foreignKeyViolation {
+	if pgErrorCode(err) == pgerrcode.ForeignKeyViolation {
 		return ErrUserNotFound
 	}
 	if err != nil {

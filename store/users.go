@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -291,7 +292,7 @@ func (s *Store) keyUsernames(ctx context.Context) error {
 			continue
 		}
 		_, err = s.pool.Exec(ctx, s.q.setUsernameKey, r.ID, name.Key)
-		if err != nil && pgErrorCode(err) != uniqueViolation {
+		if err != nil && pgErrorCode(err) != pgerrcode.UniqueViolation {
 			return fmt.Errorf("setting username key: %w", err)
 		}
 	}
@@ -345,12 +346,6 @@ func collectUser(rows pgx.Rows, err error) (*User, error) {
 	}
 	return &u, nil
 }
-
-// PostgreSQL error codes the store turns into its own errors.
-const (
-	uniqueViolation     = "23505"
-	foreignKeyViolation = "23503"
-)
 
 func pgErrorCode(err error) string {
 	var pgErr *pgconn.PgError

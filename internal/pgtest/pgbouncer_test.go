@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -181,7 +182,7 @@ func TestPgBouncerBreaksNamedPreparedStatements(t *testing.T) {
 	}
 	err := c.QueryRow(ctx, query, 1).Scan(&n)
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42P05" {
+	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.DuplicatePreparedStatement {
 		t.Fatalf("second client on the same server connection: %v; want duplicate_prepared_statement (42P05)", err)
 	}
 }
