@@ -345,9 +345,3 @@ func onOffWordArg(dst *string) readOption {
 		return nil
 	}
 }
-
-// Interface guards
-var (
-	_ caddyfile.Unmarshaler = (*App)(nil)
-	_ caddyfile.Unmarshaler = (*Handler)(nil)
-)

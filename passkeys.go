@@ -511,3 +511,6 @@ func (h *Handler) addPasskeys(r *http.Request, page *web.AccountPage, userID sto
 	}
 	return nil
 }
+
+// Interface guards
+var _ webauthn.User = (*passkeyUser)(nil)

@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
@@ -238,9 +236,3 @@ func oneOf(v string, allowed ...string) bool {
 	}
 	return false
 }
-
-// Interface guards
-var (
-	_ caddy.Validator = (*Handler)(nil)
-	_ caddy.Validator = (*App)(nil)
-)

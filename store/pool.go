@@ -238,4 +238,5 @@ func snakeCase(name string) string {
 	return b.String()
 }
 
+// Interface guards
 var _ pgx.QueryTracer = (*QueryTimer)(nil)
