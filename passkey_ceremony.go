@@ -140,7 +140,7 @@ func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind str
 // answer is checked, so a ceremony is finished once whether it verified or
 // not, and a cookie that does not open costs no write.
 func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
-	c, err := r.Cookie(ceremonyCookie)
+	c, err := r.Cookie(h.ceremonyCookieName())
 	if err != nil || c.Value == "" {
 		return "", nil, refuse(reasonNoPasskeyCeremony, "No passkey request is under way: start again")
 	}

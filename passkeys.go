@@ -32,9 +32,6 @@ import (
 // person needs to touch a key or unlock a phone, not more.
 const ceremonyLifetime = 5 * time.Minute
 
-// ceremonyCookie holds the sealed state of the ceremony under way in this browser.
-const ceremonyCookie = "pg_session_passkey"
-
 // msgPasskeyFailed is the answer to a passkey sign-in that did not verify;
 // it does not say why, as the reasons are for the log.
 const msgPasskeyFailed = "That passkey could not be verified"
@@ -125,10 +122,22 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	return wa, nil
 }
 
+// ceremonyCookieName is the name of the cookie holding the sealed state of
+// the ceremony under way in this browser: the session cookie's name with
+// _passkey, as the pending sign-in's has _pending. A __Host- name turns
+// __Secure-, because __Host- demands Path=/ and this cookie goes only to
+// the passkey routes; browsers still insist that it be Secure.
+func (h *Handler) ceremonyCookieName() string {
+	if name, ok := strings.CutPrefix(h.CookieName, "__Host-"); ok {
+		return "__Secure-" + name + "_passkey"
+	}
+	return h.CookieName + "_passkey"
+}
+
 // ceremonyCookie is the cookie of a ceremony's sealed state, sent only to
 // the passkey routes; maxAge -1 clears it.
 func (h *Handler) ceremonyCookie(r *http.Request, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: ceremonyCookie, Value: value, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
+	return &http.Cookie{Name: h.ceremonyCookieName(), Value: value, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
 		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode}
 }
 

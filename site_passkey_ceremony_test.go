@@ -127,7 +127,7 @@ func expireCeremonyCookie(t *testing.T, b *browser, site *testSite, kind string,
 	u, err := url.Parse(site.url(passkeyAPI))
 	require.NoError(t, err)
 	u.Host = "localhost:" + u.Port()
-	b.jar.SetCookies(u, []*http.Cookie{{Name: ceremonyCookie, Value: value, Path: passkeyAPI}})
+	b.jar.SetCookies(u, []*http.Cookie{{Name: defaultCeremonyCookie, Value: value, Path: passkeyAPI}})
 }
 
 // A sign-in begun on one server finishes on another sharing the database,
@@ -189,7 +189,7 @@ func finishWithCookie(t *testing.T, site, origin *testSite, value string, body a
 	t.Helper()
 	u, err := url.Parse(origin.url("/"))
 	require.NoError(t, err)
-	req := webtest.JSONRequest(t, http.MethodPost, site.url(passkeyAPI+"/login/finish"), body, "Cookie", ceremonyCookie+"="+value)
+	req := webtest.JSONRequest(t, http.MethodPost, site.url(passkeyAPI+"/login/finish"), body, "Cookie", defaultCeremonyCookie+"="+value)
 	req.Host = "localhost:" + u.Port()
 	resp, data := webtest.Do(t, attackerClient, req)
 	return reply{resp, data}

@@ -23,6 +23,10 @@ import (
 
 const passkeyAPI = "/api/auth/passkeys"
 
+// defaultCeremonyCookie is the ceremony cookie's name under the default
+// cookie_name (session).
+const defaultCeremonyCookie = "session_passkey"
+
 // atLocalhost sends a request to site as a browser at http://localhost:<port>
 // would: a domain, which WebAuthn needs, where the site's URL has an IP address.
 func atLocalhost(t *testing.T, b *browser, site *testSite, method, path string, body any) reply {
@@ -43,11 +47,11 @@ func atLocalhost(t *testing.T, b *browser, site *testSite, method, path string, 
 func ceremonyCookieOf(t *testing.T, resp reply) *http.Cookie {
 	t.Helper()
 	for _, c := range resp.Cookies() {
-		if c.Name == ceremonyCookie {
+		if c.Name == defaultCeremonyCookie {
 			return c
 		}
 	}
-	t.Fatalf("no %s cookie in %v", ceremonyCookie, resp.Header.Values("Set-Cookie"))
+	t.Fatalf("no %s cookie in %v", defaultCeremonyCookie, resp.Header.Values("Set-Cookie"))
 	return nil
 }
 
@@ -155,7 +159,7 @@ func TestPasskeyCeremonyIsSingleUseAndExpires(t *testing.T) {
 
 	u, err := url.Parse(site.url("/"))
 	require.NoError(t, err)
-	req := webtest.JSONRequest(t, http.MethodPost, site.url(passkeyAPI+"/login/finish"), garbage, "Cookie", ceremonyCookie+"="+token)
+	req := webtest.JSONRequest(t, http.MethodPost, site.url(passkeyAPI+"/login/finish"), garbage, "Cookie", defaultCeremonyCookie+"="+token)
 	req.Host = "localhost:" + u.Port()
 	resp, body := webtest.Do(t, attackerClient, req)
 	replay := reply{resp, body}

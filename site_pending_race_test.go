@@ -118,6 +118,21 @@ type softPasskey struct {
 func addSoftPasskey(t *testing.T, db *testDB, user *store.User) *softPasskey {
 	t.Helper()
 	ctx := context.Background()
+	p, cose := newSoftPasskey(t)
+	record, err := json.Marshal(webauthn.Credential{ID: p.id, PublicKey: cose, AttestationType: "none",
+		Flags: webauthn.CredentialFlags{UserPresent: true, UserVerified: true}})
+	require.NoError(t, err)
+	_, err = db.store.AddPasskey(ctx, store.Passkey{ID: p.id, UserID: user.ID, Name: "Soft key", Credential: record, PublicKey: cose})
+	require.NoError(t, err)
+	p.handle, err = db.store.WebAuthnHandle(ctx, user.ID)
+	require.NoError(t, err)
+	return p
+}
+
+// newSoftPasskey makes a passkey's key and id, and its public key as COSE
+// bytes, as an authenticator does when it creates one.
+func newSoftPasskey(t *testing.T) (*softPasskey, []byte) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	ecdhKey, err := key.PublicKey.ECDH()
@@ -128,15 +143,7 @@ func addSoftPasskey(t *testing.T, db *testDB, user *store.User) *softPasskey {
 		Curve:         1, XCoord: point[1:33], YCoord: point[33:],
 	})
 	require.NoError(t, err)
-	p := &softPasskey{id: []byte("soft-" + randomHex(t, 8)), key: key}
-	record, err := json.Marshal(webauthn.Credential{ID: p.id, PublicKey: cose, AttestationType: "none",
-		Flags: webauthn.CredentialFlags{UserPresent: true, UserVerified: true}})
-	require.NoError(t, err)
-	_, err = db.store.AddPasskey(ctx, store.Passkey{ID: p.id, UserID: user.ID, Name: "Soft key", Credential: record, PublicKey: cose})
-	require.NoError(t, err)
-	p.handle, err = db.store.WebAuthnHandle(ctx, user.ID)
-	require.NoError(t, err)
-	return p
+	return &softPasskey{id: []byte("soft-" + randomHex(t, 8)), key: key}, cose
 }
 
 // answer is the body of a sign-in finish for the challenge of begin, at
