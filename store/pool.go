@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"reflect"
 	"slices"
@@ -214,26 +215,46 @@ func StatementName(sql string) string {
 	return "other"
 }
 
-// learnStatementNames names each statement of q after its field, in snake
-// case (getSession is get_session), so a statement added to queries is named
-// without a list to keep up to date.
+// learnStatementNames names each statement of q as namedStatements does.
 func learnStatementNames(q queries) {
-	v := reflect.ValueOf(q)
-	for i := range v.NumField() {
-		if f := v.Field(i); f.Kind() == reflect.String && f.String() != "" {
-			statementNames.LoadOrStore(f.String(), snakeCase(v.Type().Field(i).Name))
+	for sql, name := range namedStatements(q) {
+		statementNames.LoadOrStore(sql, name)
+	}
+}
+
+// namedStatements yields the SQL text of each statement of q with its name:
+// its field's name in snake case (getSession is get_session), so a
+// statement added to queries is named without a list to keep up to date.
+func namedStatements(q queries) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		v := reflect.ValueOf(q)
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Kind() == reflect.String && f.String() != "" {
+				if !yield(f.String(), snakeCase(v.Type().Field(i).Name)) {
+					return
+				}
+			}
 		}
 	}
 }
 
+// snakeCase spells a Go name as words joined by _, an initialism as one
+// word, as a person would write it: getTOTP is get_totp, signInByID is
+// sign_in_by_id, acceptTOTPStep is accept_totp_step.
 func snakeCase(name string) string {
+	runes := []rune(name)
 	var b strings.Builder
-	for _, r := range name {
-		if unicode.IsUpper(r) {
-			b.WriteByte('_')
-			r = unicode.ToLower(r)
+	for i, r := range runes {
+		if unicode.IsUpper(r) && i > 0 {
+			prev := runes[i-1]
+			// A capital starts a word after a lower-case letter or a digit,
+			// and, within an initialism, where a lower-case letter follows:
+			// the P of TOTPStep begins nothing, its S begins Step.
+			if !unicode.IsUpper(prev) || i+1 < len(runes) && unicode.IsLower(runes[i+1]) {
+				b.WriteByte('_')
+			}
 		}
-		b.WriteRune(r)
+		b.WriteRune(unicode.ToLower(r))
 	}
 	return b.String()
 }

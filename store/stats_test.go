@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,4 +110,26 @@ func TestQueryTimerNamesTheStatements(t *testing.T) {
 		assert.Regexp(t, `^[a-z_]+$`, name, "a name, never SQL")
 	}
 	assert.Equal(t, "other", store.StatementName("SELECT 1"))
+}
+
+// Every statement's label is snake case as a person writes it, an
+// initialism one word: get_totp, not get_t_o_t_p.
+func TestEveryStatementHasAReadableName(t *testing.T) {
+	t.Parallel()
+	names := store.StatementNames()
+	require.Greater(t, len(names), 50, "every statement of the store")
+	snake := regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	seen := map[string]bool{}
+	for _, name := range names {
+		assert.Regexp(t, snake, name)
+		for word := range strings.SplitSeq(name, "_") {
+			assert.Greater(t, len(word), 1, "%s: no word of one letter", name)
+		}
+		assert.False(t, seen[name], "%s names one statement", name)
+		seen[name] = true
+	}
+	for _, name := range []string{"get_totp", "accept_totp_step", "set_totp_secret", "sign_in_by_id", "get_user_by_id",
+		"webauthn_handle", "user_by_webauthn_handle", "check_session", "get_session"} {
+		assert.True(t, seen[name], "%s is a statement's name", name)
+	}
 }
