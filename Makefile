@@ -24,7 +24,9 @@ build:
 	go build -o caddy ./cmd/caddy
 
 # A static site with a login in front of it on http://localhost:8080, with a
-# throwaway PostgreSQL unless DATABASE_URL is set; Ctrl-C stops it. See demo/run.sh.
+# throwaway PostgreSQL unless DATABASE_URL is set, and two-step sign-in under a
+# key made for it unless PGSESSION_SECRETS_KEY is set; Ctrl-C stops it. See
+# demo/run.sh.
 demo:
 	@bash demo/run.sh
 

@@ -7,13 +7,16 @@
 #      server with apt-get first if it is missing and this runs as root on
 #      Debian or Ubuntu).
 #   2. Builds ./caddy with the plugin (go build -o caddy ./cmd/caddy).
-#   3. Creates the user "demo" with a random password, or gives it a new one.
-#   4. Runs Caddy with demo/Caddyfile and prints the address, name and password.
+#   3. Makes a key for two-step sign-in (PGSESSION_SECRETS_KEY, the
+#      Caddyfile's secrets_key) unless one is set.
+#   4. Creates the user "demo" with a random password, or gives it a new one.
+#   5. Runs Caddy with demo/Caddyfile and prints the address, name and password.
 #
 # On Ctrl-C, or any other exit, it stops Caddy and the throwaway PostgreSQL
 # and removes the temporary folder.
 #
-# Environment: DATABASE_URL (optional, see above), DEMO_PORT (default 8080).
+# Environment: DATABASE_URL (optional, see above), PGSESSION_SECRETS_KEY
+# (optional: a new key each run otherwise), DEMO_PORT (default 8080).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -191,16 +194,23 @@ export DATABASE_URL
 
 # build_progress turns go build -v's list of packages compiled into a count,
 # kept on one line on a terminal and printed every 100 packages otherwise;
-# other lines (module downloads, compile errors) pass through.
+# other lines (module downloads, compile errors) pass through. A build that
+# compiled fewer than "few" packages (a warm cache: the plugin's own, the
+# binary) shows no count, which would read as a build cut short, but says
+# it was up to date, unless it printed anything else (an error).
 build_progress() {
 	local total tty=''
 	total=$(go list -deps ./cmd/caddy 2>/dev/null | wc -l) || total=0
 	[[ -t 1 ]] && tty=1
-	awk -v total="$total" -v tty="$tty" '
+	awk -v total="$total" -v tty="$tty" -v few=50 '
 		function show() { printf (tty ? "\r" : "") "    compiled %d of at most %d packages" (tty ? "" : "\n"), n, total; fflush() }
-		/^[^ :#]+$/ { n++; if (tty || n % 100 == 0) show(); next }
-		{ if (tty && n) printf "\n"; print "    " $0; fflush() }
-		END { if (n && (tty || n % 100 != 0)) { if (!tty) show(); else printf "\n" } }'
+		/^[^ :#]+$/ { n++; if (n >= few && (tty || n % 100 == 0)) show(); next }
+		{ if (tty && n >= few) printf "\n"; print "    " $0; fflush(); other = 1 }
+		END {
+			if (n < few) { if (!other) print "    up to date" }
+			else if (tty) printf "\n"
+			else if (n % 100 != 0) show()
+		}'
 }
 
 step "Building Caddy with the plugin: go build -o caddy ./cmd/caddy"
@@ -210,6 +220,22 @@ go build -v -o caddy ./cmd/caddy 2>&1 | build_progress || die "go build failed (
 step "Installing the schema: ./caddy pg-session migrate"
 ./caddy pg-session migrate 2>&1 | indent || die "Installing the schema failed (output above)."
 
+made_key=''
+if [[ -n ${PGSESSION_SECRETS_KEY:-} ]]; then
+	step "Using the key for two-step sign-in in PGSESSION_SECRETS_KEY"
+else
+	step "Making a key for two-step sign-in: ./caddy pg-session secrets-key"
+	PGSESSION_SECRETS_KEY=$(./caddy pg-session secrets-key) || die "Making the key failed (output above)."
+	made_key=1
+	info "demo/Caddyfile reads it as secrets_key: the account page offers an authenticator app (TOTP) and recovery codes"
+	if [[ -n $throwaway_db ]]; then
+		info "it lives as long as this demo, as the database does"
+	else
+		info "a new one each run: export PGSESSION_SECRETS_KEY to keep one, and the authenticator set up with it"
+	fi
+fi
+export PGSESSION_SECRETS_KEY
+
 password=$(random_password)
 step "Creating the user \"$demo_user\": ./caddy pg-session user add $demo_user --password-stdin"
 if out=$(printf '%s\n' "$password" | ./caddy pg-session user add "$demo_user" --password-stdin 2>&1); then
@@ -218,6 +244,12 @@ elif passwd_out=$(printf '%s\n' "$password" | ./caddy pg-session user passwd "$d
 	# "user add" failed because the user exists already, from an earlier run.
 	info "it exists already, so it gets a new password: ./caddy pg-session user passwd $demo_user --password-stdin"
 	indent <<<"$passwd_out"
+	if [[ -n $made_key ]]; then
+		# An authenticator set up in an earlier run was sealed with another
+		# key: without this, the new password would not be enough to sign in.
+		info "and its two-step sign-in from an earlier run is removed: ./caddy pg-session user reset-2fa $demo_user"
+		./caddy pg-session user reset-2fa "$demo_user" 2>&1 | indent || die "Removing its two-step sign-in failed (output above)."
+	fi
 else
 	indent <<<"$out" >&2
 	die "Creating the user failed (output above)."
@@ -260,6 +292,8 @@ row "URL" "$url"
 row "Username" "$demo_user"
 row "Password" "$password"
 printf '  %s%s%s\n' "$bl" "$rule" "$br"
+echo
+info "Two-step sign-in: your account ($url/account) sets up an authenticator app, recovery codes and passkeys."
 echo
 if [[ -n $throwaway_db ]]; then
 	info "To try the pg-session CLI in another terminal (e.g. sessions list $demo_user):"
