@@ -46,13 +46,7 @@ func atLocalhost(t *testing.T, b *browser, site *testSite, method, path string, 
 // ceremonyCookieOf returns the passkey ceremony cookie resp sets.
 func ceremonyCookieOf(t *testing.T, resp reply) *http.Cookie {
 	t.Helper()
-	for _, c := range resp.Cookies() {
-		if c.Name == defaultCeremonyCookie {
-			return c
-		}
-	}
-	t.Fatalf("no %s cookie in %v", defaultCeremonyCookie, resp.Header.Values("Set-Cookie"))
-	return nil
+	return namedCookie(t, resp, defaultCeremonyCookie)
 }
 
 func publicKeyOptions(t *testing.T, resp reply) map[string]any {
