@@ -34,7 +34,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
@@ -82,7 +82,7 @@ type testSite struct {
 	handler *Handler
 	next    caddyhttp.Handler
 	server  *httptest.Server
-	log     *caddytest.SyncBuffer // what the site logged
+	log     *caddyproc.SyncBuffer // what the site logged
 	// registry is the config's metrics registry, which Caddy's /metrics serves.
 	registry *prometheus.Registry
 	// caddyServer is what Caddy's own request preparation reads: with no
@@ -115,7 +115,7 @@ func startSite(t *testing.T, opts siteOptions) *testSite {
 // a config, without starting anything: start does that.
 func openSite(t *testing.T, opts siteOptions) *testSite {
 	t.Helper()
-	s := &testSite{t: t, opts: opts, log: new(caddytest.SyncBuffer), caddyServer: new(caddyhttp.Server), next: opts.next}
+	s := &testSite{t: t, opts: opts, log: new(caddyproc.SyncBuffer), caddyServer: new(caddyhttp.Server), next: opts.next}
 	if s.next == nil {
 		s.next = respond("hello {http.auth.user.username}")
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -28,7 +28,7 @@ var binary = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return caddytest.Build(dir, false)
+	return caddyproc.Build(dir, false)
 })
 
 // BenchmarkGate compares a request to the same response with and without
@@ -60,7 +60,7 @@ func BenchmarkGate(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	open, gated := caddytest.FreePort(b), caddytest.FreePort(b)
+	open, gated := caddyproc.FreePort(b), caddyproc.FreePort(b)
 	caddyfile := fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -76,7 +76,7 @@ http://127.0.0.1:%d {
 	respond "hello" 200
 }
 `, pool.Config().ConnString(), open, gated)
-	caddytest.Start(b, bin, caddyfile, fmt.Sprintf("http://127.0.0.1:%d/", open), 0)
+	caddyproc.Start(b, bin, caddyfile, fmt.Sprintf("http://127.0.0.1:%d/", open), 0)
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	cases := []struct {

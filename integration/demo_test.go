@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 )
 
 // fakeGo stands in for the go command in the demo test: building Caddy for
@@ -38,7 +38,7 @@ esac
 type demoRun struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	out  *caddytest.SyncBuffer
+	out  *caddyproc.SyncBuffer
 	done chan error
 	ctx  context.Context
 	port int
@@ -54,7 +54,7 @@ func startDemo(t *testing.T, db *database, env ...string) *demoRun {
 	require.NoError(t, os.Mkdir(bin, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755))
 
-	d := &demoRun{t: t, out: new(caddytest.SyncBuffer), done: make(chan error, 1), port: freePort(t)}
+	d := &demoRun{t: t, out: new(caddyproc.SyncBuffer), done: make(chan error, 1), port: freePort(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	d.ctx = ctx
@@ -200,7 +200,7 @@ func TestDemoCaddyfileByHandTakesTheKeyFromTheEnvironment(t *testing.T) {
 	t.Setenv("DEMO_PORT", strconv.Itoa(port))
 	t.Setenv("DEMO_SITE_ROOT", site)
 	url := func(path string) string { return "http://localhost:" + strconv.Itoa(port) + path }
-	caddytest.StartWithArgs(t, caddyBinary, url("/assets/style.css"), "run", "--config", caddyfile, "--adapter", "caddyfile")
+	caddyproc.StartWithArgs(t, caddyBinary, url("/assets/style.css"), "run", "--config", caddyfile, "--adapter", "caddyfile")
 
 	b := newBrowser(t)
 	resp := b.postJSON(url("/api/auth/login"), map[string]string{"username": "alice", "password": "correct horse battery"})

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 )
 
 // With error_pages caddy, the site's own handle_errors answers every
@@ -39,7 +39,7 @@ http://127.0.0.1:%d {
 }
 `, adminPort, db.url, port)
 	url := func(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", port, path) }
-	caddytest.Start(t, caddyBinary, caddyfile, url("/"), adminPort)
+	caddyproc.Start(t, caddyBinary, caddyfile, url("/"), adminPort)
 
 	for _, tc := range []struct {
 		name   string

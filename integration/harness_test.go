@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	// The binary gets the race detector when the tests do, so the handler's
 	// concurrency is checked under real traffic.
-	caddyBinary, err = caddytest.Build(dir, raceEnabled)
+	caddyBinary, err = caddyproc.Build(dir, raceEnabled)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		os.RemoveAll(dir)
@@ -90,12 +90,12 @@ http://127.0.0.1:{{.Port}} {
 
 // caddyServer is a running Caddy serving one site.
 type caddyServer struct {
-	*caddytest.Server
+	*caddyproc.Server
 	t    *testing.T
 	site site
 }
 
-func freePort(t *testing.T) int { return caddytest.FreePort(t) }
+func freePort(t *testing.T) int { return caddyproc.FreePort(t) }
 
 func renderCaddyfile(t *testing.T, s site) string {
 	t.Helper()
@@ -114,7 +114,7 @@ func startCaddy(t *testing.T, s site) *caddyServer {
 		s.AdminPort = freePort(t)
 	}
 	c := &caddyServer{t: t, site: s}
-	c.Server = caddytest.Start(t, caddyBinary, renderCaddyfile(t, s), c.url("/api/auth/me"), s.AdminPort)
+	c.Server = caddyproc.Start(t, caddyBinary, renderCaddyfile(t, s), c.url("/api/auth/me"), s.AdminPort)
 	return c
 }
 

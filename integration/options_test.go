@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 )
 
 // A login_template that cannot be read stops caddy validate, naming the file.
@@ -67,7 +67,7 @@ func TestJSONConfig(t *testing.T) {
 	path := filepath.Join(dir, "caddy.json")
 	require.NoError(t, os.WriteFile(path, []byte(config), 0o600))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	caddytest.StartWithArgs(t, caddyBinary, base+"/api/auth/me", "run", "--config", path)
+	caddyproc.StartWithArgs(t, caddyBinary, base+"/api/auth/me", "run", "--config", path)
 
 	b := newBrowser(t)
 	assert.Equal(t, http.StatusOK, b.get(base+"/open/x").StatusCode)

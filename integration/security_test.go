@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 )
 
@@ -320,7 +320,7 @@ http://127.0.0.1:%d {
 }
 `, db.url, port, upstream.Listener.Addr().String())
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	srv := caddytest.Start(t, caddyBinary, caddyfile, base+"/api/auth/me", 0)
+	srv := caddyproc.Start(t, caddyBinary, caddyfile, base+"/api/auth/me", 0)
 	c := &caddyServer{Server: srv, t: t, site: site{Port: port}}
 
 	var answers []response

@@ -28,7 +28,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -138,7 +138,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	defer os.RemoveAll(work)
 
 	progress("building cmd/caddy and starting PostgreSQL")
-	binary, err := caddytest.Build(work, false)
+	binary, err := caddyproc.Build(work, false)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgsession/caddy-pgsession/internal/caddytest"
+	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -191,8 +191,8 @@ func (env *environment) siteBlock(v variant, port int) string {
 // they share one process, one pool and one set of caches; a variant with
 // app options of its own gets a process of its own (and the loaded
 // process's CPU time is what is measured for each).
-func (env *environment) startServerA(sites []string) ([]*caddytest.Process, error) {
-	ports, err := caddytest.FreePorts(2 * len(sites))
+func (env *environment) startServerA(sites []string) ([]*caddyproc.Process, error) {
+	ports, err := caddyproc.FreePorts(2 * len(sites))
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (env *environment) startServerA(sites []string) ([]*caddytest.Process, erro
 		}
 		groups[v.appOptions] = append(groups[v.appOptions], name)
 	}
-	var procs []*caddytest.Process
+	var procs []*caddyproc.Process
 	for i, opts := range order {
 		admin := "off"
 		if env.cfg.profile != "" {
@@ -224,7 +224,7 @@ func (env *environment) startServerA(sites []string) ([]*caddytest.Process, erro
 			caddyfile += env.siteBlock(v, env.ports[name])
 		}
 		progress("starting Caddy with %s", strings.Join(groups[opts], ", "))
-		p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(env.ports[groups[opts][0]]))
+		p, err := caddyproc.StartProcess(env.binary, caddyfile, siteURL(env.ports[groups[opts][0]]))
 		if err != nil {
 			for _, q := range procs {
 				q.Stop()
@@ -243,19 +243,19 @@ func (env *environment) startServerA(sites []string) ([]*caddytest.Process, erro
 // serverB is the second Caddy: the gated site alone, on the same database,
 // with an admin endpoint so its Go heap can be read.
 type serverB struct {
-	*caddytest.Process
+	*caddyproc.Process
 	port, adminPort int
 }
 
 func (env *environment) startServerB() (*serverB, error) {
-	ports, err := caddytest.FreePorts(2)
+	ports, err := caddyproc.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
 	v, _ := variantByName("gate_cache_on")
 	caddyfile := env.globalOptions(fmt.Sprintf("127.0.0.1:%d", ports[1]), "cache_size 200000") + env.siteBlock(v, ports[0])
 	progress("starting a second Caddy (server B) with gate_cache_on")
-	p, err := caddytest.StartProcess(env.binary, caddyfile, siteURL(ports[0]))
+	p, err := caddyproc.StartProcess(env.binary, caddyfile, siteURL(ports[0]))
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package caddytest
+package caddyproc
 
 import (
 	"errors"

@@ -1,7 +1,7 @@
-// Package caddytest runs the development Caddy binary for end-to-end tests
+// Package caddyproc runs the development Caddy binary for end-to-end tests
 // and benchmarks: build it once, start it with a Caddyfile, wait until it
 // answers, reload it through the admin API, and stop it as Ctrl-C would.
-package caddytest
+package caddyproc
 
 import (
 	"bytes"
