@@ -36,7 +36,7 @@ import (
 
 	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
-	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/internal/pgtest/migrated"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -586,21 +586,32 @@ type testDB struct {
 	store *store.Store
 }
 
-// newTestDB creates a database of the test's own, with the schema installed.
+// newTestDB creates a database of the test's own, with the schema installed:
+// a copy of the one this test binary migrated, which is much quicker than
+// migrating each test's. Tests of installing or upgrading the schema start
+// from pgtest.NewDatabase, which is empty.
 func newTestDB(t *testing.T) *testDB {
 	t.Helper()
-	return testDBAt(t, pgtest.NewDatabase(t))
+	return openTestDB(t, migrated.NewDatabase(t))
 }
 
+// testDBAt installs the schema, if it is not there yet, in the database at
+// url, e.g. one on a server of the test's own (pgtest.NewServer).
 func testDBAt(t *testing.T, url string) *testDB {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
+	db := openTestDB(t, url)
+	_, err := db.store.Migrate(context.Background())
+	require.NoError(t, err)
+	return db
+}
+
+// openTestDB opens the database at url as it is.
+func openTestDB(t *testing.T, url string) *testDB {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	s, err := store.New(pool, store.Options{Argon2: cheapArgon2})
-	require.NoError(t, err)
-	_, err = s.Migrate(ctx)
 	require.NoError(t, err)
 	return &testDB{url: url, pool: pool, store: s}
 }

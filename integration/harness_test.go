@@ -22,6 +22,7 @@ import (
 
 	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/internal/pgtest/migrated"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -200,22 +201,33 @@ type database struct {
 	store *store.Store
 }
 
+// newDatabaseAt installs the schema, if it is not there yet, in the database
+// at url, e.g. one on a server of the test's own (pgtest.NewServer).
 func newDatabaseAt(t *testing.T, url string) *database {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
+	db := openDatabase(t, url)
+	_, err := db.store.Migrate(context.Background())
+	require.NoError(t, err)
+	return db
+}
+
+// newDatabase creates a database of the test's own, with the schema
+// installed: a copy of the one this test binary migrated, which is much
+// quicker than migrating each test's.
+func newDatabase(t *testing.T) *database {
+	t.Helper()
+	return openDatabase(t, migrated.NewDatabase(t))
+}
+
+// openDatabase opens the database at url as it is.
+func openDatabase(t *testing.T, url string) *database {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	s, err := store.New(pool, store.Options{})
 	require.NoError(t, err)
-	_, err = s.Migrate(ctx)
-	require.NoError(t, err)
 	return &database{url: url, pool: pool, store: s}
-}
-
-func newDatabase(t *testing.T) *database {
-	t.Helper()
-	return newDatabaseAt(t, pgtest.NewDatabase(t))
 }
 
 // addUser creates a user with a password.

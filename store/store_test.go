@@ -13,15 +13,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgsession/caddy-pgsession/internal/pgtest"
+	"github.com/pgsession/caddy-pgsession/internal/pgtest/migrated"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// newStore returns a migrated store on a fresh database.
+// newStore returns a store on a fresh database with the schema installed: a
+// copy of the one this test binary migrated, which is much quicker than
+// migrating each test's. opts.Schema must be the default, the copy's.
 func newStore(tb testing.TB, opts store.Options) *store.Store {
 	tb.Helper()
-	return newStoreAt(tb, pgtest.NewDatabase(tb), opts)
+	return openStore(tb, migrated.NewDatabase(tb), opts)
 }
 
 // cheapArgon2 makes password hashes cost next to nothing, so tests that
@@ -33,13 +36,20 @@ var cheapArgon2 = store.Argon2Params{Memory: 64, Passes: 1}
 // cheaply unless opts says otherwise.
 func newStoreAt(tb testing.TB, url string, opts store.Options) *store.Store {
 	tb.Helper()
+	s := openStore(tb, url, opts)
+	_, err := s.Migrate(context.Background())
+	require.NoError(tb, err)
+	return s
+}
+
+// openStore returns a store on the database at url as it is, hashing
+// cheaply unless opts says otherwise.
+func openStore(tb testing.TB, url string, opts store.Options) *store.Store {
+	tb.Helper()
 	if opts.Argon2 == (store.Argon2Params{}) {
 		opts.Argon2 = cheapArgon2
 	}
-	pool := newPool(tb, url)
-	s, err := store.New(pool, opts)
-	require.NoError(tb, err)
-	_, err = s.Migrate(context.Background())
+	s, err := store.New(newPool(tb, url), opts)
 	require.NoError(tb, err)
 	return s
 }
