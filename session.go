@@ -3,10 +3,13 @@ package pgsession
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/store"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // The one way a request becomes a session, or a refusal saying why it has
@@ -195,4 +198,53 @@ func (a *App) session(ctx context.Context, token string, now time.Time) (engine.
 	s := engine.FromLive(key, row, now)
 	a.cache.Put(s, epoch)
 	return s, nil
+}
+
+// renew records the session's use, at most once per renewal interval, so
+// an idle timeout counts from the last use without a write per request. It
+// returns false when the write finds the session gone, which nothing
+// announced (a DELETE with the triggers off, as pg_restore
+// --disable-triggers and logical replication make): the session then ends
+// on this server at once. A failure is logged and the request goes on: the
+// session is still valid. now is when the request came.
+func (h *Handler) renew(r *http.Request, sess engine.Session, now time.Time) bool {
+	if now.Sub(sess.LastSeen()) < time.Duration(h.RenewalInterval) {
+		return true
+	}
+	if _, busy := h.renewing.LoadOrStore(sess.Key(), struct{}{}); busy {
+		return true
+	}
+	defer h.renewing.Delete(sess.Key())
+	epoch := h.app.cache.Epoch()
+	touch, err := h.store.TouchSession(r.Context(), sess.ID(), time.Duration(h.RenewalInterval))
+	if err != nil {
+		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		return true
+	}
+	h.app.renewed(sess, now, touch, epoch)
+	return touch != store.SessionGone
+}
+
+// token returns the session cookie's value, if the request has one. It
+// reads the Cookie header as net/http's Request.Cookie does, without
+// parsing every other cookie on every request.
+func (h *Handler) token(r *http.Request) (string, bool) {
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || name != h.CookieName {
+				continue
+			}
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if value == "" {
+				return "", false
+			}
+			return value, true
+		}
+	}
+	return "", false
 }
