@@ -1,0 +1,397 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unique"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/pgsession/caddy-pgsession/store"
+)
+
+// A session as memory keeps it, and the key memory finds it by.
+
+// cachedSession is what the gate needs of a live session. It is never
+// changed once made, so readers need no lock; a renewal stores a new one.
+// It is kept small, as a busy server holds many: times are Unix nanoseconds,
+// the key is memory's own (Session pairs the two where both are needed),
+// and what belongs to the user is shared by all of the user's sessions.
+// Times are on this server's clock: the database's, moved by the offset
+// measured when the row was read, so a clock skew between the two does not
+// stretch a session.
+type cachedSession struct {
+	user unique.Handle[User]
+	// expires and idleExpires (0 without an idle timeout) are the
+	// session's ends; lastSeen is the use the database last recorded, and
+	// confirmed when the database last said the session was live.
+	expires, idleExpires, lastSeen, confirmed int64
+	idleTimeout                               time.Duration
+}
+
+// User is what a session carries of its user, interned: the sessions of
+// one user share one copy.
+type User struct {
+	ID       store.UserID
+	Username string
+	IsAdmin  bool
+	// SecondFactor says whether the user had a second factor when the row
+	// was read; a change of factors changes the user's credentials, whose
+	// NOTIFY drops the entry.
+	SecondFactor bool
+	// IDValue and UsernameValue are ID and Username boxed once for the
+	// request's placeholders, so setting them allocates nothing.
+	IDValue, UsernameValue any
+}
+
+func (s *cachedSession) userID() store.UserID { return s.user.Value().ID }
+
+// Session is a session memory keeps, or may keep, with its key. The zero
+// Session is no session.
+type Session struct {
+	key Key
+	*cachedSession
+}
+
+// IsZero reports whether s is no session.
+func (s Session) IsZero() bool { return s.cachedSession == nil }
+
+// Key is the key memory keeps the session under.
+func (s Session) Key() Key { return s.key }
+
+// ID is the session's id as the database names it.
+func (s Session) ID() store.SessionID { return s.id() }
+
+func (s Session) id() store.SessionID { return store.SessionID(hex.EncodeToString(s.key[:])) }
+
+// User is the session's user.
+func (s Session) User() User { return s.user.Value() }
+
+// LastSeen is the use of the session the database last recorded.
+func (s Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen) }
+
+// Live reports whether the session has not ended by now, as far as this
+// server knows.
+func (s Session) Live(now time.Time) bool { return s.live(now) }
+
+// Key is the SHA-256 of a token: the session's id, as bytes.
+type Key [sha256.Size]byte
+
+// KeyOf hashes a token; a token of the usual length is copied to the stack
+// first, since converting it to a slice would allocate on every request.
+func KeyOf(token string) Key {
+	var buf [64]byte
+	if len(token) > len(buf) {
+		return sha256.Sum256([]byte(token))
+	}
+	n := copy(buf[:], token)
+	return sha256.Sum256(buf[:n])
+}
+
+// KeyOfID is the key of the session the database names id, if id is one.
+func KeyOfID(id store.SessionID) (Key, bool) {
+	var k Key
+	n, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil && n == len(k)
+}
+
+// live reports whether the session has not ended by now, as far as this
+// server knows: an idle end another server pushed back is not known here,
+// which sends the request to the database rather than refusing it.
+func (s *cachedSession) live(now time.Time) bool {
+	t := now.UnixNano()
+	return t < s.expires && (s.idleExpires == 0 || t < s.idleExpires)
+}
+
+// ends is when the session ends unless renewed.
+func (s *cachedSession) ends() time.Time {
+	if s.idleExpires != 0 && s.idleExpires < s.expires {
+		return time.Unix(0, s.idleExpires)
+	}
+	return time.Unix(0, s.expires)
+}
+
+// FromStore converts a session row read at local time now.
+func FromStore(sess *store.Session, now time.Time) Session {
+	k, _ := KeyOfID(sess.ID)
+	return Session{k, fromLive(sess.Live(), now)}
+}
+
+// FromLive converts what the gate's lookup of the session of key read at
+// local time now.
+func FromLive(key Key, l store.LiveSession, now time.Time) Session {
+	return Session{key, fromLive(l, now)}
+}
+
+func fromLive(l store.LiveSession, now time.Time) *cachedSession {
+	offset := now.Sub(l.CheckedAt)
+	c := &cachedSession{
+		user: unique.Make(User{ID: l.UserID, Username: l.Username, IsAdmin: l.IsAdmin,
+			SecondFactor: l.SecondFactor, IDValue: string(l.UserID), UsernameValue: l.Username}),
+		expires:     l.ExpiresAt.Add(offset).UnixNano(),
+		idleTimeout: l.IdleTimeout,
+		lastSeen:    l.LastSeenAt.Add(offset).UnixNano(),
+		confirmed:   now.UnixNano(),
+	}
+	if !l.IdleExpiresAt.IsZero() {
+		c.idleExpires = l.IdleExpiresAt.Add(offset).UnixNano()
+	}
+	return c
+}
+
+// The gate keeps the sessions it has checked in memory, so a request with a
+// live session costs no round trip to PostgreSQL. Memory is trusted only
+// while it is known to be up to date: the database's triggers announce every
+// session that ends or is shortened and every user who changes (see
+// store.Listener), and the listening connection proves it is caught up by
+// receiving its own pings. While it is not, every request is checked in the
+// database, except during an outage, when offline_grace applies.
+
+// Cache is the memory of checked sessions, with what decides whether
+// it may be trusted.
+type Cache struct {
+	entries *otter.Cache[Key, *cachedSession] // nil when cache_size is 0
+
+	// mu orders stores against invalidations: a session read from the
+	// database before an invalidation must not be stored after it.
+	mu    sync.Mutex
+	epoch atomic.Uint64
+
+	// caughtUp is when the last ping that came back was sent (Unix
+	// nanoseconds): every change committed before it has been applied. It
+	// is 0 while the listening connection is down.
+	caughtUp    atomic.Int64
+	trustWindow time.Duration
+
+	// reachedSinceLoss is set when the database answered a look-up that
+	// began well after the listening connection was lost (more than the
+	// trust window later): the database then outlived the connection, and
+	// changes since may have been missed, so memory must not stand in for
+	// it in an outage. A database that goes away ends the listener and the
+	// pool's connections a few milliseconds apart, and look-ups in that
+	// moment do not count; lostAt is when the connection was lost (Unix
+	// nanoseconds).
+	reachedSinceLoss atomic.Bool
+	lostAt           atomic.Int64
+	grace            time.Duration
+}
+
+// NewCache makes a memory of up to size sessions (none when size is 0),
+// trusted for trustWindow after the listening connection last proved it
+// caught up, whose sessions serve for grace after their last confirmation
+// while the database cannot be asked.
+func NewCache(size int, grace, trustWindow time.Duration) *Cache {
+	c := &Cache{grace: grace, trustWindow: trustWindow}
+	c.reachedSinceLoss.Store(true) // nothing was ever caught up
+	if size > 0 {
+		c.entries = otter.Must(&otter.Options[Key, *cachedSession]{MaximumSize: size})
+	}
+	return c
+}
+
+// Size is how many sessions memory may hold.
+func (c *Cache) Size() int {
+	if c.entries == nil {
+		return 0
+	}
+	return int(c.entries.GetMaximum())
+}
+
+// Trusted reports whether memory is up to date enough to answer alone.
+func (c *Cache) Trusted(now time.Time) bool {
+	t := c.caughtUp.Load()
+	return t != 0 && now.UnixNano()-t <= int64(c.trustWindow)
+}
+
+// Get returns the kept session of key, if any.
+func (c *Cache) Get(key Key) (Session, bool) {
+	if c.entries == nil {
+		return Session{}, false
+	}
+	s, ok := c.entries.GetIfPresent(key)
+	return Session{key, s}, ok
+}
+
+// Epoch is the count of invalidations, to read before a look-up whose
+// answer Put keeps.
+func (c *Cache) Epoch() uint64 { return c.epoch.Load() }
+
+// Put keeps s, unless an invalidation came since epoch was read.
+func (c *Cache) Put(s Session, epoch uint64) {
+	if c.entries == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch.Load() == epoch {
+		c.entries.Set(s.key, s.cachedSession)
+	}
+}
+
+// Forget drops the session of key, which the database no longer has.
+func (c *Cache) Forget(key Key) {
+	if c.entries == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch.Add(1)
+	c.entries.Invalidate(key)
+}
+
+// Invalidate applies what the database announced.
+func (c *Cache) Invalidate(inv store.Invalidation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch.Add(1)
+	if c.entries == nil {
+		return
+	}
+	if inv.All {
+		c.entries.InvalidateAll()
+		return
+	}
+	for _, id := range inv.Sessions {
+		if k, ok := KeyOfID(id); ok {
+			c.entries.Invalidate(k)
+		}
+	}
+	if len(inv.Users) > 0 {
+		users := make(map[store.UserID]bool, len(inv.Users))
+		for _, u := range inv.Users {
+			users[u] = true
+		}
+		for k, s := range c.entries.All() {
+			if users[s.user.Value().ID] {
+				c.entries.Invalidate(k)
+			}
+		}
+	}
+}
+
+// Confirmed records that every change committed before sent has been applied.
+func (c *Cache) Confirmed(sent time.Time) {
+	c.caughtUp.Store(sent.UnixNano())
+	c.reachedSinceLoss.Store(false)
+}
+
+// Lost records that the listening connection is gone.
+func (c *Cache) Lost() {
+	if c.caughtUp.Swap(0) != 0 {
+		c.lostAt.Store(time.Now().UnixNano())
+	}
+}
+
+// Reached records that the database answered a look-up begun at started.
+func (c *Cache) Reached(started time.Time) {
+	if c.caughtUp.Load() != 0 || c.reachedSinceLoss.Load() {
+		return
+	}
+	if lost := c.lostAt.Load(); lost == 0 || started.UnixNano()-lost > int64(c.trustWindow) {
+		c.reachedSinceLoss.Store(true)
+	}
+}
+
+// GraceFor returns the kept session of key if it may be served while the
+// database cannot be asked: confirmed within offline_grace, still live, and
+// kept across an outage that took the listening connection down with it, so
+// no revocation can have been missed.
+func (c *Cache) GraceFor(key Key, now time.Time) (Session, bool) {
+	if c.grace <= 0 || c.reachedSinceLoss.Load() {
+		return Session{}, false
+	}
+	s, ok := c.Get(key)
+	if !ok || !s.live(now) || now.UnixNano()-s.confirmed > int64(c.grace) {
+		return Session{}, false
+	}
+	return s, true
+}
+
+// Stop ends the cache's background work.
+func (c *Cache) Stop() {
+	if c.entries != nil {
+		c.entries.StopAllGoroutines()
+	}
+}
+
+// Sessions is about how many sessions memory holds.
+func (c *Cache) Sessions() int {
+	if c.entries == nil {
+		return 0
+	}
+	return c.entries.EstimatedSize()
+}
+
+// Renewed keeps s with its last use at now, after a renewal that found it
+// live, so this server does not write it again within the renewal interval;
+// touched says this server's write changed the row, which pushed its idle
+// end back. It keeps nothing if memory heard of a change to the session
+// since epoch was read, before the write, or holds a newer copy: the change
+// wins.
+func (c *Cache) Renewed(s Session, now time.Time, touched bool, epoch uint64) {
+	if kept, ok := c.Get(s.key); !ok || kept.cachedSession != s.cachedSession {
+		return
+	}
+	next := *s.cachedSession
+	next.lastSeen = now.UnixNano()
+	if touched && next.idleTimeout > 0 {
+		next.idleExpires = now.Add(next.idleTimeout).UnixNano()
+	}
+	c.Put(Session{s.key, &next}, epoch)
+}
+
+// Memory keys sessions by the SHA-256 of their token, as the database does,
+// so that an announcement naming a session finds it. Hashing is the largest
+// part of what the gate does for a session in memory, and a browser sends
+// the same cookie on every request of a connection: each connection keeps
+// the key of the last token it carried, and a request with the same token
+// skips the hash. The token kept is one the connection's own read buffer
+// held already, and it goes with the connection.
+
+// connKeyCtxKey is the context key of a connection's lastKey.
+type connKeyCtxKey struct{}
+
+// lastKey is the last token a connection carried and its key.
+type lastKey struct {
+	last atomic.Pointer[tokenKey]
+}
+
+type tokenKey struct {
+	token string
+	key   Key
+}
+
+// WithLastKey gives a new connection's context a lastKey, unless another
+// handler's registration already did: it is an http.Server's ConnContext.
+func WithLastKey(ctx context.Context, _ net.Conn) context.Context {
+	if ctx.Value(connKeyCtxKey{}) != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, connKeyCtxKey{}, new(lastKey))
+}
+
+// KeyOfRequest is KeyOf(token), from the connection's last key when it
+// carried the same token before. Requests of one connection may run at
+// once (HTTP/2), so the last key is swapped whole; a proxy's connection
+// carrying many users' tokens only ever misses. The comparison takes the
+// same time wherever the tokens differ, since a connection may be shared.
+func KeyOfRequest(ctx context.Context, token string) Key {
+	lk, _ := ctx.Value(connKeyCtxKey{}).(*lastKey)
+	if lk == nil {
+		return KeyOf(token)
+	}
+	if last := lk.last.Load(); last != nil && subtle.ConstantTimeCompare([]byte(last.token), []byte(token)) == 1 {
+		return last.key
+	}
+	key := KeyOf(token)
+	// A copy, so that the connection keeps the token and not the whole
+	// Cookie header it came in.
+	lk.last.Store(&tokenKey{token: strings.Clone(token), key: key})
+	return key
+}
