@@ -2,7 +2,7 @@
 # detector, then each fuzz target for a short while. test-short is the fast
 # tier for while you work: every test, without the race detector (so no
 # -race Caddy binary is built) and without fuzzing.
-.PHONY: test test-short vet bench build demo
+.PHONY: test test-short vet bench build demo gate-path
 
 test: vet
 	@test "$$(go env CGO_ENABLED)" = 1 && command -v "$$(go env CC)" >/dev/null || { \
@@ -22,6 +22,11 @@ bench:
 
 build:
 	go build -o caddy ./cmd/caddy
+
+# Which of the project's files one request the gate lets through runs code
+# in, from a coverage profile of one such request: at most six.
+gate-path:
+	@bash bench/gatepath.sh
 
 # A static site with a login in front of it on http://localhost:8080, with a
 # throwaway PostgreSQL unless DATABASE_URL is set, and two-step sign-in under a

@@ -24,21 +24,7 @@ import (
 // session is in memory, in process, without the network: what must stay
 // small next to the tens of microseconds a request costs end to end.
 func BenchmarkGateFromMemory(b *testing.B) {
-	now := time.Now()
-	token := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
-	app := &App{cache: engine.NewCache(100, time.Minute, time.Hour), inflight: engine.NewFlights(privateResponse),
-		health: &storeHealth{logger: zap.NewNop()}, metrics: newMetrics()}
-	app.cache.Confirmed(now)
-	s := engine.FromLive(engine.KeyOf(token), store.LiveSession{UserID: "user-1", Username: "u",
-		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
-	app.cache.Put(s, app.cache.Epoch())
-	h := &Handler{app: app, CookieName: "session", RenewalInterval: caddy.Duration(time.Hour), logger: zap.NewNop(),
-		guardSiteWrites: true, privateResponses: true, originGuard: http.NewCrossOriginProtection(),
-		LoginPath: "/login", LogoutPath: "/logout", APIPath: "/api/auth", AccountPath: "/account"}
-	h.addRoutes()
-	// Every request comes on one connection, as a browser's and the
-	// end-to-end benchmark's do.
-	conn := engine.WithLastKey(context.Background(), nil)
+	h, token, conn := gateFromMemory()
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodGet, "/assets/site.css", nil)
@@ -50,6 +36,27 @@ func BenchmarkGateFromMemory(b *testing.B) {
 			b.Fatalf("status %d, %v", w.Code, err)
 		}
 	}
+}
+
+// gateFromMemory is a gate whose one session, of token, is in memory that
+// is up to date, without a database, and the context of a connection for
+// its requests.
+func gateFromMemory() (h *Handler, token string, conn context.Context) {
+	now := time.Now()
+	token = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+	app := &App{cache: engine.NewCache(100, time.Minute, time.Hour), inflight: engine.NewFlights(privateResponse),
+		health: &storeHealth{logger: zap.NewNop()}, metrics: newMetrics()}
+	app.cache.Confirmed(now)
+	s := engine.FromLive(engine.KeyOf(token), store.LiveSession{UserID: "user-1", Username: "u",
+		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
+	app.cache.Put(s, app.cache.Epoch())
+	h = &Handler{app: app, CookieName: "session", RenewalInterval: caddy.Duration(time.Hour), logger: zap.NewNop(),
+		guardSiteWrites: true, privateResponses: true, originGuard: http.NewCrossOriginProtection(),
+		LoginPath: "/login", LogoutPath: "/logout", APIPath: "/api/auth", AccountPath: "/account"}
+	h.addRoutes()
+	// Every request comes on one connection, as a browser's and the
+	// end-to-end benchmark's do.
+	return h, token, engine.WithLastKey(context.Background(), nil)
 }
 
 // BenchmarkRequestAlone is the same request straight to the next handler,
