@@ -8,6 +8,7 @@ test: vet
 	@test "$$(go env CGO_ENABLED)" = 1 && command -v "$$(go env CC)" >/dev/null || { \
 		echo "make test runs the race detector, which needs cgo and a C compiler: install gcc (apt-get install gcc) and keep CGO_ENABLED=1, or use make test-short"; exit 1; }
 	go test -race -count=1 ./...
+	@$(MAKE) --no-print-directory gate-path
 	@$(MAKE) --no-print-directory fuzz-short
 
 test-short: vet
