@@ -3,20 +3,15 @@ package pgsession
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,19 +21,14 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
-	"github.com/pgsession/caddy-pgsession/internal/pgtest/migrated"
-	"github.com/pgsession/caddy-pgsession/internal/webtest"
-	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // The end-to-end tests of the site_*_test.go files run in process and in
@@ -423,281 +413,5 @@ func (up *upstream) requests() []*http.Request {
 // ---------------------------------------------------------------------------
 // Clients
 
-// newTransport is a transport of a client's own, so closing one test's
-// servers never touches another test's connections. TLS is not verified:
-// the sites use httptest's certificate, as a site with `tls internal`
-// uses one no browser trusts.
-func newTransport() *http.Transport {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	tr.MaxIdleConnsPerHost = 100
-	return tr
-}
-
-// browser is an HTTP client with a cookie jar that does not follow
-// redirects, so tests see each 303.
-type browser struct {
-	t      *testing.T
-	client *http.Client
-	jar    *cookiejar.Jar
-}
-
-func newBrowser(t *testing.T) *browser {
-	tr := newTransport()
-	t.Cleanup(tr.CloseIdleConnections)
-	client, jar := webtest.NewBrowser(t, tr)
-	return &browser{t: t, jar: jar, client: client}
-}
-
-// reply is a finished response with its body read.
-type reply struct {
-	*http.Response
-	body string
-}
-
-func (r reply) json(t *testing.T) map[string]any {
-	t.Helper()
-	return webtest.Decode[map[string]any](t, r.body)
-}
-
-// list decodes a JSON array of objects.
-func (r reply) list(t *testing.T) []map[string]any {
-	t.Helper()
-	return webtest.Decode[[]map[string]any](t, r.body)
-}
-
-func (b *browser) do(req *http.Request) reply {
-	b.t.Helper()
-	resp, body := webtest.Do(b.t, b.client, req)
-	return reply{resp, body}
-}
-
-func (b *browser) get(rawURL string, header ...string) reply {
-	b.t.Helper()
-	return b.do(webtest.Request(b.t, http.MethodGet, rawURL, nil, header...))
-}
-
-// getPage is a browser navigation: it accepts HTML.
-func (b *browser) getPage(rawURL string) reply {
-	return b.get(rawURL, "Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-}
-
-func (b *browser) postJSON(rawURL string, v any) reply {
-	b.t.Helper()
-	return b.do(webtest.JSONRequest(b.t, http.MethodPost, rawURL, v))
-}
-
-func (b *browser) postForm(rawURL string, form url.Values) reply {
-	b.t.Helper()
-	return b.do(webtest.FormRequest(b.t, rawURL, form))
-}
-
-// send makes a request with an optional JSON body and header pairs.
-func (b *browser) send(method, rawURL string, body any, header ...string) reply {
-	b.t.Helper()
-	return b.do(webtest.JSONRequest(b.t, method, rawURL, body, header...))
-}
-
-// login logs in with JSON and fails the test unless it works.
-func (b *browser) login(s *testSite, username, password string) {
-	b.t.Helper()
-	resp := b.postJSON(s.url("/api/auth/login"), map[string]string{"username": username, "password": password})
-	require.Equal(b.t, http.StatusOK, resp.StatusCode, resp.body)
-}
-
-// cookie returns the session cookie the browser holds for s, or "".
-func (b *browser) cookie(s *testSite) string {
-	return webtest.SessionCookie(b.jar, s.url("/"), "session")
-}
-
-// setCookie puts a session cookie into the browser, as a copied cookie would be.
-func (b *browser) setCookie(s *testSite, value string) {
-	u, _ := url.Parse(s.url("/"))
-	b.jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: value, Path: "/"}})
-}
-
-// attackerClient has no cookie jar and does not follow redirects.
-var attackerClient = webtest.NewBare(newTransport())
-
-// sendRaw sends one request with body (none when empty) and header pairs,
-// exactly as given: no cookie jar.
-func sendRaw(t *testing.T, method, rawURL, body string, header ...string) reply {
-	t.Helper()
-	resp, data := webtest.SendRaw(t, attackerClient, method, rawURL, body, header...)
-	return reply{resp, data}
-}
-
-func jsonText(t *testing.T, v any) string {
-	t.Helper()
-	return webtest.JSONText(t, v)
-}
-
-// postLoginJSON posts a JSON login as a script would, with extra header pairs.
-func postLoginJSON(t *testing.T, s *testSite, username, password string, header ...string) reply {
-	t.Helper()
-	body := jsonText(t, map[string]string{"username": username, "password": password})
-	return sendRaw(t, http.MethodPost, s.url("/api/auth/login"), body, append([]string{"Content-Type", "application/json"}, header...)...)
-}
-
-// cookieHeader is the Cookie header carrying a session token.
-func cookieHeader(token string) string { return "session=" + token }
-
-// gateStatus asks for a page behind the gate with the session of token.
-func gateStatus(t *testing.T, s *testSite, token string) int {
-	t.Helper()
-	return sendRaw(t, http.MethodGet, s.url("/page"), "", "Cookie", cookieHeader(token)).StatusCode
-}
-
-// meStatus asks who the session of token is: 200 while it lives, 401 after.
-func meStatus(t *testing.T, s *testSite, token string) int {
-	t.Helper()
-	return sendRaw(t, http.MethodGet, s.url("/api/auth/me"), "", "Cookie", cookieHeader(token)).StatusCode
-}
-
-// assertRetryAfter asserts that resp carries Retry-After as a positive
-// number of seconds no longer than maxSeconds, and returns it.
-func assertRetryAfter(t *testing.T, resp reply, maxSeconds int) int {
-	t.Helper()
-	v := resp.Header.Get("Retry-After")
-	n, err := strconv.Atoi(v)
-	require.NoError(t, err, "Retry-After %q is not a whole number of seconds", v)
-	assert.Positive(t, n, "Retry-After")
-	assert.LessOrEqual(t, n, maxSeconds, "Retry-After")
-	return n
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	return hex.EncodeToString(b)
-}
-
 // ---------------------------------------------------------------------------
 // The database
-
-// testDB is a test's PostgreSQL database, with a store for setting up users
-// and sessions straight in it.
-type testDB struct {
-	url   string
-	pool  *pgxpool.Pool
-	store *store.Store
-}
-
-// newTestDB creates a database of the test's own, with the schema installed:
-// a copy of the one this test binary migrated, which is much quicker than
-// migrating each test's. Tests of installing or upgrading the schema start
-// from pgtest.NewDatabase, which is empty.
-func newTestDB(t *testing.T) *testDB {
-	t.Helper()
-	return openTestDB(t, migrated.NewDatabase(t))
-}
-
-// testDBAt installs the schema, if it is not there yet, in the database at
-// url, e.g. one on a server of the test's own (pgtest.NewServer).
-func testDBAt(t *testing.T, url string) *testDB {
-	t.Helper()
-	db := openTestDB(t, url)
-	_, err := db.store.Migrate(context.Background())
-	require.NoError(t, err)
-	return db
-}
-
-// openTestDB opens the database at url as it is.
-func openTestDB(t *testing.T, url string) *testDB {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	s, err := store.New(pool, store.Options{Argon2: cheapArgon2})
-	require.NoError(t, err)
-	return &testDB{url: url, pool: pool, store: s}
-}
-
-// addUser creates a user with a password.
-func (db *testDB) addUser(t *testing.T, name, password string) *store.User {
-	t.Helper()
-	u, err := db.store.CreateUser(context.Background(), name, password, false)
-	require.NoError(t, err)
-	return u
-}
-
-// addAdmin creates a user with is_admin.
-func (db *testDB) addAdmin(t *testing.T, name, password string) *store.User {
-	t.Helper()
-	u, err := db.store.CreateUser(context.Background(), name, password, true)
-	require.NoError(t, err)
-	return u
-}
-
-// addBcryptUser creates a user with a bcrypt hash, as imported from an
-// htpasswd file, which the plugin accepts and upgrades at the next login.
-func (db *testDB) addBcryptUser(t *testing.T, name, password string, isAdmin bool) *store.User {
-	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	require.NoError(t, err)
-	u, err := db.store.CreateUserWithHash(context.Background(), name, string(hash), isAdmin)
-	require.NoError(t, err)
-	return u
-}
-
-// userNamed finds a user by name.
-func (db *testDB) userNamed(t *testing.T, name string) *store.User {
-	t.Helper()
-	u, err := db.store.GetUserByName(t.Context(), name)
-	require.NoError(t, err)
-	return u
-}
-
-// sessionInDB logs u in straight in the database and returns the cookie
-// value and the session's public handle.
-func (db *testDB) sessionInDB(t *testing.T, u *store.User) (token, handle string) {
-	t.Helper()
-	token, sess, err := db.store.CreateSession(context.Background(), store.SessionParams{User: *u, Lifetime: time.Hour, IP: "127.0.0.1"})
-	require.NoError(t, err)
-	return token, string(sess.Handle)
-}
-
-func (db *testDB) exec(t *testing.T, sql string, args ...any) int64 {
-	t.Helper()
-	tag, err := db.pool.Exec(context.Background(), sql, args...)
-	require.NoError(t, err)
-	return tag.RowsAffected()
-}
-
-func (db *testDB) count(t *testing.T, sql string, args ...any) int {
-	t.Helper()
-	var n int
-	require.NoError(t, db.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
-}
-
-// queryText runs a query returning one text value.
-func (db *testDB) queryText(t *testing.T, sql string, args ...any) string {
-	t.Helper()
-	var s string
-	require.NoError(t, db.pool.QueryRow(context.Background(), sql, args...).Scan(&s))
-	return s
-}
-
-// fingerprint sums up every user (name, password hash, admin flag) and
-// every session, so a test can tell that a refused request changed nothing.
-func (db *testDB) fingerprint(t *testing.T) string {
-	t.Helper()
-	return db.queryText(t, `SELECT md5(
-		coalesce((SELECT string_agg(username || ':' || password_hash || ':' || is_admin::text, ',' ORDER BY username) FROM pgsession.users), '')
-		|| '|' ||
-		coalesce((SELECT string_agg(id, ',' ORDER BY id) FROM pgsession.sessions), ''))`)
-}
-
-// moveLoginAttemptsOutOfTheWindow ages every failed login past the default 15-minute window.
-func (db *testDB) moveLoginAttemptsOutOfTheWindow(t *testing.T) {
-	t.Helper()
-	db.exec(t, `UPDATE pgsession.login_attempts SET attempted_at = now() - interval '16 minutes',
-		expires_at = now() - interval '1 minute'`)
-}
-
-// testAdminToken is an admin_token long enough to be accepted.
-const testAdminToken = "test-admin-token-0123456789abcdefghijklmnop"
