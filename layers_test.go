@@ -1,0 +1,80 @@
+package pgsession
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The packages are layers, and imports point one way: cmd/caddy uses the
+// root, the root (Caddy's glue) uses the rest, and the session engine, the
+// sealing, the store and the migrations know nothing of Caddy's HTTP
+// modules or of the layers above them.
+func TestPackagesImportOneWay(t *testing.T) {
+	t.Parallel()
+	const module = "github.com/pgsession/caddy-pgsession"
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	require.NoError(t, err)
+	imports := map[string][]string{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		imports[strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")] = p.Imports
+	}
+	require.Contains(t, imports, "internal/engine")
+
+	for pkg, deps := range imports {
+		for _, dep := range deps {
+			if dep == module {
+				assert.Equal(t, "cmd/caddy", pkg, "only the development binary imports the root package")
+			}
+		}
+	}
+	// What each lower layer may import of the module; none imports Caddy.
+	lower := map[string][]string{
+		"internal/engine":  {"store"},
+		"internal/sealed":  nil,
+		"internal/request": nil,
+		"store":            {"migrations"},
+		"migrations":       nil,
+		"web":              nil,
+	}
+	for pkg, allowed := range lower {
+		for _, dep := range imports[pkg] {
+			assert.False(t, strings.HasPrefix(dep, "github.com/caddyserver/"), "%s imports %s", pkg, dep)
+			if own, ok := strings.CutPrefix(dep, module+"/"); ok {
+				assert.True(t, slices.Contains(allowed, own), "%s imports %s, above or beside it", pkg, own)
+			}
+		}
+	}
+}
+
+// No Go file of the project is longer than a newcomer reads in one go.
+func TestNoGoFileIsOver450Lines(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("git", "ls-files", "*.go").Output()
+	require.NoError(t, err)
+	for file := range strings.FieldsSeq(string(out)) {
+		data, err := os.ReadFile(file)
+		if os.IsNotExist(err) {
+			continue // deleted in the working tree
+		}
+		require.NoError(t, err)
+		assert.LessOrEqual(t, strings.Count(string(data), "\n"), 450, "%s", file)
+	}
+}
