@@ -7,6 +7,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -165,6 +166,25 @@ func (b *browser) do(req *http.Request) response {
 func (b *browser) get(rawURL string, header ...string) response {
 	b.t.Helper()
 	return b.do(webtest.Request(b.t, http.MethodGet, rawURL, nil, header...))
+}
+
+// getAfterReload is get on a new connection just after a reload: the old
+// config's server, stopping, may still take the connection and close it
+// unanswered, and a browser then sends the request again, as this does
+// until it is answered.
+func (b *browser) getAfterReload(rawURL string, header ...string) response {
+	b.t.Helper()
+	b.client.CloseIdleConnections()
+	var resp *http.Response
+	require.Eventually(b.t, func() bool {
+		var err error
+		resp, err = b.client.Do(webtest.Request(b.t, http.MethodGet, rawURL, nil, header...))
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "GET %s after a reload was never answered", rawURL)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	return response{resp, string(body)}
 }
 
 // getPage is a browser navigation: it accepts HTML.

@@ -52,8 +52,7 @@ func TestSessionSurvivesRestartAndReload(t *testing.T) {
 		c.reload(site{DatabaseURL: db.url, AppOptions: "max_connections 2", HandlerOptions: "public /health"})
 		// The old config's server closes its idle connections as it stops;
 		// a browser opens a new one, as this client now does.
-		b.client.CloseIdleConnections()
-		resp = b.getPage(c.url("/"))
+		resp = b.getAfterReload(c.url("/"), "Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "still logged in after a config reload")
 	}
 	assert.Equal(t, token, b.cookie(c))

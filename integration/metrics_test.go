@@ -53,8 +53,7 @@ func TestMetricsAtTheAdminEndpoint(t *testing.T) {
 	c.reload(site{DatabaseURL: db.url, AppOptions: "max_connections 4", HandlerOptions: "public /health"})
 	// The old config's server closes its idle connections as it stops;
 	// a browser opens a new one, as this client now does.
-	b.client.CloseIdleConnections()
-	require.Equal(t, http.StatusOK, b.get(c.url("/page")).StatusCode)
+	require.Equal(t, http.StatusOK, b.getAfterReload(c.url("/page")).StatusCode)
 	m = scrape(t, c)
 	assert.Equal(t, 1.0, m.Value(t, "caddy_pg_session_logins_total", "outcome", "success"))
 	assert.Equal(t, 2.0, m.Value(t, "caddy_pg_session_gate_requests_total", "outcome", "allowed"))
