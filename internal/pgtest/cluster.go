@@ -122,20 +122,14 @@ type cluster struct {
 	watchdogIn io.WriteCloser
 }
 
-// newCluster creates and initialises a cluster without starting it; on failure it removes what it
-// created, so callers only clean up clusters they got.
-func newCluster() (c *cluster, err error) {
-	bin, err := findBinaries()
+// newClusterFolder makes the folder of a cluster not yet initialised,
+// owned by the account the server runs as, with the watchdog that stops the
+// server if the test binary dies; what names the cluster in errors. On
+// failure it removes what it made.
+func newClusterFolder(bin binaries, runAs *account, prefix, what string) (c *cluster, err error) {
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
-		return nil, err
-	}
-	runAs, err := serverAccount()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "pgtest-")
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: creating a temporary folder for PostgreSQL: %w", err)
+		return nil, fmt.Errorf("pgtest: creating a temporary folder for %s: %w", what, err)
 	}
 	c = &cluster{
 		bin:     bin,
@@ -157,6 +151,39 @@ func newCluster() (c *cluster, err error) {
 	if err := c.startWatchdog(); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// socketDirFor is where a cluster in dir puts its Unix socket: none when
+// the path would be longer than sun_path (108 bytes) allows, which would
+// stop the server from starting; every client here uses TCP.
+func socketDirFor(dir string) string {
+	if len(dir)+len("/.s.PGSQL.65535") >= 100 {
+		return ""
+	}
+	return dir
+}
+
+// newCluster creates and initialises a cluster without starting it; on failure it removes what it
+// created, so callers only clean up clusters they got.
+func newCluster() (c *cluster, err error) {
+	bin, err := findBinaries()
+	if err != nil {
+		return nil, err
+	}
+	runAs, err := serverAccount()
+	if err != nil {
+		return nil, err
+	}
+	c, err = newClusterFolder(bin, runAs, "pgtest-", "PostgreSQL")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.destroy())
+		}
+	}()
 
 	ctx, cancel := context.WithTimeout(context.Background(), initdbTimeout)
 	defer cancel()
@@ -168,12 +195,7 @@ func newCluster() (c *cluster, err error) {
 		return nil, fmt.Errorf("pgtest: initialising a PostgreSQL cluster with %s: %w\n%s", bin.initdb, err, strings.TrimSpace(string(out)))
 	}
 
-	// A socket path longer than sun_path (108 bytes) would stop the server from starting, and
-	// every client here uses TCP, so a long TMPDIR just gets no socket.
-	socketDir := dir
-	if len(dir)+len("/.s.PGSQL.65535") >= 100 {
-		socketDir = ""
-	}
+	socketDir := socketDirFor(c.dir)
 	conf := fmt.Sprintf(`
 # Added by pgtest: a throwaway cluster trades durability for speed, listens only on the loopback
 # address and keeps its socket in its own folder, so it never clashes with an installed server.

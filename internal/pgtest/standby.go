@@ -81,30 +81,15 @@ func (s *Server) NewStandby(tb testing.TB) *Standby {
 // connection into a new folder, with the settings that make it follow the
 // primary (standby.signal, primary_conninfo), and its own socket folder.
 func newStandbyCluster(primary *cluster) (_ *cluster, err error) {
-	dir, err := os.MkdirTemp("", "pgtest-standby-")
+	c, err := newClusterFolder(primary.bin, primary.runAs, "pgtest-standby-", "a standby")
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: creating a temporary folder for a standby: %w", err)
-	}
-	c := &cluster{
-		bin:     primary.bin,
-		runAs:   primary.runAs,
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		logPath: filepath.Join(dir, "postgres.log"),
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.destroy())
 		}
 	}()
-	if c.runAs != nil {
-		if err := os.Chown(dir, c.runAs.uid, c.runAs.gid); err != nil {
-			return nil, fmt.Errorf("pgtest: giving %s to the %s OS user: %w", dir, c.runAs.name, err)
-		}
-	}
-	if err := c.startWatchdog(); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), initdbTimeout)
 	defer cancel()
 	basebackup := findBasebackup(c.bin.pgCtl)
@@ -115,10 +100,7 @@ func newStandbyCluster(primary *cluster) (_ *cluster, err error) {
 	}
 	// The copy has the primary's postgresql.conf, whose socket folder is
 	// the primary's; the later setting wins.
-	socketDir := dir
-	if len(dir)+len("/.s.PGSQL.65535") >= 100 {
-		socketDir = ""
-	}
+	socketDir := socketDirFor(c.dir)
 	f, err := os.OpenFile(filepath.Join(c.dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: opening the standby's postgresql.conf: %w", err)
