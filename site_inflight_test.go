@@ -3,7 +3,6 @@ package pgsession
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -118,18 +117,7 @@ func (up *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/slow":
 		<-r.Context().Done()
 	case "/stream":
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; ; i++ {
-			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+		streamEvents(w, r, 20*time.Millisecond)
 	default:
 		select {
 		case <-r.Context().Done():

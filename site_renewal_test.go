@@ -46,18 +46,7 @@ func TestASessionDeletedWithoutANotificationEndsWithinARenewalInterval(t *testin
 			fmt.Fprint(w, "ok")
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; ; i++ {
-			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		streamEvents(w, r, 50*time.Millisecond)
 	})
 	const interval = 500 * time.Millisecond
 	a := startSite(t, siteOptions{db: db.url, handler: "renewal_interval 500ms", next: events.proxy()})

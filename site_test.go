@@ -384,20 +384,24 @@ func openStream(t *testing.T, rawURL, token string) <-chan time.Time {
 // newEventStream is an upstream that answers every request with a stream
 // of server-sent events, one every 50 ms, until the request ends.
 func newEventStream(t *testing.T) *upstream {
-	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; ; i++ {
-			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
+	return newUpstream(t, func(w http.ResponseWriter, r *http.Request) { streamEvents(w, r, 50*time.Millisecond) })
+}
+
+// streamEvents answers with a server-sent event every interval, until the
+// request's context ends or a write fails.
+func streamEvents(w http.ResponseWriter, r *http.Request, every time.Duration) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	for i := 0; ; i++ {
+		if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+			return
 		}
-	})
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 func (up *upstream) proxy(headerUp ...string) caddyhttp.Handler {
