@@ -123,20 +123,17 @@ func (c *requestContext) made() *cancellable {
 // cancellable context is made here if it was not yet, rare as this is, so
 // that context.Cause agrees with Err.
 func (c *requestContext) end() {
-	c.mu.Lock()
 	c.ended.Store(true)
-	c.mu.Unlock()
 	c.made().cancel()
 }
 
 // finish ends the context of a request that is done, cheaply when nothing
-// waited on it: then nothing is left to tell but a late Err.
+// waited on it: then nothing is left to tell but a late Err. It takes no
+// lock: made stores the context before it reads ended, and this stores
+// ended before it reads the context, so one of the two always cancels it.
 func (c *requestContext) finish() {
-	c.mu.Lock()
 	c.ended.Store(true)
-	in := c.inner.Load()
-	c.mu.Unlock()
-	if in != nil {
+	if in := c.inner.Load(); in != nil {
 		in.cancel()
 	}
 }
