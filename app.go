@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -112,13 +113,12 @@ type App struct {
 	lookups      *engine.Lookups // the database lookups of sessions under way
 	inflight     *engine.Flights
 	health       *storeHealth
-	server       string          // names this server in the maintenance table
-	secrets      *secretBox      // from secrets_key; nil without it
-	ceremonies   *ceremonySeal   // seals passkey ceremony cookies; set at Start
-	beginLimit   *addressLimiter // passkey sign-in begins per address
-	keepsHistory bool            // whether sign-in attempts are recorded
-	metrics      *metrics
-	countEvery   time.Duration // countInterval; tests count sooner
+	server       string // names this server in the maintenance table
+	// shared is what the app gives its handlers' routes: the keys, the
+	// metrics and the memory; the ceremony key is set at Start.
+	shared     *routes.Shared
+	metrics    *metrics
+	countEvery time.Duration // countInterval; tests count sooner
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -163,6 +163,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	rand.Read(nonce[:])
 	a.server = host + "/" + hex.EncodeToString(nonce[:])
 
+	a.shared = &routes.Shared{Look: a.session, Memory: appMemory{a}}
 	if err := a.openSecrets(); err != nil {
 		return err
 	}
@@ -230,8 +231,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	opts := a.storeOptions
 	opts.Schema = a.Schema
 	opts.HistoryRetention = historyRetention(a.HistoryRetention)
-	a.keepsHistory = opts.HistoryRetention > 0
 	a.store, err = store.New(a.pool.pool, opts)
+	a.shared.Store, a.shared.KeepsHistory = a.store, opts.HistoryRetention > 0
+	a.shared.Metrics = routes.Metrics{Logins: a.metrics.logins, Factors: a.metrics.factors,
+		SessionsCreated: a.metrics.sessionsCreated}
 	a.health.connectedTo = a.store.ConnectedTo
 	return err
 }
@@ -402,3 +405,28 @@ var (
 	_ caddy.CleanerUpper    = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
 )
+
+// historyRetention is the store's retention for the history_retention
+// option: unset is the default, 0 keeps nothing.
+func historyRetention(opt *caddy.Duration) time.Duration {
+	switch {
+	case opt == nil:
+		return store.DefaultHistoryRetention
+	case *opt <= 0:
+		return store.NoHistory
+	}
+	return time.Duration(*opt)
+}
+
+// appMemory is what the routes may change in the app's memory
+// (routes.Memory).
+type appMemory struct{ a *App }
+
+func (m appMemory) Forget(key engine.Key)      { m.a.cache.Forget(key) }
+func (m appMemory) ForgetUser(id store.UserID) { m.a.forgetUser(id) }
+func (m appMemory) Epoch() uint64              { return m.a.cache.Epoch() }
+func (m appMemory) Renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
+	m.a.renewed(s, now, touch, epoch)
+}
+func (m appMemory) StoreOK()              { m.a.health.ok() }
+func (m appMemory) StoreFailed(err error) { m.a.health.failed(err, false) }

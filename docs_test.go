@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 )
 
 // Every refusal reason the code gives is a row of the reference's table,
@@ -17,7 +19,7 @@ import (
 func TestReferenceListsEveryRefusalReason(t *testing.T) {
 	t.Parallel()
 	rows := refusalReasonRows(t)
-	for r, status := range reasonStatus {
+	for r, status := range routes.ReasonStatus {
 		row, ok := rows[string(r)]
 		switch {
 		case !ok:
@@ -29,7 +31,7 @@ func TestReferenceListsEveryRefusalReason(t *testing.T) {
 		}
 	}
 	for name := range rows {
-		if _, ok := reasonStatus[reason(name)]; !ok {
+		if _, ok := routes.ReasonStatus[routes.Reason(name)]; !ok {
 			t.Errorf("%s lists the refusal reason %s, which the code never gives", referencePath, name)
 		}
 	}

@@ -36,11 +36,8 @@ func logAppTo(app *App, l *zap.Logger) {
 // provisionHandler sets h up on app, as Provision does once Caddy's config
 // has found the app, and makes it log to l.
 func provisionHandler(ctx caddy.Context, h *Handler, app *App, l *zap.Logger) error {
-	if err := h.provision(ctx, app); err != nil {
-		return err
-	}
 	h.logger = l
-	return nil
+	return h.provision(ctx, app)
 }
 
 // countSessionsEvery makes app count the sessions for its gauges every d

@@ -1,9 +1,9 @@
 package pgsession
 
 import (
+	"context"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -23,15 +24,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	delete(r.Header, HeaderUserID)
 	delete(r.Header, HeaderUsername)
 	if smugglesIdentity(r) {
-		return h.answer(w, r, refuse(reasonSmuggledIdentity, "Identity headers may not be sent as trailers"))
+		return h.site.Answer(w, r, routes.Refuse(routes.ReasonSmuggledIdentity, "Identity headers may not be sent as trailers"))
 	}
 	// The admin token is taken out of the request at once, so no upstream
 	// sees it. (Caddy's access log copied the request before any handler ran:
 	// docs/operations.md says how to keep the header out of it.)
 	adminToken := h.takeAdminToken(r)
 
-	if rte, params, allowed := h.router.match(r); rte != nil || allowed != nil {
-		return h.answer(w, r, h.serveRoute(w, r, rte, params, allowed, adminToken))
+	if own, err := h.site.Route(w, r, adminToken); own {
+		return err
 	}
 	if len(h.Public) > 0 {
 		public, err := h.public.match(r)
@@ -52,49 +53,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	// One reading of the clock serves the look-up and the renewal.
 	now := time.Now()
-	sess, ref := h.resolve(r, demand{from: fromMemory, sameOrigin: h.guardSiteWrites}, now)
-	h.countGate(r, sess.token, ref)
+	sess, ref := h.site.Resolve(r, routes.Demand{From: routes.FromMemory, SameOrigin: h.guardSiteWrites}, now)
+	h.countGate(r, sess.Token, ref)
 	if ref != nil {
-		return h.refuseGated(w, r, ref)
+		return h.site.RefuseGated(w, r, ref)
 	}
 	h.stripSessionCookie(r)
 	return h.pass(w, r, sess.Session, next)
 }
 
-// refuseGated answers a request the gate does not let through: a browser
-// goes to the login page, or to set up the second factor asked of it;
-// anything else gets the refusal.
-func (h *Handler) refuseGated(w http.ResponseWriter, r *http.Request, ref *refusal) error {
-	switch ref.reason {
-	case reasonNotAuthenticated, reasonSessionExpired:
-		if wantsHTML(r) {
-			h.sendToLogin(w, r)
-			return nil
-		}
-	case reasonSecondFactorEnrolmentRequired:
-		return h.sendToEnrol(w, r)
-	}
-	return h.answer(w, r, ref)
-}
-
 // countGate counts the gate's outcome for a request in the
 // gate_requests_total metric, and a session found gone on renewal in
 // requests_ended_total.
-func (h *Handler) countGate(r *http.Request, token string, ref *refusal) {
+func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) {
 	outcome := gateAllowed
 	if ref != nil {
-		switch ref.reason {
-		case reasonNotAuthenticated:
+		switch ref.Reason() {
+		case routes.ReasonNotAuthenticated:
 			outcome = gateNoCookie
-		case reasonCrossOrigin:
+		case routes.ReasonCrossOrigin:
 			outcome = gateCrossOrigin
-		case reasonStoreUnavailable:
-			if clientGone(r.Context(), ref.err) {
+		case routes.ReasonStoreUnavailable:
+			if clientGone(r.Context(), ref.Unwrap()) {
 				return
 			}
 			outcome = gateStoreError
-		case reasonSessionExpired:
-			if ref.endedOnRenewal {
+		case routes.ReasonSessionExpired:
+			if ref.EndedOnRenewal() {
 				h.app.metrics.ended[endedBefore].Inc()
 				break
 			}
@@ -118,7 +103,7 @@ func (h *Handler) countGate(r *http.Request, token string, ref *refusal) {
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess engine.Session, next caddyhttp.Handler) (err error) {
 	fl := h.app.inflight.Start(w, r, sess, h.privateResponses, time.Duration(h.RenewalInterval))
 	user := sess.User()
-	identify(r, &user, fl.HeaderRoom())
+	routes.Identify(r, &user, fl.HeaderRoom())
 	defer func() {
 		switch h.app.inflight.Finish(fl) {
 		case engine.EndedBeforeResponse:
@@ -129,7 +114,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess engine.Sessi
 				panic(p)
 			}
 			h.app.metrics.ended[endedBefore].Inc()
-			err = h.refuseEnded(w, r)
+			err = h.site.RefuseEnded(w, r)
 		case engine.EndedDuringResponse:
 			h.app.metrics.ended[endedDuring].Inc()
 			if p := recover(); p != nil {
@@ -144,70 +129,6 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess engine.Sessi
 	err = next.ServeHTTP(fl, fl.Request())
 	fl.SiteDone()
 	return err
-}
-
-// refuseEnded answers a request whose session ended while it was being
-// served, before its response began, exactly as gate and sendToLogin answer
-// the session's next request: a browser goes to the login page, anything
-// else gets 401 session_expired (through handle_errors with error_pages
-// caddy), and the cookie is cleared. What the site had set of a response it
-// never sent goes first.
-func (h *Handler) refuseEnded(w http.ResponseWriter, r *http.Request) error {
-	hdr := w.Header()
-	for _, name := range unsentResponseHeaders {
-		delete(hdr, name)
-	}
-	if wantsHTML(r) {
-		hdr.Set("Cache-Control", "no-store")
-		http.SetCookie(w, h.clearCookie(r))
-		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil
-	}
-	return h.answer(w, r, sessionExpired())
-}
-
-// unsentResponseHeaders are the headers that describe a response, which a
-// site may have set before its session ended and its response was dropped;
-// the ones set before the gate (Server, Alt-Svc, the site's header
-// directive) stay, as the next request gets them too.
-var unsentResponseHeaders = []string{
-	"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Content-Disposition",
-	"Content-Language", "Content-Location", "Transfer-Encoding", "Trailer", "Etag", "Last-Modified",
-	"Accept-Ranges", "Location", "Set-Cookie", "Cache-Control", "Expires", "Vary",
-}
-
-// sendToLogin redirects a browser without a live session to the login page,
-// dropping a stale cookie on the way.
-func (h *Handler) sendToLogin(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if _, hadCookie := h.token(r); hadCookie {
-		http.SetCookie(w, h.clearCookie(r))
-	}
-	http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-}
-
-// identify makes the session's user known to the rest of Caddy: the
-// placeholders Caddy's own authentication sets (the access log shows user_id)
-// and the identity headers for an upstream.
-func (h *Handler) identify(r *http.Request, u *engine.User) {
-	identify(r, u, new([2]string))
-}
-
-// identify is Handler.identify with the headers' values kept in into, which
-// a request in flight has room for. The placeholders take the values boxed
-// once per user, so setting them allocates nothing.
-func identify(r *http.Request, u *engine.User, into *[2]string) {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl != nil {
-		repl.Set("http.auth.user.id", u.IDValue)
-		repl.Set("http.auth.user.username", u.UsernameValue)
-	}
-	into[0], into[1] = string(u.ID), u.Username
-	// As Header.Set would, under the canonical names, without a slice each;
-	// a full slice, so that adding a value copies rather than overwrites
-	// its neighbour.
-	r.Header[HeaderUserID] = into[0:1:1]
-	r.Header[HeaderUsername] = into[1:2:2]
 }
 
 // stripSessionCookie removes the plugin's own cookie from the Cookie header,
@@ -274,7 +195,7 @@ func smugglesIdentity(r *http.Request) bool {
 // returns it ("" when absent). Any other Authorization header is the site's
 // own business and passes through untouched.
 func (h *Handler) takeAdminToken(r *http.Request) string {
-	token := headerValue(r.Header, HeaderAdminToken)
+	token := routes.HeaderValue(r.Header, HeaderAdminToken)
 	delete(r.Header, HeaderAdminToken)
 	if h.adminToken == nil {
 		return token
@@ -282,7 +203,7 @@ func (h *Handler) takeAdminToken(r *http.Request) string {
 	values := r.Header.Values("Authorization")
 	kept := values[:0:0]
 	for _, v := range values {
-		if bearer, ok := parseBearer(v); ok && subtle.ConstantTimeCompare([]byte(bearer), h.adminToken) == 1 {
+		if bearer, ok := routes.ParseBearer(v); ok && subtle.ConstantTimeCompare([]byte(bearer), h.adminToken) == 1 {
 			if token == "" {
 				token = bearer
 			}
@@ -300,39 +221,6 @@ func (h *Handler) takeAdminToken(r *http.Request) string {
 	return token
 }
 
-// isUpgrade reports whether r asks to switch to another protocol on the same
-// connection: a WebSocket handshake over HTTP/1.1 (Upgrade) or over HTTP/2
-// (an extended CONNECT), as browsers mark it with Sec-Fetch-Mode.
-func isUpgrade(r *http.Request) bool {
-	return headerValue(r.Header, "Upgrade") != "" || r.Method == http.MethodConnect ||
-		headerValue(r.Header, "Sec-Fetch-Mode") == "websocket"
-}
-
-// crossOriginUpgrade reports whether an upgrade comes from a page of another
-// origin. A WebSocket handshake is a GET, which CrossOriginProtection lets
-// through as safe, yet it opens a channel that acts with the user's cookie:
-// a page on another site must not open one (cross-site WebSocket hijacking).
-// Browsers always send Origin on a handshake, so a request without Origin
-// or Sec-Fetch-Site is not a browser's and carries no ambient authority.
-func (h *Handler) crossOriginUpgrade(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin != "" && h.trustedOrigins[origin] {
-		return false
-	}
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "same-origin", "none":
-		return false
-	case "":
-	default:
-		return true
-	}
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
-}
-
 // privateResponse keeps a response the gate let through out of shared
 // caches, and a protected page out of the browser's cache, so neither a CDN
 // nor the back button after logout shows it to someone else: HTML gets
@@ -344,7 +232,7 @@ func (h *Handler) crossOriginUpgrade(r *http.Request) bool {
 // sends them; the common cases' value is kept in into, which the request
 // has room for.
 func privateResponse(hdr http.Header, status int, into *[1]string) {
-	if status != http.StatusNotModified && mayBeHTML(headerValue(hdr, "Content-Type")) {
+	if status != http.StatusNotModified && mayBeHTML(routes.HeaderValue(hdr, "Content-Type")) {
 		into[0] = "no-store"
 		hdr["Cache-Control"] = into[:]
 		return
@@ -421,12 +309,73 @@ var tokenByte = func() (t [256]bool) {
 	return t
 }()
 
-// headerValue is Header.Get for a name already canonical, as the
-// constants here are: the first value, without canonicalizing the name on
-// every request.
-func headerValue(h http.Header, canonicalName string) string {
-	if v := h[canonicalName]; len(v) > 0 {
-		return v[0]
+// The look-up every gated request makes sits here, on the request's way,
+// so that following one request enters as few files as it can.
+
+// DefaultCacheSize is how many sessions a server keeps in memory unless
+// cache_size says otherwise: a few megabytes.
+const DefaultCacheSize = 10_000
+
+// session returns the live session of token: from memory while memory is
+// known to be up to date, else from the database, and from memory again
+// during an outage for a session confirmed within offline_grace. A missing
+// or expired session is (nil, nil); an error means the database could not
+// answer (and was counted as such, unless the client went away). Each
+// look-up of a well-formed token that got an answer counts once in
+// cache_lookups_total: a hit, a miss, or offline_grace. now is when the
+// request came.
+func (a *App) session(ctx context.Context, token string, now time.Time) (engine.Session, error) {
+	if len(token) != store.TokenLength {
+		return engine.Session{}, nil
 	}
-	return ""
+	// Memory holds only sessions of well-formed tokens, so a hit needs no
+	// check of the token's shape; a miss does, before any query.
+	key := engine.KeyOfRequest(ctx, token)
+	if a.cache.Trusted(now) {
+		if s, ok := a.cache.Get(key); ok && s.Live(now) {
+			a.metrics.cache[cacheHit].Inc()
+			return s, nil
+		}
+	}
+	if !store.ValidToken(token) {
+		return engine.Session{}, nil
+	}
+	if a.health.recentlyFailed(now) {
+		if s, ok := a.cache.GraceFor(key, now); ok {
+			a.metrics.cache[cacheOfflineGrace].Inc()
+			a.health.servedFromMemory()
+			return s, nil
+		}
+	}
+	epoch := a.cache.Epoch()
+	started := now
+	row, found, err := a.lookups.Look(ctx, key, func(ctx context.Context) (store.LiveSession, bool, error) {
+		lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
+		return a.store.CheckSession(lookCtx, store.HashToken(token))
+	})
+	now = time.Now()
+	if err != nil {
+		if clientGone(ctx, err) {
+			return engine.Session{}, err
+		}
+		if s, ok := a.cache.GraceFor(key, now); ok {
+			a.metrics.cache[cacheOfflineGrace].Inc()
+			a.health.failed(err, true)
+			return s, nil
+		}
+		// The 503 this becomes is recorded as one refusal where it is written (Handler.answer).
+		a.metrics.cache[cacheMiss].Inc()
+		return engine.Session{}, err
+	}
+	a.health.ok()
+	a.metrics.cache[cacheMiss].Inc()
+	a.cache.Reached(started)
+	if !found {
+		a.cache.Forget(key)
+		return engine.Session{}, nil
+	}
+	s := engine.FromLive(key, row, now)
+	a.cache.Put(s, epoch)
+	return s, nil
 }

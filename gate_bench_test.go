@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -50,10 +51,15 @@ func gateFromMemory() (h *Handler, token string, conn context.Context) {
 	s := engine.FromLive(engine.KeyOf(token), store.LiveSession{UserID: "user-1", Username: "u",
 		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
 	app.cache.Put(s, app.cache.Epoch())
+	app.shared = &routes.Shared{Look: app.session, Memory: appMemory{app}}
 	h = &Handler{app: app, CookieName: "session", RenewalInterval: caddy.Duration(time.Hour), logger: zap.NewNop(),
-		guardSiteWrites: true, privateResponses: true, originGuard: http.NewCrossOriginProtection(),
+		guardSiteWrites: true, privateResponses: true,
 		LoginPath: "/login", LogoutPath: "/logout", APIPath: "/api/auth", AccountPath: "/account"}
-	h.addRoutes()
+	cfg, err := h.routesConfig()
+	if err != nil {
+		panic(err)
+	}
+	h.site = routes.New(cfg, app.shared, h.logger)
 	// Every request comes on one connection, as a browser's and the
 	// end-to-end benchmark's do.
 	return h, token, engine.WithLastKey(context.Background(), nil)

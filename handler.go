@@ -4,10 +4,8 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -15,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
 )
@@ -37,8 +36,8 @@ const (
 // upstream behind reverse_proxy. Client-sent copies are always deleted first,
 // so an upstream can trust them.
 const (
-	HeaderUserID   = "X-Auth-User-Id"
-	HeaderUsername = "X-Auth-Username"
+	HeaderUserID   = routes.HeaderUserID
+	HeaderUsername = routes.HeaderUsername
 )
 
 // HeaderAdminToken carries the admin token, as does "Authorization: Bearer";
@@ -199,22 +198,11 @@ type Handler struct {
 	logger *zap.Logger
 
 	// Compiled from the options by Provision.
-	public              publicPaths
-	router              router
-	loginTemplate       *template.Template
-	loginPageCSP        string // the login page's, which may be the site's own page
-	builtinPageCSP      string // the plugin's own pages'
-	sameSite            http.SameSite
-	originGuard         *http.CrossOriginProtection
-	trustedOrigins      map[string]bool
-	guardSiteWrites     bool // cross_origin_protection on
-	privateResponses    bool // cache_control on
-	caddyErrorPages     bool // error_pages caddy
-	requireSecondFactor bool // second_factor required
-	adminToken          []byte
-	rememberFor         time.Duration
-	throttle            store.Throttle
-	renewing            *sync.Map // sessions being renewed now, so one request per session writes
+	site             *routes.Site // the own routes and the session path
+	public           publicPaths
+	guardSiteWrites  bool // cross_origin_protection on
+	privateResponses bool // cache_control on
+	adminToken       []byte
 }
 
 // CaddyModule returns the Caddy module information.
@@ -244,7 +232,10 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		keepKeysPerConnection(srv)
 	}
-	h.logger = ctx.Logger()
+	// Tests give a logger of their own before provisioning.
+	if h.logger == nil {
+		h.logger = ctx.Logger()
+	}
 	h.app = app
 	h.store = app.Store()
 
@@ -252,38 +243,16 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.Lifetime = cmp.Or(h.Lifetime, caddy.Duration(DefaultLifetime))
 	h.Secure = strings.ToLower(cmp.Or(h.Secure, "auto"))
 	h.SameSite = strings.ToLower(cmp.Or(h.SameSite, "lax"))
-	h.sameSite = map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
-		"none": http.SameSiteNoneMode}[h.SameSite]
 	if h.RenewalInterval == 0 {
 		h.RenewalInterval = caddy.Duration(time.Minute)
 		if h.IdleTimeout > 0 {
 			h.RenewalInterval = min(h.RenewalInterval, h.IdleTimeout/10)
 		}
 	}
-	h.rememberFor = DefaultRememberLifetime
-	if h.RememberLifetime != nil {
-		h.rememberFor = time.Duration(*h.RememberLifetime)
-	}
-	h.throttle = store.Throttle{
-		PerAccount:         cmp.Or(h.MaxFailedLoginsPerAccount, 10),
-		PerIP:              cmp.Or(h.MaxFailedLoginsPerIP, 50),
-		RegistrationsPerIP: cmp.Or(h.MaxRegistrationsPerIP, 5),
-		Window:             time.Duration(cmp.Or(h.FailedLoginWindow, caddy.Duration(15*time.Minute))),
-	}
 	h.guardSiteWrites = h.CrossOriginProtection != "off"
 	h.privateResponses = h.CacheControl != "off"
-	h.caddyErrorPages = h.ErrorPages == "caddy"
-	h.requireSecondFactor = h.SecondFactor == "required"
 	if err := h.checkWith(app); err != nil {
 		return err
-	}
-
-	h.originGuard = http.NewCrossOriginProtection()
-	h.trustedOrigins = make(map[string]bool, len(h.TrustedOrigins))
-	for _, origin := range h.TrustedOrigins {
-		h.trustedOrigins[origin] = true
-		// A malformed origin is Validate's to report.
-		h.originGuard.AddTrustedOrigin(origin)
 	}
 
 	if h.AdminToken != "" {
@@ -305,24 +274,65 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	if h.public, err = newPublicPaths(ctx, h.Public); err != nil {
 		return fmt.Errorf("public: %w", err)
 	}
+	cfg, err := h.routesConfig()
+	if err != nil {
+		return err
+	}
+	h.site = routes.New(cfg, app.shared, h.logger)
+	return nil
+}
 
+// routesConfig is the options as the routes read them, once the defaults
+// are in.
+func (h *Handler) routesConfig() (routes.Config, error) {
+	cfg := routes.Config{
+		CookieName: h.CookieName,
+		Secure:     h.Secure,
+		SameSiteMode: map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode,
+			"none": http.SameSiteNoneMode}[h.SameSite],
+		Lifetime:           time.Duration(h.Lifetime),
+		IdleTimeout:        time.Duration(h.IdleTimeout),
+		RenewalInterval:    time.Duration(h.RenewalInterval),
+		RememberFor:        DefaultRememberLifetime,
+		MaxSessionsPerUser: h.MaxSessionsPerUser,
+		Registration:       h.Registration,
+		LoginPath:          h.LoginPath,
+		LogoutPath:         h.LogoutPath,
+		APIPath:            h.APIPath,
+		AccountPath:        h.AccountPath,
+		SiteName:           h.SiteName,
+		Home:               h.Home,
+		PasskeyRPID:        h.PasskeyRPID,
+		PasskeyOrigins:     h.PasskeyOrigins,
+		TrustedOrigins:     h.TrustedOrigins,
+		Throttle: store.Throttle{
+			PerAccount:         cmp.Or(h.MaxFailedLoginsPerAccount, 10),
+			PerIP:              cmp.Or(h.MaxFailedLoginsPerIP, 50),
+			RegistrationsPerIP: cmp.Or(h.MaxRegistrationsPerIP, 5),
+			Window:             time.Duration(cmp.Or(h.FailedLoginWindow, caddy.Duration(15*time.Minute))),
+		},
+		ClearSiteDataCache:  h.ClearSiteDataCache,
+		CaddyErrorPages:     h.ErrorPages == "caddy",
+		RequireSecondFactor: h.SecondFactor == "required",
+		AdminToken:          h.adminToken,
+	}
+	if h.RememberLifetime != nil {
+		cfg.RememberFor = time.Duration(*h.RememberLifetime)
+	}
 	// The one script the pages may run is the passkey script, which talks
 	// to this site only.
-	h.builtinPageCSP = "default-src 'none'; style-src " + web.StyleHash() + "; script-src " + web.ScriptHash() +
+	cfg.BuiltinPageCSP = "default-src 'none'; style-src " + web.StyleHash() + "; script-src " + web.ScriptHash() +
 		"; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-	h.loginTemplate, h.loginPageCSP = web.DefaultLoginTemplate(), h.builtinPageCSP
+	cfg.LoginPage, cfg.LoginPageCSP = web.DefaultLoginTemplate(), cfg.BuiltinPageCSP
 	if h.LoginTemplate != "" {
 		var err error
-		if h.loginTemplate, err = web.ParseLoginTemplate(h.LoginTemplate); err != nil {
-			return err
+		if cfg.LoginPage, err = web.ParseLoginTemplate(h.LoginTemplate); err != nil {
+			return cfg, err
 		}
 		// A site's own page may load its own assets; only framing is forbidden.
-		h.loginPageCSP = "frame-ancestors 'none'"
+		cfg.LoginPageCSP = "frame-ancestors 'none'"
 	}
-	h.renewing = new(sync.Map)
-	h.router = router{}
-	h.addRoutes()
-	return nil
+	return cfg, nil
 }
 
 // Interface guards

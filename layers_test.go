@@ -14,9 +14,10 @@ import (
 )
 
 // The packages are layers, and imports point one way: cmd/caddy uses the
-// root, the root (Caddy's glue) uses the rest, and the session engine, the
-// sealing, the store and the migrations know nothing of Caddy's HTTP
-// modules or of the layers above them.
+// root, the root (Caddy's glue) uses the rest, the routes use the engine and
+// the layers below it and of Caddy only its request-time values (the
+// replacer, caddyhttp.Error), and the session engine, the sealing, the store
+// and the migrations know nothing of Caddy or of the layers above them.
 func TestPackagesImportOneWay(t *testing.T) {
 	t.Parallel()
 	const module = "github.com/pgsession/caddy-pgsession"
@@ -53,6 +54,16 @@ func TestPackagesImportOneWay(t *testing.T) {
 		"store":            {"migrations"},
 		"migrations":       nil,
 		"web":              nil,
+	}
+	for _, dep := range imports["internal/routes"] {
+		if own, ok := strings.CutPrefix(dep, module+"/"); ok {
+			assert.True(t, slices.Contains([]string{"internal/engine", "internal/sealed", "internal/request", "store", "web"}, own),
+				"internal/routes imports %s, above or beside it", own)
+		}
+		if strings.HasPrefix(dep, "github.com/caddyserver/") {
+			assert.Contains(t, []string{"github.com/caddyserver/caddy/v2", "github.com/caddyserver/caddy/v2/modules/caddyhttp"}, dep,
+				"internal/routes is no Caddy module: it uses only the values a request carries")
+		}
 	}
 	for pkg, allowed := range lower {
 		for _, dep := range imports[pkg] {

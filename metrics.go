@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -100,7 +101,7 @@ func newMetrics() *metrics {
 	m.logins, _ = labelled("logins_total",
 		"Login attempts by outcome: success, failure (wrong username, password or second-factor code), "+
 			"throttled (refused by the failed-login limits), second_factor_required (right password, code asked).",
-		"outcome", []string{loginSuccess, loginFailure, loginThrottled, loginSecondFactorRequired})
+		"outcome", routes.LoginOutcomes)
 	m.factors = prometheus.NewCounterVec(counterOpts("sign_in_factors_total",
 		"Factors checked by sign-in steps, by factor (password, totp, recovery_code, passkey) and the step's outcome."),
 		[]string{"factor", "outcome"})

@@ -1,15 +1,16 @@
 package pgsession
 
 import (
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/internal/cli"
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 )
 
 // referencePath is where users learn the options, routes, commands and
@@ -43,13 +44,9 @@ func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 	})
 
 	t.Run("routes", func(t *testing.T) {
-		h := &Handler{LoginPath: "/login", LogoutPath: "/logout", AccountPath: "/account", APIPath: "/api/auth"}
-		h.addRoutes()
-		for _, rte := range h.router.routes {
-			if rte.method == http.MethodHead {
-				continue // every GET route answers HEAD too
-			}
-			route := rte.method + " /" + strings.Join(rte.pattern, "/")
+		site := routes.New(routes.Config{LoginPath: "/login", LogoutPath: "/logout", AccountPath: "/account", APIPath: "/api/auth"},
+			&routes.Shared{}, zap.NewNop())
+		for _, route := range site.Routes() {
 			if !strings.Contains(readme, "`"+route+"`") {
 				t.Errorf("route %s is not in the route tables of %s", route, referencePath)
 			}

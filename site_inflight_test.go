@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -363,7 +364,7 @@ func TestARequestEndedWithItsSessionGoesToHandleErrors(t *testing.T) {
 			return
 		}
 		mu.Lock()
-		errs = append(errs, strconv.Itoa(he.StatusCode)+" "+repl.ReplaceAll("{"+reasonPlaceholder+"}", ""))
+		errs = append(errs, strconv.Itoa(he.StatusCode)+" "+repl.ReplaceAll("{"+routes.ReasonPlaceholder+"}", ""))
 		mu.Unlock()
 		w.WriteHeader(he.StatusCode)
 	}))

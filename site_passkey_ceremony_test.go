@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 )
 
@@ -101,16 +102,16 @@ func TestPasskeyLoginBeginWritesNothing(t *testing.T) {
 	assert.Equal(t, before.inserted, after.inserted, "nor inserts one")
 	assert.Equal(t, calls, statuses[http.StatusOK]+statuses[http.StatusTooManyRequests], "200 or 429, nothing else: %v", statuses)
 	assert.Positive(t, statuses[http.StatusOK])
-	assert.LessOrEqual(t, statuses[http.StatusOK], beginBurst+60, "past the burst, about one a second: %v", statuses)
+	assert.LessOrEqual(t, statuses[http.StatusOK], routes.BeginBurst+60, "past the burst, about one a second: %v", statuses)
 	require.NotNil(t, throttled.Response, "the address was throttled")
 	assertRetryAfter(t, throttled, 5)
 	assert.Contains(t, throttled.body, "error")
 }
 
 // openCeremonyCookie opens a ceremony cookie of site's, as its finish does.
-func openCeremonyCookie(t *testing.T, site *testSite, kind, value string) ceremonyState {
+func openCeremonyCookie(t *testing.T, site *testSite, kind, value string) routes.CeremonyState {
 	t.Helper()
-	state, err := site.app.ceremonies.open(kind, value)
+	state, err := site.app.shared.Ceremonies.Open(kind, value)
 	require.NoError(t, err)
 	return state
 }
@@ -121,7 +122,7 @@ func expireCeremonyCookie(t *testing.T, b *browser, site *testSite, kind string,
 	t.Helper()
 	state := openCeremonyCookie(t, site, kind, ceremonyCookieOf(t, begin).Value)
 	state.Expires = time.Now().Add(-time.Second)
-	value, err := site.app.ceremonies.seal(kind, state)
+	value, err := site.app.shared.Ceremonies.Seal(kind, state)
 	require.NoError(t, err)
 	// The jar files the cookie under the request's host, as atLocalhost sends it.
 	u, err := url.Parse(site.url(passkeyAPI))
@@ -193,43 +194,4 @@ func finishWithCookie(t *testing.T, site, origin *testSite, value string, body a
 	req.Host = "localhost:" + u.Port()
 	resp, data := webtest.Do(t, attackerClient, req)
 	return reply{resp, data}
-}
-
-// The begin limit counts an IPv6 client by its /64, forgets addresses
-// whose buckets have filled again, and when full makes new addresses
-// share one bucket rather than letting them in unthrottled.
-func TestBeginLimitPerAddress(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct{ ip, want string }{
-		{"192.0.2.7", "192.0.2.7"},
-		{"192.0.2.7:5555", "192.0.2.7"},
-		{"::ffff:192.0.2.7", "192.0.2.7"},
-		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
-		{"[2001:db8:1:2::9]:443", "2001:db8:1:2::/64"},
-		{"not an address", "not an address"},
-	} {
-		assert.Equal(t, c.want, clientAddress(c.ip), c.ip)
-	}
-
-	now := time.Now()
-	l := newAddressLimiter(2, time.Second, 2)
-	for range 2 {
-		_, ok := l.allow("a", now)
-		require.True(t, ok)
-	}
-	wait, ok := l.allow("a", now)
-	assert.False(t, ok, "past the burst")
-	assert.Equal(t, time.Second, wait, "the wait for the next token")
-	_, ok = l.allow("b", now)
-	assert.True(t, ok)
-	_, ok = l.allow("c", now)
-	assert.True(t, ok, "a third address, with the map full, takes from the shared bucket")
-	_, ok = l.allow("d", now)
-	assert.True(t, ok)
-	_, ok = l.allow("e", now)
-	assert.False(t, ok, "which empties as one address's would")
-	later := now.Add(3 * time.Second)
-	_, ok = l.allow("e", later)
-	assert.True(t, ok, "once idle addresses are forgotten, a new one has a bucket of its own")
-	assert.Len(t, l.buckets, 1, "a and b, full again, were forgotten")
 }

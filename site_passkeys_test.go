@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
@@ -76,7 +77,7 @@ func TestPasskeyLoginBeginOffersTheSitesPasskeys(t *testing.T) {
 	assert.Equal(t, http.SameSiteStrictMode, c.SameSite)
 	assert.Equal(t, passkeyAPI, c.Path, "sent to the passkey routes only")
 	assert.Equal(t, 300, c.MaxAge)
-	state := openCeremonyCookie(t, site, ceremonyLogin, c.Value)
+	state := openCeremonyCookie(t, site, routes.CeremonyLogin, c.Value)
 	assert.Empty(t, state.UserID, "a sign-in's ceremony names no user")
 	assert.Equal(t, pk["challenge"], state.Data.Challenge, "the cookie holds the ceremony, sealed")
 	assert.NotContains(t, c.Value, pk["challenge"])
@@ -126,7 +127,7 @@ func TestPasskeyRegisterBeginAsksForADiscoverableVerifiedPasskey(t *testing.T) {
 	assert.Equal(t, "required", selection["residentKey"], "a passkey that signs in without a username")
 	assert.Equal(t, "required", selection["userVerification"])
 	assert.NotEmpty(t, pk["challenge"])
-	assert.Equal(t, db.userNamed(t, "alice").ID, openCeremonyCookie(t, site, ceremonyRegister, ceremonyCookieOf(t, begin).Value).UserID,
+	assert.Equal(t, db.userNamed(t, "alice").ID, openCeremonyCookie(t, site, routes.CeremonyRegister, ceremonyCookieOf(t, begin).Value).UserID,
 		"a registration's ceremony is the user's")
 }
 
@@ -160,7 +161,7 @@ func TestPasskeyCeremonyIsSingleUseAndExpires(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, replay.StatusCode)
 	assert.Contains(t, replay.body, "expired or was used", "a ceremony is finished once")
 
-	expireCeremonyCookie(t, b, site, ceremonyLogin, atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/login/begin", nil))
+	expireCeremonyCookie(t, b, site, routes.CeremonyLogin, atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/login/begin", nil))
 	late := atLocalhost(t, b, site, http.MethodPost, passkeyAPI+"/login/finish", garbage)
 	assert.Equal(t, http.StatusBadRequest, late.StatusCode)
 	assert.Contains(t, late.body, "expired or was used")

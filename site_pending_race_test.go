@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -82,11 +83,11 @@ func TestPendingSignInIsFinishedOnceUnderParallelFactors(t *testing.T) {
 		bodies := make([]string, 0, 6)
 		for i := range 5 {
 			code := fmt.Sprintf("race-%02d-%d-%s", round, i, randomHex(t, 8))
-			db.exec(t, `INSERT INTO pgsession.recovery_codes (user_id, code_hash) VALUES ($1, $2)`, alice.ID, hashRecoveryCode(code))
+			db.exec(t, `INSERT INTO pgsession.recovery_codes (user_id, code_hash) VALUES ($1, $2)`, alice.ID, routes.HashRecoveryCode(code))
 			bodies = append(bodies, jsonText(t, map[string]string{"recovery_code": code}))
 		}
 		now := time.Now()
-		step := now.Unix()/totpPeriod + 1
+		step := now.Unix()/routes.TOTPPeriod + 1
 		db.exec(t, `UPDATE pgsession.totp_secrets SET last_step = $2 WHERE user_id = $1`, alice.ID, step-3)
 		bodies = append(bodies, jsonText(t, map[string]string{"code": laterCode(t, secret, 1)}))
 
@@ -192,10 +193,10 @@ func TestPendingSignInWithAPasskeyIsFinishedOnce(t *testing.T) {
 		var codes []string
 		for i := range 5 {
 			code := fmt.Sprintf("race-%02d-%d-%s", round, i, randomHex(t, 8))
-			db.exec(t, `INSERT INTO pgsession.recovery_codes (user_id, code_hash) VALUES ($1, $2)`, alice.ID, hashRecoveryCode(code))
+			db.exec(t, `INSERT INTO pgsession.recovery_codes (user_id, code_hash) VALUES ($1, $2)`, alice.ID, routes.HashRecoveryCode(code))
 			codes = append(codes, jsonText(t, map[string]string{"recovery_code": code}))
 		}
-		step := time.Now().Unix()/totpPeriod + 1
+		step := time.Now().Unix()/routes.TOTPPeriod + 1
 		db.exec(t, `UPDATE pgsession.totp_secrets SET last_step = $2 WHERE user_id = $1`, alice.ID, step-3)
 		codes = append(codes, jsonText(t, map[string]string{"code": laterCode(t, secret, 1)}))
 		sessions := db.count(t, `SELECT count(*) FROM pgsession.sessions WHERE user_id = $1`, alice.ID)

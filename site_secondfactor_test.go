@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgsession/caddy-pgsession/internal/metricstest"
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 
 	"github.com/pgsession/caddy-pgsession/internal/webtest"
 	"github.com/pgsession/caddy-pgsession/web"
@@ -209,12 +210,12 @@ func TestSecondFactorGuessingIsThrottled(t *testing.T) {
 
 	guesser := newBrowser(t)
 	passwordStep(t, s, guesser, "alice", "correct horse")
-	for range maxCodeFailures {
+	for range routes.MaxCodeFailures {
 		resp := guesser.postJSON(s.url("/api/auth/login/second-factor"), map[string]string{"code": "000000"})
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	}
 	resp := guesser.postJSON(s.url("/api/auth/login/second-factor"), map[string]string{"code": laterCode(t, secret, 1)})
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "after %d wrong codes the pending login is gone", maxCodeFailures)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "after %d wrong codes the pending login is gone", routes.MaxCodeFailures)
 	assert.Contains(t, resp.body, "expired")
 
 	// The password again, and the account's code limit is reached: even

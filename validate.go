@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/pgsession/caddy-pgsession/internal/request"
+	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -61,7 +62,7 @@ func (h *Handler) check() error {
 	// Browsers accept a __Host- cookie only with Secure, Path=/ and no
 	// Domain, and a __Secure- one only with Secure; the handler always sends
 	// Path=/ and no Domain, so Secure is what must hold.
-	if needsSecure(h.CookieName) && secure == "off" {
+	if routes.NeedsSecure(h.CookieName) && secure == "off" {
 		return optionErrorf("cookie_name", "cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
 	}
 	// A session is written back at most once per renewal interval, so with
@@ -178,9 +179,9 @@ func (a *App) check() error {
 	if err := checkRanges(a.numbers(), a.zeroes); err != nil {
 		return err
 	}
-	if a.SecretsKey != "" && !strings.Contains(a.SecretsKey, "{") && len(a.SecretsKey) < minSecretsKeyLength {
+	if a.SecretsKey != "" && !strings.Contains(a.SecretsKey, "{") && len(a.SecretsKey) < routes.MinSecretsKeyLength {
 		return optionErrorf("secrets_key", "secrets_key must be at least %d characters (caddy pg-session secrets-key prints one)",
-			minSecretsKeyLength)
+			routes.MinSecretsKeyLength)
 	}
 	// A connection string with placeholders is checked once they are
 	// expanded, at provisioning; the error never repeats the string, which
@@ -220,12 +221,6 @@ func validCookieName(name string) bool {
 		}
 	}
 	return true
-}
-
-// needsSecure reports whether browsers accept a cookie of this name only
-// with the Secure attribute.
-func needsSecure(cookieName string) bool {
-	return strings.HasPrefix(cookieName, "__Host-") || strings.HasPrefix(cookieName, "__Secure-")
 }
 
 func oneOf(v string, allowed ...string) bool {

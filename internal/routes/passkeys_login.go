@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 // site's discoverable passkeys), and user verification required, since a
 // passkey alone stands for both a password and a second factor. Anyone may
 // begin one, so it writes nothing and is throttled per address in memory.
-func (h *Handler) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *Site) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if err := h.cookieCanBeSet(r); err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (h *Handler) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	if err := h.beginCeremony(w, r, ceremonyLogin, "", data); err != nil {
+	if err := h.beginCeremony(w, r, CeremonyLogin, "", data); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, assertion)
@@ -55,7 +55,7 @@ type passkeyLogin struct {
 // serveLoginPasskeyFinish verifies a passkey sign-in and signs its user in.
 // Each is reserved against the per-address limit of failed logins first,
 // as a password check is.
-func (h *Handler) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *Site) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var body passkeyLogin
 	if err := request.DecodeJSONObject(r.Body, &body, "credential", "remember", "redirect"); err != nil {
 		return badBody(err)
@@ -64,7 +64,7 @@ func (h *Handler) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request
 		return err
 	}
 	ip := clientIP(r)
-	attempt, err := h.store.ReservePasskeyAttempt(r.Context(), ip, h.throttle)
+	attempt, err := h.store.ReservePasskeyAttempt(r.Context(), ip, h.Throttle)
 	if err != nil {
 		return storeUnavailable(err)
 	}
@@ -74,7 +74,7 @@ func (h *Handler) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request
 		return tooManyAttempts(attempt, msgTooManyFailures)
 	}
 	user, err := h.verifyPasskeyLogin(w, r, body.Credential)
-	var ref *refusal
+	var ref *Refusal
 	if errors.As(err, &ref) && ref.status == http.StatusServiceUnavailable {
 		h.releaseAttempt(attempt)
 	}
@@ -89,19 +89,19 @@ func (h *Handler) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request
 // passkey it names, moves the passkey's counter forward, and returns the
 // passkey's user. A failure is recorded in the user's sign-in history when
 // the passkey named one.
-func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, credential json.RawMessage) (*store.User, error) {
+func (h *Site) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, credential json.RawMessage) (*store.User, error) {
 	wa, err := h.relyingParty(r)
 	if err != nil {
 		return nil, err
 	}
-	_, data, err := h.takeCeremony(w, r, ceremonyLogin)
+	_, data, err := h.takeCeremony(w, r, CeremonyLogin)
 	if err != nil {
 		return nil, err
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(credential)
 	if err != nil {
 		h.signInAttempt(r, "", nil, loginFailure, "")
-		return nil, refuse(reasonUnverifiedPasskey, "The passkey answer cannot be read")
+		return nil, refuse(ReasonUnverifiedPasskey, "The passkey answer cannot be read")
 	}
 	var found *passkeyUser
 	var storeErr error
@@ -128,7 +128,7 @@ func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, cre
 	if err != nil {
 		h.logger.Info("passkey sign-in failed", zap.String("username", username), zap.String("client_ip", ip), zap.Error(err))
 		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
-		return nil, refuse(reasonInvalidPasskey, msgPasskeyFailed)
+		return nil, refuse(ReasonInvalidPasskey, msgPasskeyFailed)
 	}
 	err = h.store.UsePasskey(r.Context(), cred.ID, cred.Authenticator.SignCount, cred.Flags.BackupState)
 	if cred.Authenticator.CloneWarning || errors.Is(err, store.ErrPasskeyCounter) {
@@ -137,7 +137,7 @@ func (h *Handler) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, cre
 		h.logger.Warn("passkey sign-in refused: its signature counter did not move forward, the key may be cloned",
 			zap.String("username", username), zap.String("client_ip", ip))
 		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
-		return nil, refuse(reasonInvalidPasskey, msgPasskeyFailed)
+		return nil, refuse(ReasonInvalidPasskey, msgPasskeyFailed)
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -162,7 +162,7 @@ type passkeySignedIn struct {
 // starts the session, so a code sent at the same time finds it finished.
 // A passkey is a whole sign-in on its own: when a code finished the
 // pending login first, the passkey still signs in, with no pending login.
-func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
+func (h *Site) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
 	remember := body.Remember
 	pendingToken, hasPending := h.pendingToken(r)
 	if hasPending {
@@ -176,7 +176,7 @@ func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, 
 			hasPending = false
 		case pending.User.ID != user.ID:
 			h.signInAttempt(r, pending.User.Username, nil, loginFailure, store.FactorPasskey)
-			return refuse(reasonInvalidPasskey, "That passkey is another account's: use the one of the account you are signing in to")
+			return refuse(ReasonInvalidPasskey, "That passkey is another account's: use the one of the account you are signing in to")
 		default:
 			remember = pending.Remember
 		}
@@ -198,7 +198,7 @@ func (h *Handler) completePasskeySignIn(w http.ResponseWriter, r *http.Request, 
 	switch {
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
 		h.signInAttempt(r, user.Username, nil, loginFailure, store.FactorPasskey)
-		return refuse(reasonInvalidPasskey, msgPasskeyFailed)
+		return refuse(ReasonInvalidPasskey, msgPasskeyFailed)
 	case err != nil:
 		return storeUnavailable(err)
 	}

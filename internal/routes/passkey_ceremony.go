@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"context"
@@ -32,43 +32,43 @@ import (
 // Ceremony kinds; each seals with its own additional data, so one kind's
 // cookie does not open as the other's.
 const (
-	ceremonyRegister = "register"
-	ceremonyLogin    = "login"
+	CeremonyRegister = "register"
+	CeremonyLogin    = "login"
 )
 
 // How often one client address may begin passkey sign-ins: a burst of
-// beginBurst, then one every beginEvery. A person begins a few a minute;
+// BeginBurst, then one every beginEvery. A person begins a few a minute;
 // the limit keeps a loop from one address from costing more than that.
 const (
-	beginBurst = 30
+	BeginBurst = 30
 	beginEvery = time.Second
 	// beginAddresses bounds the addresses the limiter remembers; past it,
 	// new addresses share one bucket until idle ones are forgotten.
 	beginAddresses = 10000
 )
 
-// ceremonyState is what a ceremony cookie holds.
-type ceremonyState struct {
+// CeremonyState is what a ceremony cookie holds.
+type CeremonyState struct {
 	UserID  store.UserID         `json:"u,omitempty"` // who began a registration; empty for a sign-in
 	Expires time.Time            `json:"e"`
 	Data    webauthn.SessionData `json:"d"`
 }
 
-// ceremonySeal seals ceremony states into cookie values and opens them.
-type ceremonySeal struct{ box *sealed.Box }
+// CeremonySeal seals ceremony states into cookie values and opens them.
+type CeremonySeal struct{ box *sealed.Box }
 
-func newCeremonySeal(key []byte) (*ceremonySeal, error) {
+func newCeremonySeal(key []byte) (*CeremonySeal, error) {
 	box, err := sealed.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("passkey ceremony key: %w", err)
 	}
-	return &ceremonySeal{box: box}, nil
+	return &CeremonySeal{box: box}, nil
 }
 
 func ceremonyAD(kind string) []byte { return []byte("caddy-pgsession passkey ceremony v1 " + kind) }
 
-// seal returns the cookie value of a ceremony of kind.
-func (c *ceremonySeal) seal(kind string, state ceremonyState) (string, error) {
+// Seal returns the cookie value of a ceremony of kind.
+func (c *CeremonySeal) Seal(kind string, state CeremonyState) (string, error) {
 	plain, err := json.Marshal(state)
 	if err != nil {
 		return "", fmt.Errorf("sealing a passkey ceremony: %w", err)
@@ -80,9 +80,9 @@ func (c *ceremonySeal) seal(kind string, state ceremonyState) (string, error) {
 // kind asked for: altered, made under another key, or of the other kind.
 var errCeremonyUnreadable = errors.New("the passkey ceremony cookie does not open")
 
-// open returns the state sealed in a cookie value of kind.
-func (c *ceremonySeal) open(kind, value string) (ceremonyState, error) {
-	var state ceremonyState
+// Open returns the state sealed in a cookie value of kind.
+func (c *CeremonySeal) Open(kind, value string) (CeremonyState, error) {
+	var state CeremonyState
 	raw, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil {
 		return state, errCeremonyUnreadable
@@ -94,40 +94,38 @@ func (c *ceremonySeal) open(kind, value string) (ceremonyState, error) {
 	return state, nil
 }
 
-// openCeremonies makes the seal of ceremony cookies and the limit on
+// OpenCeremonies makes the seal of ceremony cookies and the limit on
 // begins, at Start: the key is derived from secrets_key when it is set, so
 // a copy of the database cannot forge a ceremony, and is otherwise the
 // random one kept in PostgreSQL, so that every server has the same. Never
 // a key of this process alone: another server could not finish its
 // ceremonies.
-func (a *App) openCeremonies(ctx context.Context) error {
+func OpenCeremonies(ctx context.Context, st *store.Store, secrets *SecretBox) (*CeremonySeal, *AddressLimiter, error) {
 	key := []byte(nil)
-	if a.secrets != nil {
-		key = a.secrets.ceremonyKey
+	if secrets != nil {
+		key = secrets.ceremonyKey
 	} else {
 		fresh := make([]byte, 32)
 		rand.Read(fresh)
 		var err error
-		if key, err = a.store.CeremonyKey(ctx, fresh); err != nil {
-			return err
+		if key, err = st.CeremonyKey(ctx, fresh); err != nil {
+			return nil, nil, err
 		}
 	}
 	seal, err := newCeremonySeal(key)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	a.ceremonies = seal
-	a.beginLimit = newAddressLimiter(beginBurst, beginEvery, beginAddresses)
-	return nil
+	return seal, newAddressLimiter(BeginBurst, beginEvery, beginAddresses), nil
 }
 
 // beginCeremony seals a ceremony's state into the browser's ceremony
 // cookie for its finish.
-func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
-	if h.app.ceremonies == nil {
+func (h *Site) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
+	if h.shared.Ceremonies == nil {
 		return storeUnavailable(errors.New("the passkey ceremony key is not loaded"))
 	}
-	value, err := h.app.ceremonies.seal(kind, ceremonyState{UserID: userID, Expires: time.Now().Add(ceremonyLifetime), Data: *data})
+	value, err := h.shared.Ceremonies.Seal(kind, CeremonyState{UserID: userID, Expires: time.Now().Add(ceremonyLifetime), Data: *data})
 	if err != nil {
 		return err
 	}
@@ -139,20 +137,20 @@ func (h *Handler) beginCeremony(w http.ResponseWriter, r *http.Request, kind str
 // and clears its cookie. Its challenge is recorded as used before the
 // answer is checked, so a ceremony is finished once whether it verified or
 // not, and a cookie that does not open costs no write.
-func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
+func (h *Site) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
 	c, err := r.Cookie(h.ceremonyCookieName())
 	if err != nil || c.Value == "" {
-		return "", nil, refuse(reasonNoPasskeyCeremony, "No passkey request is under way: start again")
+		return "", nil, refuse(ReasonNoPasskeyCeremony, "No passkey request is under way: start again")
 	}
 	http.SetCookie(w, h.ceremonyCookie(r, "", -1))
-	if h.app.ceremonies == nil {
+	if h.shared.Ceremonies == nil {
 		return "", nil, storeUnavailable(errors.New("the passkey ceremony key is not loaded"))
 	}
-	state, err := h.app.ceremonies.open(kind, c.Value)
+	state, err := h.shared.Ceremonies.Open(kind, c.Value)
 	if err != nil {
-		return "", nil, refuse(reasonNoPasskeyCeremony, "The passkey request cannot be read: start again")
+		return "", nil, refuse(ReasonNoPasskeyCeremony, "The passkey request cannot be read: start again")
 	}
-	used := refuse(reasonNoPasskeyCeremony, "The passkey request expired or was used: start again")
+	used := refuse(ReasonNoPasskeyCeremony, "The passkey request expired or was used: start again")
 	if !time.Now().Before(state.Expires) {
 		return "", nil, used
 	}
@@ -166,12 +164,12 @@ func (h *Handler) takeCeremony(w http.ResponseWriter, r *http.Request, kind stri
 }
 
 // throttleBegin refuses a begin from an address past its limit with 429.
-func (h *Handler) throttleBegin(r *http.Request) error {
-	if h.app.beginLimit == nil {
+func (h *Site) throttleBegin(r *http.Request) error {
+	if h.shared.BeginLimit == nil {
 		return nil
 	}
-	if wait, ok := h.app.beginLimit.allow(clientAddress(clientIP(r)), time.Now()); !ok {
-		return &refusal{status: reasonStatus[reasonThrottled], reason: reasonThrottled,
+	if wait, ok := h.shared.BeginLimit.allow(clientAddress(clientIP(r)), time.Now()); !ok {
+		return &Refusal{status: ReasonStatus[ReasonThrottled], reason: ReasonThrottled,
 			message: "Too many passkey sign-ins from this address, try again shortly", retryAfter: wait}
 	}
 	return nil
@@ -195,12 +193,12 @@ func clientAddress(ip string) string {
 	return addr.String()
 }
 
-// addressLimiter is a token bucket per client address, in memory: a begin
+// AddressLimiter is a token bucket per client address, in memory: a begin
 // is refused before it costs anything. It remembers at most max addresses;
 // while it is full, addresses it does not know share one bucket, so many
 // addresses buy no more than one does, and buckets that have filled up
 // again (idle addresses) are forgotten to make room.
-type addressLimiter struct {
+type AddressLimiter struct {
 	limit     rate.Limit
 	burst     int
 	max       int
@@ -210,15 +208,15 @@ type addressLimiter struct {
 	lastSweep time.Time
 }
 
-func newAddressLimiter(burst int, every time.Duration, max int) *addressLimiter {
+func newAddressLimiter(burst int, every time.Duration, max int) *AddressLimiter {
 	limit := rate.Every(every)
-	return &addressLimiter{limit: limit, burst: burst, max: max, buckets: map[string]*rate.Limiter{},
+	return &AddressLimiter{limit: limit, burst: burst, max: max, buckets: map[string]*rate.Limiter{},
 		overflow: rate.NewLimiter(limit, burst)}
 }
 
 // allow takes a token of addr's bucket; when there is none, it reports how
 // long until there is.
-func (l *addressLimiter) allow(addr string, now time.Time) (time.Duration, bool) {
+func (l *AddressLimiter) allow(addr string, now time.Time) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[addr]
@@ -242,7 +240,7 @@ func (l *addressLimiter) allow(addr string, now time.Time) (time.Duration, bool)
 
 // sweep forgets the addresses whose buckets are full, at most once in the
 // time a bucket takes to fill, so a full map is not walked per request.
-func (l *addressLimiter) sweep(now time.Time) {
+func (l *AddressLimiter) sweep(now time.Time) {
 	refill := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
 	if now.Sub(l.lastSweep) < refill {
 		return

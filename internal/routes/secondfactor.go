@@ -1,16 +1,13 @@
-package pgsession
+package routes
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/internal/request"
@@ -24,21 +21,21 @@ import (
 // user's authenticator. The key comes from the secrets_key option and lives
 // only in the server's configuration.
 
-// minSecretsKeyLength is the shortest secrets_key accepted: 32 characters
+// MinSecretsKeyLength is the shortest secrets_key accepted: 32 characters
 // of the printed key carry 192 bits, more than AES-256's brute-force margin
 // needs against a guessed passphrase.
-const minSecretsKeyLength = 32
+const MinSecretsKeyLength = 32
 
-// secretBox seals and opens the secrets stored for users, and holds the
+// SecretBox seals and opens the secrets stored for users, and holds the
 // key derived from secrets_key for passkey ceremony cookies.
-type secretBox struct {
+type SecretBox struct {
 	box         *sealed.Box
 	ceremonyKey []byte
 }
 
-// newSecretBox derives the keys of secretsKey's two uses, so the option
+// NewSecretBox derives the keys of secretsKey's two uses, so the option
 // may be any long string.
-func newSecretBox(secretsKey string) (*secretBox, error) {
+func NewSecretBox(secretsKey string) (*SecretBox, error) {
 	key, err := sealed.DeriveKey(secretsKey, "caddy-pgsession second factor secrets v1")
 	if err != nil {
 		return nil, err
@@ -51,44 +48,22 @@ func newSecretBox(secretsKey string) (*secretBox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &secretBox{box: box, ceremonyKey: ceremonyKey}, nil
+	return &SecretBox{box: box, ceremonyKey: ceremonyKey}, nil
 }
 
 // seal encrypts a secret of user's; the user id is authenticated with it,
 // so a row copied to another user does not open.
-func (b *secretBox) seal(userID, secret string) []byte {
+func (b *SecretBox) seal(userID, secret string) []byte {
 	return b.box.Seal([]byte(secret), []byte(userID))
 }
 
 // open decrypts what seal made for the same user.
-func (b *secretBox) open(userID string, sealedSecret []byte) (string, error) {
+func (b *SecretBox) open(userID string, sealedSecret []byte) (string, error) {
 	plain, err := b.box.Open(sealedSecret, []byte(userID))
 	if err != nil {
 		return "", errors.New("stored secret does not open with secrets_key (was the key changed, or the row moved?)")
 	}
 	return string(plain), nil
-}
-
-// openSecrets expands secrets_key and makes the box for it; without the
-// option there is none and TOTP is off.
-func (a *App) openSecrets() error {
-	if a.SecretsKey == "" {
-		return nil
-	}
-	key, err := caddy.NewReplacer().ReplaceOrErr(a.SecretsKey, true, true)
-	if err != nil {
-		// As for database_url: caddy validate runs where the variables of
-		// the machine that runs Caddy may not be set; Start reports it.
-		a.unexpanded = fmt.Errorf("secrets_key: %w", err)
-		return nil
-	}
-	key = strings.TrimSpace(key)
-	if len(key) < minSecretsKeyLength {
-		return fmt.Errorf("secrets_key must be at least %d characters once expanded (caddy pg-session secrets-key prints one)",
-			minSecretsKeyLength)
-	}
-	a.secrets, err = newSecretBox(key)
-	return err
 }
 
 // The second step of a sign-in. A right password for a user with a second
@@ -99,9 +74,9 @@ func (a *App) openSecrets() error {
 // never reads it.
 
 const (
-	// maxCodeFailures is how many wrong codes one pending login may see
+	// MaxCodeFailures is how many wrong codes one pending login may see
 	// before it ends and the password must be typed again.
-	maxCodeFailures = 3
+	MaxCodeFailures = 3
 	// maxCodeFailuresPerAccount caps the failed logins, wrong codes
 	// included, after which an account's codes are refused with 429 within
 	// failed_login_window, when max_failed_logins_per_account is higher:
@@ -115,10 +90,10 @@ const (
 
 // pendingCookieName is the pending login's cookie: the session cookie's
 // name with _pending, which keeps a __Host- prefix valid.
-func (h *Handler) pendingCookieName() string { return h.CookieName + "_pending" }
+func (h *Site) pendingCookieName() string { return h.CookieName + "_pending" }
 
 // pendingCookie sets (maxAge > 0) or clears (maxAge < 0) the pending cookie.
-func (h *Handler) pendingCookie(r *http.Request, token string, maxAge int) *http.Cookie {
+func (h *Site) pendingCookie(r *http.Request, token string, maxAge int) *http.Cookie {
 	c := h.sessionCookie(r, token)
 	c.Name, c.MaxAge = h.pendingCookieName(), maxAge
 	return c
@@ -127,8 +102,8 @@ func (h *Handler) pendingCookie(r *http.Request, token string, maxAge int) *http
 // askSecondFactor answers a right password of a user with a second factor:
 // a pending login, its cookie, and the code page or a JSON answer naming
 // the methods the user can use.
-func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User, factors store.Factors) error {
-	token, err := h.store.CreatePendingLogin(r.Context(), *user, c.Remember && h.rememberFor > 0)
+func (h *Site) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User, factors store.Factors) error {
+	token, err := h.store.CreatePendingLogin(r.Context(), *user, c.Remember && h.RememberFor > 0)
 	if errors.Is(err, store.ErrCredentialsChanged) {
 		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
 		return h.refuseLogin(w, r, c)
@@ -148,7 +123,7 @@ func (h *Handler) askSecondFactor(w http.ResponseWriter, r *http.Request, c cred
 
 // renderCodePage shows the second step's page; recovery says the error is
 // the recovery code's.
-func (h *Handler) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool,
+func (h *Site) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool,
 	factors store.Factors) error {
 	page := web.SecondFactorPage{
 		SiteName:      h.SiteName,
@@ -163,7 +138,7 @@ func (h *Handler) renderCodePage(w http.ResponseWriter, r *http.Request, status 
 	if factors.Passkeys > 0 {
 		page.PasskeyAPI = h.APIPath
 	}
-	return renderPage(w, r, status, web.SecondFactorTemplate(), h.builtinPageCSP, page)
+	return renderPage(w, r, status, web.SecondFactorTemplate(), h.BuiltinPageCSP, page)
 }
 
 // secondFactorBody is what the second step reads, from JSON or a form.
@@ -187,10 +162,10 @@ func readSecondFactor(r *http.Request) (secondFactorBody, error) {
 		return b, badBody(err)
 	}
 	if (b.Code == "") == (b.RecoveryCode == "") {
-		return b, refuse(reasonBadRequest, "Send either code or recovery_code")
+		return b, refuse(ReasonBadRequest, "Send either code or recovery_code")
 	}
 	if len(b.Code) > 16 || len(b.RecoveryCode) > 64 {
-		return b, refuse(reasonBadRequest, "Code is too long")
+		return b, refuse(ReasonBadRequest, "Code is too long")
 	}
 	return b, nil
 }
@@ -200,7 +175,7 @@ func readSecondFactor(r *http.Request) (secondFactorBody, error) {
 // {login_path}/second-factor. Each check is reserved against the
 // failed-login limits as a password check is, with the account's limit at
 // most maxCodeFailuresPerAccount.
-func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *Site) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	b, err := readSecondFactor(r)
 	if err != nil {
 		return err
@@ -217,10 +192,10 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 		if b.form {
 			return h.renderLoginPage(w, r, http.StatusUnauthorized, credentials{Redirect: b.Redirect}, msgPendingExpired)
 		}
-		return refuse(reasonSecondFactorExpired, msgPendingExpired)
+		return refuse(ReasonSecondFactorExpired, msgPendingExpired)
 	}
 	user, ip := pending.User, clientIP(r)
-	limits := h.throttle
+	limits := h.Throttle
 	limits.PerAccount = min(limits.PerAccount, maxCodeFailuresPerAccount)
 	attempt, err := h.store.ReserveLoginAttempt(r.Context(), user.Username, ip, limits)
 	if err != nil {
@@ -255,17 +230,17 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 			if b.form {
 				return h.renderLoginPage(w, r, http.StatusUnauthorized, credentials{Redirect: b.Redirect}, msgPendingExpired)
 			}
-			return refuse(reasonSecondFactorExpired, msgPendingExpired)
+			return refuse(ReasonSecondFactorExpired, msgPendingExpired)
 		case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):
 			h.signInAttempt(r, user.Username, &user, loginFailure, factor)
-			return refuse(reasonSecondFactorExpired, msgPendingExpired)
+			return refuse(ReasonSecondFactorExpired, msgPendingExpired)
 		case err != nil:
 			h.releaseAttempt(attempt)
 			return storeUnavailable(err)
 		}
 	}
 	if !right {
-		if err := h.store.FailPendingLogin(r.Context(), token, maxCodeFailures); err != nil {
+		if err := h.store.FailPendingLogin(r.Context(), token, MaxCodeFailures); err != nil {
 			return storeUnavailable(err)
 		}
 		h.logger.Info("second factor failed", zap.String("username", user.Username), zap.String("client_ip", ip),
@@ -278,7 +253,7 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 			}
 			return h.renderCodePage(w, r, http.StatusUnauthorized, b.Redirect, msgInvalidCode, factor == store.FactorRecoveryCode, factors)
 		}
-		return refuse(reasonInvalidCode, msgInvalidCode)
+		return refuse(ReasonInvalidCode, msgInvalidCode)
 	}
 	if err := h.store.ClearLoginFailures(r.Context(), user.Username); err != nil {
 		h.logger.Warn("clearing failed logins after a sign-in", zap.Error(err))
@@ -293,13 +268,13 @@ func (h *Handler) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *c
 // the step to finish the pending login with, and false when the factor is
 // wrong already; a recovery code is found right or wrong only as
 // store.FinishPendingLogin uses it.
-func (h *Handler) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (store.SecondStep, bool, error) {
+func (h *Site) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (store.SecondStep, bool, error) {
 	if b.RecoveryCode != "" {
-		return store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: hashRecoveryCode(b.RecoveryCode)}, true, nil
+		return store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: HashRecoveryCode(b.RecoveryCode)}, true, nil
 	}
 	step := store.SecondStep{Factor: store.FactorTOTP}
-	if h.app.secrets == nil {
-		return step, false, refuse(reasonTotpOff, msgTOTPOff)
+	if h.shared.Secrets == nil {
+		return step, false, refuse(ReasonTotpOff, msgTOTPOff)
 	}
 	secret, confirmed, err := h.totpSecret(r, userID)
 	if err != nil || !confirmed {
@@ -311,7 +286,7 @@ func (h *Handler) checkSecondFactor(r *http.Request, userID store.UserID, b seco
 }
 
 // pendingToken returns the pending cookie's value, if the request has one.
-func (h *Handler) pendingToken(r *http.Request) (string, bool) {
+func (h *Site) pendingToken(r *http.Request) (string, bool) {
 	c, err := r.Cookie(h.pendingCookieName())
 	if err != nil || c.Value == "" {
 		return "", false
@@ -322,22 +297,22 @@ func (h *Handler) pendingToken(r *http.Request) (string, bool) {
 // serveAdminResetSecondFactors removes a user's second factors and ends
 // their sessions: DELETE {api}/admin/users/{username}/second-factors, for
 // someone who lost their authenticator and their recovery codes.
-func (h *Handler) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *Site) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	user, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
 	if errors.Is(err, store.ErrUserNotFound) {
-		return refuse(reasonNoSuchUser, "No such user")
+		return refuse(ReasonNoSuchUser, "No such user")
 	}
 	if err != nil {
 		return storeUnavailable(err)
 	}
 	n, err := h.store.ResetSecondFactors(r.Context(), user.ID)
 	if errors.Is(err, store.ErrUserNotFound) {
-		return refuse(reasonNoSuchUser, "No such user")
+		return refuse(ReasonNoSuchUser, "No such user")
 	}
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.app.forgetUser(user.ID)
+	h.shared.Memory.ForgetUser(user.ID)
 	h.logger.Info("second factors reset", zap.String("username", user.Username), zap.Int64("sessions_ended", n))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
@@ -345,18 +320,18 @@ func (h *Handler) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Re
 
 // enrolmentRequired refuses a user without a second factor under
 // second_factor required.
-func enrolmentRequired() *refusal {
-	return refuse(reasonSecondFactorEnrolmentRequired, "Second factor enrolment required")
+func enrolmentRequired() *Refusal {
+	return refuse(ReasonSecondFactorEnrolmentRequired, "Second factor enrolment required")
 }
 
 // sendToEnrol answers a request of a user who must set up a second factor
 // first: a browser goes to the account page's section for it, anything
 // else gets 403.
-func (h *Handler) sendToEnrol(w http.ResponseWriter, r *http.Request) error {
+func (h *Site) sendToEnrol(w http.ResponseWriter, r *http.Request) error {
 	if wantsHTML(r) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, h.AccountPath+"#two-step", http.StatusSeeOther)
 		return nil
 	}
-	return h.answer(w, r, enrolmentRequired())
+	return h.Answer(w, r, enrolmentRequired())
 }

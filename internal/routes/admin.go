@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"errors"
@@ -17,13 +17,13 @@ import (
 // with the admin token or the session of a user with is_admin; everything
 // here may assume one of the two.
 
-// parseBearer reads one Authorization field value as a bearer credential
+// ParseBearer reads one Authorization field value as a bearer credential
 // (RFC 6750): the token and true, or false for another scheme or no token.
 // The scheme is case-insensitive and may be followed by any run of spaces
 // or tabs (RFC 9110 section 11.1), as servers behind the gate may read it,
 // so the gate that strips the admin token and the admin routes that check
 // it agree on every spelling a client can send.
-func parseBearer(value string) (string, bool) {
+func ParseBearer(value string) (string, bool) {
 	const scheme = "bearer"
 	if len(value) <= len(scheme) || !strings.EqualFold(value[:len(scheme)], scheme) {
 		return "", false
@@ -66,20 +66,20 @@ func userError(err error) error {
 	var lookalike *store.LookalikeError
 	switch {
 	case errors.Is(err, store.ErrUserNotFound):
-		return refuse(reasonNoSuchUser, "No such user")
+		return refuse(ReasonNoSuchUser, "No such user")
 	case errors.As(err, &inputErr):
 		return badInput(inputErr)
 	case errors.As(err, &lookalike):
-		return refuse(reasonUsernameLookalike,
+		return refuse(ReasonUsernameLookalike,
 			fmt.Sprintf("That name looks like the name of the existing user %q", lookalike.Existing))
 	case errors.Is(err, store.ErrUserExists):
-		return refuse(reasonUsernameTaken, "A user with that name already exists")
+		return refuse(ReasonUsernameTaken, "A user with that name already exists")
 	default:
 		return passwordCheckFailed(err)
 	}
 }
 
-func (h *Handler) serveAdminListUsers(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *Site) serveAdminListUsers(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	users, err := h.store.ListUsers(r.Context())
 	if err != nil {
 		return storeUnavailable(err)
@@ -99,7 +99,7 @@ type newUserRequest struct {
 	IsAdmin  bool   `json:"is_admin"`
 }
 
-func (h *Handler) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body newUserRequest
 	if err := request.DecodeJSONObject(r.Body, &body, "username", "password", "is_admin"); err != nil {
 		return badBody(err)
@@ -113,7 +113,7 @@ func (h *Handler) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c
 	return nil
 }
 
-func (h *Handler) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func (h *Handler) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c
 	if err := h.store.DeleteUser(r.Context(), name); err != nil {
 		return userError(err)
 	}
-	h.app.forgetUser(u.ID)
+	h.shared.Memory.ForgetUser(u.ID)
 	h.logger.Info("user deleted", zap.String("username", name), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
@@ -138,13 +138,13 @@ type userChange struct {
 // serveAdminChangeUser sets a user's password or admin rights. A new
 // password ends every session of the user, logins still in flight
 // included; removing admin rights holds from each session's next request.
-func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body userChange
 	if err := request.DecodeJSONObject(r.Body, &body, "password", "is_admin"); err != nil {
 		return badBody(err)
 	}
 	if body.Password == nil && body.IsAdmin == nil {
-		return refuse(reasonBadRequest, "Nothing to change: give password or is_admin")
+		return refuse(ReasonBadRequest, "Nothing to change: give password or is_admin")
 	}
 	if body.Password != nil {
 		var inputErr *store.InputError
@@ -157,7 +157,7 @@ func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c
 		return err
 	}
 	out := map[string]any{"ok": true}
-	defer h.app.forgetUser(u.ID)
+	defer h.shared.Memory.ForgetUser(u.ID)
 	if body.IsAdmin != nil {
 		if err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin); err != nil {
 			return userError(err)
@@ -177,7 +177,7 @@ func (h *Handler) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c
 }
 
 // adminTarget finds the user named in the path.
-func (h *Handler) adminTarget(r *http.Request) (*store.User, error) {
+func (h *Site) adminTarget(r *http.Request) (*store.User, error) {
 	u, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
 	if err != nil {
 		return nil, userError(err)
@@ -185,7 +185,7 @@ func (h *Handler) adminTarget(r *http.Request) (*store.User, error) {
 	return u, nil
 }
 
-func (h *Handler) serveAdminUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAdminUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func (h *Handler) serveAdminUserSessions(w http.ResponseWriter, r *http.Request,
 }
 
 // serveAdminUserHistory lists a user's latest sign-in attempts.
-func (h *Handler) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *Site) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (h *Handler) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, 
 	return h.listSignIns(w, r, u.ID)
 }
 
-func (h *Handler) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -211,21 +211,21 @@ func (h *Handler) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.app.forgetUser(u.ID)
+	h.shared.Memory.ForgetUser(u.ID)
 	h.logger.Info("sessions ended", zap.String("username", u.Username), zap.Int64("count", n), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
 
-func (h *Handler) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	owner, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
 	switch {
 	case err != nil:
 		return storeUnavailable(err)
 	case owner == "":
-		return refuse(reasonNoSuchSession, "No such session")
+		return refuse(ReasonNoSuchSession, "No such session")
 	}
-	h.app.forgetUser(owner)
+	h.shared.Memory.ForgetUser(owner)
 	h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil

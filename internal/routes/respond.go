@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"cmp"
@@ -22,7 +22,7 @@ import (
 )
 
 // How the plugin answers when it answers instead of the site. The gate and
-// the routes return a *refusal; answer renders it once, in one place: as a
+// the routes return a *Refusal; answer renders it once, in one place: as a
 // page for a browser and the plugin's own JSON for anything else, or, with
 // error_pages caddy, handed to the site's handle_errors as a
 // caddyhttp.Error, with a placeholder naming the reason.
@@ -30,13 +30,13 @@ import (
 // retryAfterStore is what a client is told to wait when the database is down.
 const retryAfterStore = 5 * time.Second
 
-// reasonPlaceholder names why a request was refused, for handle_errors.
-const reasonPlaceholder = "http.auth.pg_session.reason"
+// ReasonPlaceholder names why a request was refused, for handle_errors.
+const ReasonPlaceholder = "http.auth.pg_session.reason"
 
 // refusal is a request the plugin turned away.
-type refusal struct {
+type Refusal struct {
 	status      int
-	reason      reason // the name handle_errors sees
+	reason      Reason // the name handle_errors sees
 	message     string // what the client is told
 	retryAfter  time.Duration
 	clearCookie bool // the request's session cookie is no good: drop it
@@ -46,36 +46,46 @@ type refusal struct {
 	err            error // what failed underneath, for the log; nil when the client is at fault
 }
 
-func (r *refusal) Error() string { return r.message }
-func (r *refusal) Unwrap() error { return r.err }
+func (r *Refusal) Error() string { return r.message }
+func (r *Refusal) Unwrap() error { return r.err }
+
+// Reason is why the request was refused.
+func (r *Refusal) Reason() Reason { return r.reason }
+
+// EndedOnRenewal says that the session was live in memory and its row
+// was found gone when the renewal wrote it.
+func (r *Refusal) EndedOnRenewal() bool { return r.endedOnRenewal }
+
+// Refuse is refuse, for the gate.
+func Refuse(why Reason, message string) *Refusal { return refuse(why, message) }
 
 // refuse makes a refusal for something the client did, with the status
 // its reason goes with.
-func refuse(why reason, message string) *refusal {
-	return &refusal{status: reasonStatus[why], reason: why, message: message}
+func refuse(why Reason, message string) *Refusal {
+	return &Refusal{status: ReasonStatus[why], reason: why, message: message}
 }
 
 // storeUnavailable refuses with 503 when the database fails. The cookie is
 // left alone: users are not logged out because the database blinked.
-func storeUnavailable(err error) *refusal {
-	return &refusal{status: reasonStatus[reasonStoreUnavailable], reason: reasonStoreUnavailable,
+func storeUnavailable(err error) *Refusal {
+	return &Refusal{status: ReasonStatus[ReasonStoreUnavailable], reason: ReasonStoreUnavailable,
 		message: "Session store unavailable, try again shortly", retryAfter: retryAfterStore, err: err}
 }
 
 // hashersBusy refuses a password check that waited too long for its turn:
 // the server is flooded with logins, and a moment later it may not be.
-func hashersBusy() *refusal {
-	return &refusal{status: reasonStatus[reasonBusy], reason: reasonBusy,
+func hashersBusy() *Refusal {
+	return &Refusal{status: ReasonStatus[ReasonBusy], reason: ReasonBusy,
 		message: "Too many logins at once, try again shortly", retryAfter: time.Second}
 }
 
 // tooManyAttempts refuses past a throttle, until a counted attempt ages out.
-func tooManyAttempts(a store.Attempt, message string) *refusal {
-	return &refusal{status: reasonStatus[reasonThrottled], reason: reasonThrottled, message: message, retryAfter: a.RetryAfter}
+func tooManyAttempts(a store.Attempt, message string) *Refusal {
+	return &Refusal{status: ReasonStatus[ReasonThrottled], reason: ReasonThrottled, message: message, retryAfter: a.RetryAfter}
 }
 
 // passwordCheckFailed refuses a password check that could not be made.
-func passwordCheckFailed(err error) *refusal {
+func passwordCheckFailed(err error) *Refusal {
 	if errors.Is(err, store.ErrBusy) {
 		return hashersBusy()
 	}
@@ -85,11 +95,11 @@ func passwordCheckFailed(err error) *refusal {
 // answer renders what the gate or a route returned: nothing for nil (it
 // answered itself), a refusal as the plugin's JSON or through the site's
 // handle_errors, and anything else as Caddy's 500.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) error {
+func (h *Site) Answer(w http.ResponseWriter, r *http.Request, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ref *refusal
+	var ref *Refusal
 	if !errors.As(err, &ref) {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
@@ -97,9 +107,9 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 		return nil // nobody is left to answer
 	}
 	switch ref.reason {
-	case reasonStoreUnavailable:
-		h.app.health.failed(ref.err, false)
-	case reasonBusy:
+	case ReasonStoreUnavailable:
+		h.shared.Memory.StoreFailed(ref.err)
+	case ReasonBusy:
 		if c := h.logger.Check(zapcore.WarnLevel, "too many password checks at once"); c != nil {
 			c.Write()
 		}
@@ -112,9 +122,9 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 	if ref.clearCookie {
 		http.SetCookie(w, h.clearCookie(r))
 	}
-	if h.caddyErrorPages {
+	if h.CaddyErrorPages {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set(reasonPlaceholder, string(ref.reason))
+			repl.Set(ReasonPlaceholder, string(ref.reason))
 		}
 		return caddyhttp.Error(ref.status, ref)
 	}
@@ -147,15 +157,15 @@ var refusalHeadings = map[int]string{
 
 // refusalExplanations replace, on a page, the messages written for
 // developers rather than for the person at the browser.
-var refusalExplanations = map[reason]string{
-	reasonCrossOrigin:      "The request came from another site, so it was refused to protect your account.",
-	reasonMethodNotAllowed: "This address is not a page you can open: it only takes what the site's own forms send.",
+var refusalExplanations = map[Reason]string{
+	ReasonCrossOrigin:      "The request came from another site, so it was refused to protect your account.",
+	ReasonMethodNotAllowed: "This address is not a page you can open: it only takes what the site's own forms send.",
 }
 
 // refusalPage answers a browser's refused request with a page in the style
 // of the login page rather than JSON: the same status and headers, what
 // went wrong in words, when to try again, and a way on.
-func (h *Handler) refusalPage(w http.ResponseWriter, r *http.Request, ref *refusal) error {
+func (h *Site) refusalPage(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
 	page := web.MessagePage{
 		Status:  ref.status,
 		Heading: cmp.Or(refusalHeadings[ref.status], http.StatusText(ref.status)),
@@ -183,7 +193,7 @@ func (h *Handler) refusalPage(w http.ResponseWriter, r *http.Request, ref *refus
 // address after a GET, and after a form, the page of this site it was sent
 // from (its Referer), or else the login page. It is always a path on this
 // site, whatever the request said.
-func (h *Handler) returnTo(r *http.Request) string {
+func (h *Site) returnTo(r *http.Request) string {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return request.SafeRedirect(r.URL.RequestURI())
 	}
@@ -194,7 +204,7 @@ func (h *Handler) returnTo(r *http.Request) string {
 }
 
 // loginLink is the login page, sending the person on to target once signed in.
-func (h *Handler) loginLink(target string) string {
+func (h *Site) loginLink(target string) string {
 	if target == "/" || target == h.LoginPath {
 		return h.LoginPath
 	}
@@ -202,7 +212,7 @@ func (h *Handler) loginLink(target string) string {
 }
 
 // homeLink is the way back to the site from one of the plugin's pages.
-func (h *Handler) homeLink() web.Link {
+func (h *Site) homeLink() web.Link {
 	if h.SiteName != "" {
 		return web.Link{Href: h.Home, Text: "Go to " + h.SiteName}
 	}
@@ -210,9 +220,9 @@ func (h *Handler) homeLink() web.Link {
 }
 
 // renderMessage shows a message page, named for the site.
-func (h *Handler) renderMessage(w http.ResponseWriter, r *http.Request, status int, page web.MessagePage) error {
+func (h *Site) renderMessage(w http.ResponseWriter, r *http.Request, status int, page web.MessagePage) error {
 	page.SiteName = h.SiteName
-	return renderPage(w, r, status, web.DefaultMessageTemplate(), h.builtinPageCSP, page)
+	return renderPage(w, r, status, web.DefaultMessageTemplate(), h.BuiltinPageCSP, page)
 }
 
 // waitText says how long seconds is, for people, rounded up: "5 seconds",
@@ -336,4 +346,60 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// RefuseGated answers a request the gate does not let through: a browser
+// goes to the login page, or to set up the second factor asked of it;
+// anything else gets the refusal.
+func (h *Site) RefuseGated(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
+	switch ref.reason {
+	case ReasonNotAuthenticated, ReasonSessionExpired:
+		if wantsHTML(r) {
+			h.sendToLogin(w, r)
+			return nil
+		}
+	case ReasonSecondFactorEnrolmentRequired:
+		return h.sendToEnrol(w, r)
+	}
+	return h.Answer(w, r, ref)
+}
+
+// RefuseEnded answers a request whose session ended while it was being
+// served, before its response began, exactly as gate and sendToLogin answer
+// the session's next request: a browser goes to the login page, anything
+// else gets 401 session_expired (through handle_errors with error_pages
+// caddy), and the cookie is cleared. What the site had set of a response it
+// never sent goes first.
+func (h *Site) RefuseEnded(w http.ResponseWriter, r *http.Request) error {
+	hdr := w.Header()
+	for _, name := range unsentResponseHeaders {
+		delete(hdr, name)
+	}
+	if wantsHTML(r) {
+		hdr.Set("Cache-Control", "no-store")
+		http.SetCookie(w, h.clearCookie(r))
+		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return nil
+	}
+	return h.Answer(w, r, sessionExpired())
+}
+
+// unsentResponseHeaders are the headers that describe a response, which a
+// site may have set before its session ended and its response was dropped;
+// the ones set before the gate (Server, Alt-Svc, the site's header
+// directive) stay, as the next request gets them too.
+var unsentResponseHeaders = []string{
+	"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Content-Disposition",
+	"Content-Language", "Content-Location", "Transfer-Encoding", "Trailer", "Etag", "Last-Modified",
+	"Accept-Ranges", "Location", "Set-Cookie", "Cache-Control", "Expires", "Vary",
+}
+
+// sendToLogin redirects a browser without a live session to the login page,
+// dropping a stale cookie on the way.
+func (h *Site) sendToLogin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if _, hadCookie := h.token(r); hadCookie {
+		http.SetCookie(w, h.clearCookie(r))
+	}
+	http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 }

@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"go/ast"
@@ -59,7 +59,7 @@ func TestWaitText(t *testing.T) {
 }
 
 // Every reason a refusal can name is answered with a status of its own:
-// a constant left out of reasonStatus would be answered with status 0.
+// a constant left out of ReasonStatus would be answered with status 0.
 func TestEveryReasonHasItsStatus(t *testing.T) {
 	file, err := parser.ParseFile(token.NewFileSet(), "reasons.go", nil, 0)
 	require.NoError(t, err)
@@ -73,8 +73,8 @@ func TestEveryReasonHasItsStatus(t *testing.T) {
 			}
 		}
 	}
-	require.Len(t, reasonStatus, len(names), "reasons.go declares %v", names)
-	for why, status := range reasonStatus {
+	require.Len(t, ReasonStatus, len(names), "reasons.go declares %v", names)
+	for why, status := range ReasonStatus {
 		assert.NotEmpty(t, http.StatusText(status), "%s", why)
 		assert.Regexp(t, `^[a-z][a-z_]*[a-z]$`, string(why))
 	}

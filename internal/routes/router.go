@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"crypto/subtle"
@@ -29,7 +29,7 @@ const (
 )
 
 // addRoutes sets up the handler's own routes.
-func (h *Handler) addRoutes() {
+func (h *Site) addRoutes() {
 	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
 	api := h.APIPath
 	rt := &h.router
@@ -75,7 +75,7 @@ func (h *Handler) addRoutes() {
 
 // serveRoute checks method, origin and access for an own route, then serves
 // it; what it returns is for answer.
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string, adminToken string) error {
+func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string, adminToken string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if rte == nil {
 		return methodNotAllowed(w, allowed)
@@ -85,7 +85,7 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if err := h.originGuard.Check(r); err != nil {
-			return refuse(reasonCrossOrigin, "Cross-origin request refused")
+			return refuse(ReasonCrossOrigin, "Cross-origin request refused")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	}
@@ -95,34 +95,34 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 		// A bearer token other than the admin token is still an attempt at
 		// it here, and refused as such.
 		for _, v := range r.Header.Values("Authorization") {
-			if bearer, ok := parseBearer(v); ok && adminToken == "" {
+			if bearer, ok := ParseBearer(v); ok && adminToken == "" {
 				adminToken = bearer
 			}
 		}
 		if adminToken != "" {
-			if h.adminToken == nil || subtle.ConstantTimeCompare([]byte(adminToken), h.adminToken) != 1 {
-				return refuse(reasonInvalidAdminToken, "Invalid admin token")
+			if h.AdminToken == nil || subtle.ConstantTimeCompare([]byte(adminToken), h.AdminToken) != 1 {
+				return refuse(ReasonInvalidAdminToken, "Invalid admin token")
 			}
 			c.admin = true
 			return rte.serve(w, r, c)
 		}
-		if h.adminToken == nil {
+		if h.AdminToken == nil {
 			// Without a token, the admin routes exist only once an admin does.
 			exists, err := h.store.AnyAdmin(r.Context())
 			if err != nil {
 				return storeUnavailable(err)
 			}
 			if !exists {
-				return refuse(reasonNoAdmin, "Admin routes are off: set admin_token or create an admin user")
+				return refuse(ReasonNoAdmin, "Admin routes are off: set admin_token or create an admin user")
 			}
 		}
 	}
 	if rte.access != anyone {
-		res, ref := h.resolve(r, demand{from: fromDatabase, admin: rte.access == admin, beforeSecondFactor: rte.enrolment}, time.Now())
+		res, ref := h.Resolve(r, Demand{From: FromDatabase, Admin: rte.access == admin, BeforeSecondFactor: rte.enrolment}, time.Now())
 		if ref != nil {
 			return ref
 		}
-		c.session, c.token = res.row, res.token
+		c.session, c.token = res.row, res.Token
 		user := res.User()
 		h.identify(r, &user)
 	}
@@ -130,9 +130,9 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, rte *route,
 }
 
 // methodNotAllowed refuses a method the path does not take, naming those it does.
-func methodNotAllowed(w http.ResponseWriter, allowed []string) *refusal {
+func methodNotAllowed(w http.ResponseWriter, allowed []string) *Refusal {
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	return refuse(reasonMethodNotAllowed, "Method not allowed")
+	return refuse(ReasonMethodNotAllowed, "Method not allowed")
 }
 
 // route is one of the handler's own routes. Pattern segments in braces
@@ -237,4 +237,26 @@ func matchSegments(pattern, segments []string) (map[string]string, bool) {
 		}
 	}
 	return params, true
+}
+
+// Routes lists the site's own routes as the reference does, "GET
+// /api/auth/me"; every GET route answers HEAD too, and is listed once.
+func (h *Site) Routes() []string {
+	var list []string
+	for _, rte := range h.router.routes {
+		if rte.method != http.MethodHead {
+			list = append(list, rte.method+" /"+strings.Join(rte.pattern, "/"))
+		}
+	}
+	return list
+}
+
+// Route serves r when it is one of the site's own routes, and says whether
+// it was; adminToken is the admin token the gate took out of the request.
+func (h *Site) Route(w http.ResponseWriter, r *http.Request, adminToken string) (bool, error) {
+	rte, params, allowed := h.router.match(r)
+	if rte == nil && allowed == nil {
+		return false, nil
+	}
+	return true, h.Answer(w, r, h.serveRoute(w, r, rte, params, allowed, adminToken))
 }

@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"errors"
@@ -53,12 +53,12 @@ func toSessionsJSON(sessions []store.Session, current *store.Session) []sessionJ
 }
 
 // serveOwnSessions lists the caller's live sessions.
-func (h *Handler) serveOwnSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveOwnSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return h.listSessions(w, r, c.session.User.ID, c.session)
 }
 
 // listSessions answers with a user's live sessions, marking current.
-func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, userID store.UserID, current *store.Session) error {
+func (h *Site) listSessions(w http.ResponseWriter, r *http.Request, userID store.UserID, current *store.Session) error {
 	sessions, err := h.store.GetUserSessions(r.Context(), userID)
 	if err != nil {
 		return storeUnavailable(err)
@@ -69,16 +69,16 @@ func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, userID st
 
 // serveEndOwnSession ends one of the caller's sessions; ending the current
 // one is a logout.
-func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	handle := r.PathValue("id")
 	ended, err := h.store.DeleteUserSessionByHandle(r.Context(), c.session.User.ID, store.Handle(handle))
 	if err != nil {
 		return storeUnavailable(err)
 	}
 	if !ended {
-		return refuse(reasonNoSuchSession, "No such session")
+		return refuse(ReasonNoSuchSession, "No such session")
 	}
-	h.app.forgetUser(c.session.User.ID)
+	h.shared.Memory.ForgetUser(c.session.User.ID)
 	if sameHandle(handle, c.session.Handle) {
 		http.SetCookie(w, h.clearCookie(r))
 	}
@@ -91,12 +91,12 @@ func (h *Handler) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *
 func sameHandle(a string, b store.Handle) bool { return strings.EqualFold(a, string(b)) }
 
 // serveEndOtherSessions ends every session of the caller but this one.
-func (h *Handler) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.app.forgetUser(c.session.User.ID)
+	h.shared.Memory.ForgetUser(c.session.User.ID)
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
@@ -109,7 +109,7 @@ type passwordChange struct {
 
 // serveChangePassword changes the caller's password after checking the
 // current one, and ends their other sessions.
-func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveChangePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body passwordChange
 	if err := request.DecodeJSONObject(r.Body, &body, "current_password", "new_password"); err != nil {
 		return badBody(err)
@@ -127,7 +127,7 @@ func (h *Handler) serveChangePassword(w http.ResponseWriter, r *http.Request, c 
 // 400 for a refused new one, 429 past the limits. The check of the current
 // password is reserved against the failed-login limits like a login, so a
 // stolen session cannot become a way to guess the password.
-func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
+func (h *Site) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
 	var inputErr *store.InputError
 	if len(body.CurrentPassword) <= store.MaxPasswordLength {
 		if err := store.ValidatePassword(body.NewPassword); errors.As(err, &inputErr) {
@@ -145,7 +145,7 @@ func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange
 	case err != nil:
 		return 0, passwordCheckFailed(err)
 	}
-	h.app.forgetUser(c.session.User.ID)
+	h.shared.Memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("password changed", zap.String("username", username), zap.Int64("sessions_ended", n))
 	return n, nil
 }
@@ -154,13 +154,13 @@ func (h *Handler) changePassword(r *http.Request, c *caller, body passwordChange
 // their credentials: 403 when it is wrong, 429 past the failed-login limits.
 // The check is reserved against those limits like a login, so a stolen
 // session cannot become a way to guess the password.
-func (h *Handler) checkCurrentPassword(r *http.Request, c *caller, password string) error {
-	wrong := refuse(reasonWrongPassword, "Current password is wrong")
+func (h *Site) checkCurrentPassword(r *http.Request, c *caller, password string) error {
+	wrong := refuse(ReasonWrongPassword, "Current password is wrong")
 	if len(password) > store.MaxPasswordLength {
 		return wrong
 	}
 	username := c.session.User.Username
-	attempt, err := h.store.ReserveLoginAttempt(r.Context(), username, clientIP(r), h.throttle)
+	attempt, err := h.store.ReserveLoginAttempt(r.Context(), username, clientIP(r), h.Throttle)
 	if err != nil {
 		return storeUnavailable(err)
 	}
@@ -184,7 +184,7 @@ func (h *Handler) checkCurrentPassword(r *http.Request, c *caller, password stri
 
 // serveAccountPage shows the user their sessions and the password form; a
 // visitor without a session is sent to log in first.
-func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAccountPage(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess, err := h.sessionRow(r)
 	if err != nil {
 		return err
@@ -197,12 +197,12 @@ func (h *Handler) serveAccountPage(w http.ResponseWriter, r *http.Request, c *ca
 	if err != nil {
 		return err
 	}
-	return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.builtinPageCSP, page)
+	return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.BuiltinPageCSP, page)
 }
 
 // accountPage is the account page of sess's user, with the notice or the
 // error its query names.
-func (h *Handler) accountPage(r *http.Request, sess *store.Session) (web.AccountPage, error) {
+func (h *Site) accountPage(r *http.Request, sess *store.Session) (web.AccountPage, error) {
 	sessions, err := h.store.GetUserSessions(r.Context(), sess.User.ID)
 	if err != nil {
 		return web.AccountPage{}, storeUnavailable(err)
@@ -290,7 +290,7 @@ type accountError struct {
 
 // serveAccountForm carries out the account page's forms: revoke one session,
 // revoke the others, change the password. It works without JavaScript.
-func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess := c.session
 	if err := r.ParseForm(); err != nil {
 		return badForm(err)
@@ -309,7 +309,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		if !ended {
 			return back("error", "no-session")
 		}
-		h.app.forgetUser(sess.User.ID)
+		h.shared.Memory.ForgetUser(sess.User.ID)
 		if sameHandle(handle, sess.Handle) {
 			return h.signedOut(w, r)
 		}
@@ -318,7 +318,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		if _, err := h.store.DeleteOtherSessions(r.Context(), sess.User.ID, c.token); err != nil {
 			return storeUnavailable(err)
 		}
-		h.app.forgetUser(sess.User.ID)
+		h.shared.Memory.ForgetUser(sess.User.ID)
 		return back("done", "revoked-others")
 	case "password":
 		_, err := h.changePassword(r, c, passwordChange{
@@ -326,11 +326,11 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 			NewPassword:     r.PostFormValue("new_password"),
 		})
 		// The page shows the person's own mistakes; anything else is refused.
-		var ref *refusal
+		var ref *Refusal
 		switch {
 		case err == nil:
 			return back("done", "password")
-		case errors.As(err, &ref) && ref.reason == reasonWrongPassword:
+		case errors.As(err, &ref) && ref.reason == ReasonWrongPassword:
 			return back("error", "wrong-password")
 		case errors.As(err, &ref) && ref.status == http.StatusBadRequest:
 			return back("error", "invalid-password")
@@ -341,7 +341,7 @@ func (h *Handler) serveAccountForm(w http.ResponseWriter, r *http.Request, c *ca
 		return h.serveTwoStepForm(w, r, c, back)
 	case "remove-passkey":
 		_, err := h.removePasskey(r, c, r.PostFormValue("passkey"))
-		var ref *refusal
+		var ref *Refusal
 		switch {
 		case err == nil:
 			return back("done", "passkey-removed")

@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"crypto/rand"
@@ -26,8 +26,8 @@ import (
 // Recovery codes stand in for the app when it is lost.
 
 const (
-	// totpPeriod and totpDigits are what every authenticator app assumes.
-	totpPeriod = 30
+	// TOTPPeriod and totpDigits are what every authenticator app assumes.
+	TOTPPeriod = 30
 	totpDigits = otp.DigitsSix
 	// totpSkew is how many steps before and after the current one a code
 	// may come from, for clocks that are a little off.
@@ -42,15 +42,15 @@ const (
 const msgTOTPOff = "TOTP is off: set secrets_key in the pg_session global option"
 
 // totpOff refuses the TOTP routes of a server without secrets_key.
-func (h *Handler) totpOff() error {
-	if h.app.secrets == nil {
-		return refuse(reasonTotpOff, msgTOTPOff)
+func (h *Site) totpOff() error {
+	if h.shared.Secrets == nil {
+		return refuse(ReasonTotpOff, msgTOTPOff)
 	}
 	return nil
 }
 
 // issuer names the site in authenticator apps: site_name, else the host.
-func (h *Handler) issuer(r *http.Request) string {
+func (h *Site) issuer(r *http.Request) string {
 	if h.SiteName != "" {
 		return h.SiteName
 	}
@@ -62,26 +62,26 @@ func (h *Handler) issuer(r *http.Request) string {
 }
 
 // totpKey describes a user's secret as an otpauth:// URI, for the QR code.
-func (h *Handler) totpKey(r *http.Request, username, secret string) (*otp.Key, error) {
+func (h *Site) totpKey(r *http.Request, username, secret string) (*otp.Key, error) {
 	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
 	if err != nil {
 		return nil, err
 	}
 	return totp.Generate(totp.GenerateOpts{Issuer: h.issuer(r), AccountName: username, Secret: raw,
-		Period: totpPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
+		Period: TOTPPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
 }
 
 // setupTOTP gives the user a new, unconfirmed secret and returns its key;
 // the secret is stored encrypted. 409 when one is already on.
-func (h *Handler) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) {
+func (h *Site) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) {
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: h.issuer(r), AccountName: user.Username,
-		Period: totpPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
+		Period: TOTPPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
 		return nil, fmt.Errorf("generating a TOTP secret: %w", err)
 	}
-	err = h.store.SetTOTPSecret(r.Context(), user.ID, h.app.secrets.seal(string(user.ID), key.Secret()))
+	err = h.store.SetTOTPSecret(r.Context(), user.ID, h.shared.Secrets.seal(string(user.ID), key.Secret()))
 	if errors.Is(err, store.ErrTOTPEnabled) {
-		return nil, refuse(reasonTotpOn, "An authenticator is already on: turn it off first")
+		return nil, refuse(ReasonTotpOn, "An authenticator is already on: turn it off first")
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -90,7 +90,7 @@ func (h *Handler) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) 
 }
 
 // totpSecret reads and decrypts a user's secret; nil when they have none.
-func (h *Handler) totpSecret(r *http.Request, userID store.UserID) (secret string, confirmed bool, err error) {
+func (h *Site) totpSecret(r *http.Request, userID store.UserID) (secret string, confirmed bool, err error) {
 	t, err := h.store.GetTOTP(r.Context(), userID)
 	if errors.Is(err, store.ErrNoTOTP) {
 		return "", false, nil
@@ -98,10 +98,10 @@ func (h *Handler) totpSecret(r *http.Request, userID store.UserID) (secret strin
 	if err != nil {
 		return "", false, storeUnavailable(err)
 	}
-	secret, err = h.app.secrets.open(string(userID), t.Secret)
+	secret, err = h.shared.Secrets.open(string(userID), t.Secret)
 	if err != nil {
 		h.logger.Error("reading a TOTP secret", zap.String("user_id", string(userID)), zap.Error(err))
-		return "", false, refuse(reasonSecretUnreadable,
+		return "", false, refuse(ReasonSecretUnreadable,
 			"The stored authenticator secret cannot be read: ask an administrator to reset your second factor")
 	}
 	return secret, t.Confirmed, nil
@@ -114,10 +114,10 @@ func matchTOTP(secret, code string, now time.Time) (int64, bool) {
 	if len(code) != totpDigits.Length() {
 		return 0, false
 	}
-	step := now.Unix() / totpPeriod
+	step := now.Unix() / TOTPPeriod
 	for s := step - totpSkew; s <= step+totpSkew; s++ {
-		want, err := totp.GenerateCodeCustom(secret, time.Unix(s*totpPeriod, 0), totp.ValidateOpts{
-			Period: totpPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(s*TOTPPeriod, 0), totp.ValidateOpts{
+			Period: TOTPPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
 		if err == nil && subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
 			return s, true
 		}
@@ -136,13 +136,13 @@ func newRecoveryCodes() ([]string, [][]byte) {
 		rand.Read(b)
 		s := strings.ToLower(enc.EncodeToString(b))
 		codes[i] = s[0:4] + "-" + s[4:8] + "-" + s[8:12] + "-" + s[12:16]
-		hashes[i] = hashRecoveryCode(codes[i])
+		hashes[i] = HashRecoveryCode(codes[i])
 	}
 	return codes, hashes
 }
 
-// hashRecoveryCode hashes a code as typed: case, spaces and dashes do not matter.
-func hashRecoveryCode(code string) []byte {
+// HashRecoveryCode hashes a code as typed: case, spaces and dashes do not matter.
+func HashRecoveryCode(code string) []byte {
 	code = strings.ToLower(strings.NewReplacer("-", "", " ", "").Replace(code))
 	sum := sha256.Sum256([]byte(code))
 	return sum[:]
@@ -150,52 +150,52 @@ func hashRecoveryCode(code string) []byte {
 
 // confirmTOTP turns the caller's new authenticator on when code is right
 // for it, ends their other sessions, and returns their recovery codes.
-func (h *Handler) confirmTOTP(r *http.Request, c *caller, code string) ([]string, error) {
+func (h *Site) confirmTOTP(r *http.Request, c *caller, code string) ([]string, error) {
 	user := c.session.User
 	secret, confirmed, err := h.totpSecret(r, user.ID)
 	if err != nil {
 		return nil, err
 	}
 	if secret == "" || confirmed {
-		return nil, refuse(reasonNoTotpSetup, "No authenticator is being set up: start the setup first")
+		return nil, refuse(ReasonNoTotpSetup, "No authenticator is being set up: start the setup first")
 	}
 	step, ok := matchTOTP(secret, code, time.Now())
 	if !ok {
-		return nil, refuse(reasonWrongCode, "That code is not right: check the app's clock and try the next one")
+		return nil, refuse(ReasonWrongCode, "That code is not right: check the app's clock and try the next one")
 	}
 	codes, hashes := newRecoveryCodes()
 	n, err := h.store.ConfirmTOTP(r.Context(), user.ID, step, hashes, c.token)
 	if errors.Is(err, store.ErrNoTOTP) {
-		return nil, refuse(reasonNoTotpSetup, "No authenticator is being set up: start the setup first")
+		return nil, refuse(ReasonNoTotpSetup, "No authenticator is being set up: start the setup first")
 	}
 	if err != nil {
 		return nil, storeUnavailable(err)
 	}
-	h.app.forgetUser(user.ID)
+	h.shared.Memory.ForgetUser(user.ID)
 	h.logger.Info("TOTP turned on", zap.String("username", user.Username), zap.Int64("sessions_ended", n))
 	return codes, nil
 }
 
 // disableTOTP turns the caller's authenticator off after checking their
 // password, throttled as a password change is.
-func (h *Handler) disableTOTP(r *http.Request, c *caller, currentPassword string) error {
+func (h *Site) disableTOTP(r *http.Request, c *caller, currentPassword string) error {
 	if err := h.checkCurrentPassword(r, c, currentPassword); err != nil {
 		return err
 	}
 	n, err := h.store.DisableTOTP(r.Context(), c.session.User.ID, c.token)
 	if errors.Is(err, store.ErrNoTOTP) {
-		return refuse(reasonNoTotp, "No authenticator is on")
+		return refuse(ReasonNoTotp, "No authenticator is on")
 	}
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.app.forgetUser(c.session.User.ID)
+	h.shared.Memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("TOTP turned off", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
 	return nil
 }
 
 // serveTOTPSetup starts setting up an authenticator: POST {api}/totp/setup.
-func (h *Handler) serveTOTPSetup(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveTOTPSetup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (h *Handler) serveTOTPSetup(w http.ResponseWriter, r *http.Request, c *call
 }
 
 // serveTOTPConfirm turns the new authenticator on: POST {api}/totp/confirm.
-func (h *Handler) serveTOTPConfirm(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveTOTPConfirm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (h *Handler) serveTOTPConfirm(w http.ResponseWriter, r *http.Request, c *ca
 }
 
 // serveTOTPDisable turns the authenticator off: DELETE {api}/totp.
-func (h *Handler) serveTOTPDisable(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveTOTPDisable(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
@@ -247,11 +247,11 @@ func (h *Handler) serveTOTPDisable(w http.ResponseWriter, r *http.Request, c *ca
 // addTwoStep fills in the account page's "Two-step sign-in" section, when
 // TOTP is on for the server: the state of the user's authenticator, and
 // the QR code of one being set up.
-func (h *Handler) addTwoStep(r *http.Request, page *web.AccountPage, sess *store.Session) error {
-	if h.app.secrets == nil {
+func (h *Site) addTwoStep(r *http.Request, page *web.AccountPage, sess *store.Session) error {
+	if h.shared.Secrets == nil {
 		return nil
 	}
-	two := &web.AccountTwoStep{Required: h.requireSecondFactor && !sess.SecondFactor}
+	two := &web.AccountTwoStep{Required: h.RequireSecondFactor && !sess.SecondFactor}
 	page.TwoStep = two
 	secret, confirmed, err := h.totpSecret(r, sess.User.ID)
 	if err != nil {
@@ -282,11 +282,11 @@ func (h *Handler) addTwoStep(r *http.Request, page *web.AccountPage, sess *store
 // serveTwoStepForm carries out the account page's two-step forms. Setting
 // up goes back to the page, which shows the QR code; confirming shows the
 // page at once with the recovery codes, which are never shown again.
-func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *caller, back func(key, value string) error) error {
+func (h *Site) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *caller, back func(key, value string) error) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
-	var ref *refusal
+	var ref *Refusal
 	switch r.PostFormValue("action") {
 	case "totp-setup":
 		if _, err := h.setupTOTP(r, c.session.User); err != nil {
@@ -296,9 +296,9 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 	case "totp-confirm":
 		codes, err := h.confirmTOTP(r, c, r.PostFormValue("code"))
 		switch {
-		case errors.As(err, &ref) && ref.reason == reasonWrongCode:
+		case errors.As(err, &ref) && ref.reason == ReasonWrongCode:
 			return back("error", "wrong-code")
-		case errors.As(err, &ref) && ref.reason == reasonNoTotpSetup:
+		case errors.As(err, &ref) && ref.reason == ReasonNoTotpSetup:
 			return back("error", "no-totp-setup")
 		case err != nil:
 			return err
@@ -316,13 +316,13 @@ func (h *Handler) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *ca
 			return err
 		}
 		page.TwoStep.RecoveryCodes = codes
-		return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.builtinPageCSP, page)
+		return renderPage(w, r, http.StatusOK, web.DefaultAccountTemplate(), h.BuiltinPageCSP, page)
 	default: // totp-disable
 		err := h.disableTOTP(r, c, r.PostFormValue("current_password"))
 		switch {
 		case err == nil:
 			return back("done", "totp-off")
-		case errors.As(err, &ref) && ref.reason == reasonWrongPassword:
+		case errors.As(err, &ref) && ref.reason == ReasonWrongPassword:
 			return back("error", "totp-password")
 		}
 		return err

@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"errors"
@@ -16,27 +16,27 @@ import (
 
 // badBody refuses a body decodeJSONObject or a form parser could not read:
 // 413 past the size limit, 400 otherwise.
-func badBody(err error) *refusal {
+func badBody(err error) *Refusal {
 	var tooBig *http.MaxBytesError
 	if errors.Is(err, request.ErrBodyTooLarge) || errors.As(err, &tooBig) {
-		return refuse(reasonBodyTooLarge, "Request body too large")
+		return refuse(ReasonBodyTooLarge, "Request body too large")
 	}
-	return refuse(reasonBadRequest, capitalize(err.Error()))
+	return refuse(ReasonBadRequest, capitalize(err.Error()))
 }
 
 // badForm refuses a form body that could not be parsed: 413 past the size
 // limit, 400 otherwise.
-func badForm(err error) *refusal {
+func badForm(err error) *Refusal {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return badBody(err)
 	}
-	return refuse(reasonBadRequest, "Request body is not a valid form")
+	return refuse(ReasonBadRequest, "Request body is not a valid form")
 }
 
 // badInput refuses a username or password the store would not take.
-func badInput(err *store.InputError) *refusal {
-	return refuse(reasonBadRequest, capitalize(err.Msg))
+func badInput(err *store.InputError) *Refusal {
+	return refuse(ReasonBadRequest, capitalize(err.Msg))
 }
 
 // credentials is what login and register read, from JSON or a form.
@@ -67,7 +67,7 @@ func readCredentials(r *http.Request) (credentials, error) {
 		}
 		for _, field := range []string{"username", "password", "redirect", "remember"} {
 			if len(r.PostForm[field]) > 1 {
-				return c, refuse(reasonBadRequest, fmt.Sprintf("Field %q given twice", field))
+				return c, refuse(ReasonBadRequest, fmt.Sprintf("Field %q given twice", field))
 			}
 		}
 		c.Username, c.Password, c.Redirect = r.PostFormValue("username"), r.PostFormValue("password"), r.PostFormValue("redirect")
@@ -80,10 +80,10 @@ func readCredentials(r *http.Request) (credentials, error) {
 	// Lengths are checked before anything is looked up or hashed: a clear
 	// 400 beats a slow 401 for input no account could match.
 	if utf8.RuneCountInString(c.Username) > store.MaxUsernameLength {
-		return c, refuse(reasonBadRequest, fmt.Sprintf("Username is longer than %d characters", store.MaxUsernameLength))
+		return c, refuse(ReasonBadRequest, fmt.Sprintf("Username is longer than %d characters", store.MaxUsernameLength))
 	}
 	if len(c.Password) > store.MaxPasswordLength {
-		return c, refuse(reasonBadRequest, fmt.Sprintf("Password is longer than %d bytes", store.MaxPasswordLength))
+		return c, refuse(ReasonBadRequest, fmt.Sprintf("Password is longer than %d bytes", store.MaxPasswordLength))
 	}
 	return c, nil
 }

@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/store"
@@ -31,25 +30,13 @@ const (
 	accountPageSignIns = 10
 )
 
-// historyRetention is the store's retention for the history_retention
-// option: unset is the default, 0 keeps nothing.
-func historyRetention(opt *caddy.Duration) time.Duration {
-	switch {
-	case opt == nil:
-		return store.DefaultHistoryRetention
-	case *opt <= 0:
-		return store.NoHistory
-	}
-	return time.Duration(*opt)
-}
-
 // recordSignIn adds an attempt to sign in as username to its account's
 // history; user is the account after a success. It runs in the request, so
 // the history is complete when the answer arrives, and stops waiting for
 // the database after historyWriteTimeout; it is not cancelled when the
 // client hangs up, so hanging up does not hide an attempt. A failure is
 // logged and the login goes on.
-func (h *Handler) recordSignIn(r *http.Request, username string, user *store.User, outcome, factor string) {
+func (h *Site) recordSignIn(r *http.Request, username string, user *store.User, outcome, factor string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), historyWriteTimeout)
 	defer cancel()
 	a := store.SignInAttempt{Username: username, IP: clientIP(r), UserAgent: r.UserAgent(), Outcome: outcome, Factor: factor}
@@ -73,13 +60,13 @@ type signInJSON struct {
 }
 
 // serveOwnHistory lists the caller's latest sign-in attempts.
-func (h *Handler) serveOwnHistory(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveOwnHistory(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return h.listSignIns(w, r, c.session.User.ID)
 }
 
 // listSignIns answers with a user's latest sign-in attempts, newest first:
 // defaultHistoryLimit of them, or ?limit= up to maxHistoryLimit.
-func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID store.UserID) error {
+func (h *Site) listSignIns(w http.ResponseWriter, r *http.Request, userID store.UserID) error {
 	limit, err := historyLimit(r.URL.RawQuery)
 	if err != nil {
 		return err
@@ -103,10 +90,10 @@ func (h *Handler) listSignIns(w http.ResponseWriter, r *http.Request, userID sto
 // pair such as "limit=1;select" silently, which would answer with the
 // default instead of the 400 the client needs to see.
 func historyLimit(rawQuery string) (int, error) {
-	wrong := refuse(reasonBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
+	wrong := refuse(ReasonBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", maxHistoryLimit))
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return 0, refuse(reasonBadRequest, "The query string cannot be read: separate parameters with & and escape the rest")
+		return 0, refuse(ReasonBadRequest, "The query string cannot be read: separate parameters with & and escape the rest")
 	}
 	values, ok := q["limit"]
 	switch {
@@ -128,8 +115,8 @@ func historyLimit(rawQuery string) (int, error) {
 
 // addSignIns fills in the account page's "Recent sign-ins", when the
 // history is kept.
-func (h *Handler) addSignIns(r *http.Request, page *web.AccountPage, userID store.UserID) error {
-	if page.ShowSignIns = h.app.keepsHistory; !page.ShowSignIns {
+func (h *Site) addSignIns(r *http.Request, page *web.AccountPage, userID store.UserID) error {
+	if page.ShowSignIns = h.shared.KeepsHistory; !page.ShowSignIns {
 		return nil
 	}
 	signIns, err := h.store.SignInHistory(r.Context(), userID, accountPageSignIns)

@@ -1,7 +1,8 @@
-package pgsession
+package routes
 
 import (
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -10,25 +11,25 @@ import (
 
 // sessionCookie is the cookie carrying a new session's token; it lasts as
 // long as the browser session unless the caller sets MaxAge.
-func (h *Handler) sessionCookie(r *http.Request, token string) *http.Cookie {
+func (h *Site) sessionCookie(r *http.Request, token string) *http.Cookie {
 	return &http.Cookie{
 		Name:     h.CookieName,
 		Value:    token,
 		Path:     "/",
 		HttpOnly: true,
 		Secure:   h.secure(r),
-		SameSite: h.sameSite,
+		SameSite: h.SameSiteMode,
 	}
 }
 
 // clearCookie tells the browser to drop the session cookie.
-func (h *Handler) clearCookie(r *http.Request) *http.Cookie {
+func (h *Site) clearCookie(r *http.Request) *http.Cookie {
 	c := h.sessionCookie(r, "")
 	c.MaxAge = -1
 	return c
 }
 
-func (h *Handler) secure(r *http.Request) bool {
+func (h *Site) secure(r *http.Request) bool {
 	switch h.Secure {
 	case "on":
 		return true
@@ -42,10 +43,16 @@ func (h *Handler) secure(r *http.Request) bool {
 // cookieCanBeSet refuses a login whose cookie the browser would drop: a
 // __Host- or __Secure- cookie name needs HTTPS, and without this check the
 // login would seem to work and then not.
-func (h *Handler) cookieCanBeSet(r *http.Request) error {
-	if h.secure(r) || !needsSecure(h.CookieName) {
+func (h *Site) cookieCanBeSet(r *http.Request) error {
+	if h.secure(r) || !NeedsSecure(h.CookieName) {
 		return nil
 	}
 	h.logger.Error("login over plain HTTP with a cookie name that needs HTTPS", zap.String("cookie_name", h.CookieName))
-	return refuse(reasonNeedsHttps, "The session cookie "+h.CookieName+" needs HTTPS: use https:// for this site")
+	return refuse(ReasonNeedsHttps, "The session cookie "+h.CookieName+" needs HTTPS: use https:// for this site")
+}
+
+// NeedsSecure reports whether browsers accept a cookie of this name only
+// with the Secure attribute.
+func NeedsSecure(cookieName string) bool {
+	return strings.HasPrefix(cookieName, "__Host-") || strings.HasPrefix(cookieName, "__Secure-")
 }

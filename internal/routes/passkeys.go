@@ -1,4 +1,4 @@
-package pgsession
+package routes
 
 import (
 	"cmp"
@@ -69,7 +69,7 @@ func (u *passkeyUser) WebAuthnCredentials() []webauthn.Credential { return u.cre
 
 // loadPasskeyUser reads a user's WebAuthn handle and passkeys. The stored
 // counter and backup state are the columns', which sign-ins update.
-func (h *Handler) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUser, error) {
+func (h *Site) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUser, error) {
 	handle, err := h.store.WebAuthnHandle(r.Context(), user.ID)
 	if err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func (h *Handler) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUse
 // relyingParty is the WebAuthn relying party of r's site: passkey_rp_id and
 // passkey_origins when set, else the request's host (without its port) and
 // origin, which is what the browser itself checks the RP ID against.
-func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
+func (h *Site) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	rpID := h.PasskeyRPID
 	if rpID == "" {
 		rpID = strings.ToLower(r.Host)
@@ -102,7 +102,7 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 			rpID = host
 		}
 		if rpID == "" || net.ParseIP(strings.Trim(rpID, "[]")) != nil {
-			return nil, refuse(reasonPasskeysNeedADomain,
+			return nil, refuse(ReasonPasskeysNeedADomain,
 				"Passkeys need the site to be opened by its domain name, not an IP address")
 		}
 	}
@@ -116,7 +116,7 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	}
 	wa, err := webauthn.New(&webauthn.Config{RPID: rpID, RPDisplayName: cmp.Or(h.SiteName, rpID), RPOrigins: origins})
 	if err != nil {
-		return nil, refuse(reasonPasskeysUnavailable, "Passkeys are not available at this address")
+		return nil, refuse(ReasonPasskeysUnavailable, "Passkeys are not available at this address")
 	}
 	return wa, nil
 }
@@ -126,7 +126,7 @@ func (h *Handler) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 // _passkey, as the pending sign-in's has _pending. A __Host- name turns
 // __Secure-, because __Host- demands Path=/ and this cookie goes only to
 // the passkey routes; browsers still insist that it be Secure.
-func (h *Handler) ceremonyCookieName() string {
+func (h *Site) ceremonyCookieName() string {
 	if name, ok := strings.CutPrefix(h.CookieName, "__Host-"); ok {
 		return "__Secure-" + name + "_passkey"
 	}
@@ -135,7 +135,7 @@ func (h *Handler) ceremonyCookieName() string {
 
 // ceremonyCookie is the cookie of a ceremony's sealed state, sent only to
 // the passkey routes; maxAge -1 clears it.
-func (h *Handler) ceremonyCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+func (h *Site) ceremonyCookie(r *http.Request, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: h.ceremonyCookieName(), Value: value, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
 		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode}
 }
@@ -143,7 +143,7 @@ func (h *Handler) ceremonyCookie(r *http.Request, value string, maxAge int) *htt
 // serveRegisterPasskeyBegin answers with the options to create a passkey
 // for the caller: a discoverable credential (so it can sign in without a
 // username) with user verification, none of the caller's passkeys again.
-func (h *Handler) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Request, c *caller) error {
 	wa, err := h.relyingParty(r)
 	if err != nil {
 		return err
@@ -166,7 +166,7 @@ func (h *Handler) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
-	if err := h.beginCeremony(w, r, ceremonyRegister, c.session.User.ID, data); err != nil {
+	if err := h.beginCeremony(w, r, CeremonyRegister, c.session.User.ID, data); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, creation)
@@ -181,7 +181,7 @@ type passkeyRegistration struct {
 
 // serveRegisterPasskeyFinish verifies the new passkey and stores it; like a
 // password change, it ends the caller's other sessions.
-func (h *Handler) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body passkeyRegistration
 	if err := request.DecodeJSONObject(r.Body, &body, "name", "credential"); err != nil {
 		return badBody(err)
@@ -199,7 +199,7 @@ func (h *Handler) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.app.forgetUser(c.session.User.ID)
+	h.shared.Memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("passkey added", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
 	writeJSON(w, http.StatusCreated, toPasskeyJSON(*passkey))
 	return nil
@@ -207,19 +207,19 @@ func (h *Handler) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Requ
 
 // registerPasskey verifies a registration's answer against its ceremony and
 // stores the passkey.
-func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *caller, body passkeyRegistration) (*store.Passkey, error) {
+func (h *Site) registerPasskey(w http.ResponseWriter, r *http.Request, c *caller, body passkeyRegistration) (*store.Passkey, error) {
 	wa, err := h.relyingParty(r)
 	if err != nil {
 		return nil, err
 	}
-	userID, data, err := h.takeCeremony(w, r, ceremonyRegister)
+	userID, data, err := h.takeCeremony(w, r, CeremonyRegister)
 	if err != nil {
 		return nil, err
 	}
 	if userID != c.session.User.ID {
-		return nil, refuse(reasonNoPasskeyCeremony, "The passkey request was started by another account: start again")
+		return nil, refuse(ReasonNoPasskeyCeremony, "The passkey request was started by another account: start again")
 	}
-	invalid := refuse(reasonUnverifiedPasskey, "The passkey could not be verified")
+	invalid := refuse(ReasonUnverifiedPasskey, "The passkey could not be verified")
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(body.Credential)
 	if err != nil {
 		return nil, invalid
@@ -249,13 +249,13 @@ func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *cal
 	var inputErr *store.InputError
 	switch {
 	case errors.Is(err, store.ErrPasskeyExists):
-		return nil, refuse(reasonPasskeyExists, "That passkey is already registered")
+		return nil, refuse(ReasonPasskeyExists, "That passkey is already registered")
 	case errors.Is(err, store.ErrTooManyPasskeys):
-		return nil, refuse(reasonTooManyPasskeys, "You have as many passkeys as an account may have: remove one first")
+		return nil, refuse(ReasonTooManyPasskeys, "You have as many passkeys as an account may have: remove one first")
 	case errors.As(err, &inputErr):
 		return nil, badInput(inputErr)
 	case errors.Is(err, store.ErrUserNotFound):
-		return nil, refuse(reasonNotAuthenticated, "Not authenticated")
+		return nil, refuse(ReasonNotAuthenticated, "Not authenticated")
 	case err != nil:
 		return nil, storeUnavailable(err)
 	}
@@ -263,7 +263,7 @@ func (h *Handler) registerPasskey(w http.ResponseWriter, r *http.Request, c *cal
 }
 
 // serveOwnPasskeys lists the caller's passkeys.
-func (h *Handler) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *caller) error {
 	keys, err := h.store.UserPasskeys(r.Context(), c.session.User.ID)
 	if err != nil {
 		return storeUnavailable(err)
@@ -277,7 +277,7 @@ func (h *Handler) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *ca
 }
 
 // serveRemovePasskey removes one of the caller's passkeys.
-func (h *Handler) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *Site) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *caller) error {
 	n, err := h.removePasskey(r, c, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -289,8 +289,8 @@ func (h *Handler) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *
 // removePasskey removes the caller's passkey named by id and, as a password
 // change does, ends their other sessions: whoever added a passkey with a
 // stolen session loses that session with it. It returns how many ended.
-func (h *Handler) removePasskey(r *http.Request, c *caller, id string) (int64, error) {
-	notFound := refuse(reasonNoSuchPasskey, "No such passkey")
+func (h *Site) removePasskey(r *http.Request, c *caller, id string) (int64, error) {
+	notFound := refuse(ReasonNoSuchPasskey, "No such passkey")
 	raw, ok := passkeyID(id)
 	if !ok {
 		return 0, notFound
@@ -306,13 +306,13 @@ func (h *Handler) removePasskey(r *http.Request, c *caller, id string) (int64, e
 	if err != nil {
 		return 0, storeUnavailable(err)
 	}
-	h.app.forgetUser(c.session.User.ID)
+	h.shared.Memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("passkey removed", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
 	return n, nil
 }
 
 // addPasskeys fills in the account page's passkeys section.
-func (h *Handler) addPasskeys(r *http.Request, page *web.AccountPage, userID store.UserID) error {
+func (h *Site) addPasskeys(r *http.Request, page *web.AccountPage, userID store.UserID) error {
 	keys, err := h.store.UserPasskeys(r.Context(), userID)
 	if err != nil {
 		return storeUnavailable(err)

@@ -1,0 +1,94 @@
+package routes
+
+import "net/http"
+
+// Why the plugin refused a request: the name handle_errors sees in
+// {http.auth.pg_session.reason}, a public contract, each with the one
+// status it is answered with. docs/reference.md lists them all, and a test
+// fails when one is missing there.
+
+// Reason is a refusal's name.
+type Reason string
+
+const (
+	ReasonBadRequest                    Reason = "bad_request"                      // the request could not be read: a malformed body, field or parameter
+	ReasonBodyTooLarge                  Reason = "body_too_large"                   // the body is larger than the route takes
+	ReasonBusy                          Reason = "busy"                             // too many password checks are waiting at once
+	ReasonCrossOrigin                   Reason = "cross_origin"                     // a request that acts with the cookie came from another site
+	ReasonInvalidAdminToken             Reason = "invalid_admin_token"              // the admin token is wrong
+	ReasonInvalidCode                   Reason = "invalid_code"                     // the second-factor code or recovery code is wrong
+	ReasonInvalidCredentials            Reason = "invalid_credentials"              // the username or password is wrong
+	ReasonInvalidPasskey                Reason = "invalid_passkey"                  // a sign-in with a passkey did not verify
+	ReasonMethodNotAllowed              Reason = "method_not_allowed"               // the route does not take this method
+	ReasonNeedsHttps                    Reason = "needs_https"                      // the route works only over HTTPS
+	ReasonNoAdmin                       Reason = "no_admin"                         // the admin API is off: no admin token is set
+	ReasonNoPasskeyCeremony             Reason = "no_passkey_ceremony"              // a passkey answer came without the request it answers, or after it expired
+	ReasonNoSuchPasskey                 Reason = "no_such_passkey"                  // no passkey of the user has that id
+	ReasonNoSuchSession                 Reason = "no_such_session"                  // no session of the user has that handle
+	ReasonNoSuchUser                    Reason = "no_such_user"                     // no user has that name
+	ReasonNoTotp                        Reason = "no_totp"                          // the user has no authenticator app set up
+	ReasonNoTotpSetup                   Reason = "no_totp_setup"                    // no authenticator app set-up is in progress to confirm
+	ReasonNotAdmin                      Reason = "not_admin"                        // the route is for admins
+	ReasonNotAuthenticated              Reason = "not_authenticated"                // the request has no session cookie
+	ReasonPasskeyExists                 Reason = "passkey_exists"                   // that passkey is already registered
+	ReasonPasskeysNeedADomain           Reason = "passkeys_need_a_domain"           // passkeys need the site to be reached by a domain name
+	ReasonPasskeysUnavailable           Reason = "passkeys_unavailable"             // passkeys are off, or need secrets_key
+	ReasonRegistrationOff               Reason = "registration_off"                 // registration is off
+	ReasonSecondFactorEnrolmentRequired Reason = "second_factor_enrolment_required" // second_factor required, and the user has none set up yet
+	ReasonSecondFactorExpired           Reason = "second_factor_expired"            // the sign-in waiting for a second factor expired or is unknown
+	ReasonSecretUnreadable              Reason = "secret_unreadable"                // a stored second-factor secret does not decrypt with secrets_key
+	ReasonSessionExpired                Reason = "session_expired"                  // the session cookie names no live session
+	ReasonSmuggledIdentity              Reason = "smuggled_identity"                // identity headers were sent as trailers
+	ReasonStoreUnavailable              Reason = "store_unavailable"                // PostgreSQL cannot be reached
+	ReasonThrottled                     Reason = "throttled"                        // too many failed attempts from the account or the address
+	ReasonTooManyPasskeys               Reason = "too_many_passkeys"                // the user has as many passkeys as allowed
+	ReasonTotpOff                       Reason = "totp_off"                         // TOTP is not offered: no secrets_key
+	ReasonTotpOn                        Reason = "totp_on"                          // an authenticator app is already set up
+	ReasonUnverifiedPasskey             Reason = "unverified_passkey"               // a new passkey, or a passkey answer, could not be read or verified
+	ReasonUsernameLookalike             Reason = "username_lookalike"               // the name looks like an existing user's
+	ReasonUsernameTaken                 Reason = "username_taken"                   // the name is taken
+	ReasonWrongCode                     Reason = "wrong_code"                       // the code does not confirm the authenticator app being set up
+	ReasonWrongPassword                 Reason = "wrong_password"                   // the current password is wrong
+)
+
+// ReasonStatus is the status each reason is answered with.
+var ReasonStatus = map[Reason]int{
+	ReasonBadRequest:                    http.StatusBadRequest,
+	ReasonBodyTooLarge:                  http.StatusRequestEntityTooLarge,
+	ReasonBusy:                          http.StatusServiceUnavailable,
+	ReasonCrossOrigin:                   http.StatusForbidden,
+	ReasonInvalidAdminToken:             http.StatusUnauthorized,
+	ReasonInvalidCode:                   http.StatusUnauthorized,
+	ReasonInvalidCredentials:            http.StatusUnauthorized,
+	ReasonInvalidPasskey:                http.StatusUnauthorized,
+	ReasonMethodNotAllowed:              http.StatusMethodNotAllowed,
+	ReasonNeedsHttps:                    http.StatusBadRequest,
+	ReasonNoAdmin:                       http.StatusNotFound,
+	ReasonNoPasskeyCeremony:             http.StatusBadRequest,
+	ReasonNoSuchPasskey:                 http.StatusNotFound,
+	ReasonNoSuchSession:                 http.StatusNotFound,
+	ReasonNoSuchUser:                    http.StatusNotFound,
+	ReasonNoTotp:                        http.StatusNotFound,
+	ReasonNoTotpSetup:                   http.StatusConflict,
+	ReasonNotAdmin:                      http.StatusForbidden,
+	ReasonNotAuthenticated:              http.StatusUnauthorized,
+	ReasonPasskeyExists:                 http.StatusConflict,
+	ReasonPasskeysNeedADomain:           http.StatusBadRequest,
+	ReasonPasskeysUnavailable:           http.StatusBadRequest,
+	ReasonRegistrationOff:               http.StatusNotFound,
+	ReasonSecondFactorEnrolmentRequired: http.StatusForbidden,
+	ReasonSecondFactorExpired:           http.StatusUnauthorized,
+	ReasonSecretUnreadable:              http.StatusServiceUnavailable,
+	ReasonSessionExpired:                http.StatusUnauthorized,
+	ReasonSmuggledIdentity:              http.StatusBadRequest,
+	ReasonStoreUnavailable:              http.StatusServiceUnavailable,
+	ReasonThrottled:                     http.StatusTooManyRequests,
+	ReasonTooManyPasskeys:               http.StatusConflict,
+	ReasonTotpOff:                       http.StatusNotFound,
+	ReasonTotpOn:                        http.StatusConflict,
+	ReasonUnverifiedPasskey:             http.StatusBadRequest,
+	ReasonUsernameLookalike:             http.StatusConflict,
+	ReasonUsernameTaken:                 http.StatusConflict,
+	ReasonWrongCode:                     http.StatusBadRequest,
+	ReasonWrongPassword:                 http.StatusForbidden,
+}
