@@ -74,7 +74,7 @@ func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) 
 		case routes.ReasonCrossOrigin:
 			outcome = gateCrossOrigin
 		case routes.ReasonStoreUnavailable:
-			if clientGone(r.Context(), ref.Unwrap()) {
+			if engine.ClientGone(r.Context(), ref.Unwrap()) {
 				return
 			}
 			outcome = gateStoreError
@@ -356,7 +356,7 @@ func (a *App) session(ctx context.Context, token string, now time.Time) (engine.
 	})
 	now = time.Now()
 	if err != nil {
-		if clientGone(ctx, err) {
+		if engine.ClientGone(ctx, err) {
 			return engine.Session{}, err
 		}
 		if s, ok := a.cache.GraceFor(key, now); ok {

@@ -186,9 +186,3 @@ func (h *storeHealth) settled(answered int64) {
 		zap.Duration("was_down_for", wasDown),
 		zap.Int64("requests_refused", refused), zap.Int64("requests_served_from_memory", graced))
 }
-
-// clientGone reports whether err only says the client went away: that is
-// no failure of the store, and deserves neither a 503 nor a log line.
-func clientGone(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && errors.Is(err, context.Canceled)
-}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/pgsession/caddy-pgsession/store"
@@ -98,4 +99,10 @@ func (l *Lookups) finished(key Key) {
 	if next != nil {
 		close(next.ready)
 	}
+}
+
+// ClientGone reports whether err only says the client went away: that is
+// no failure of the store, and deserves neither a 503 nor a log line.
+func ClientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, context.Canceled)
 }

@@ -288,7 +288,7 @@ func (h *Site) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) er
 	if token, ok := h.token(r); ok {
 		h.shared.Memory.Forget(engine.KeyOf(token))
 		if err := h.store.DeleteSession(r.Context(), token); err != nil {
-			if clientGone(r.Context(), err) {
+			if engine.ClientGone(r.Context(), err) {
 				return nil
 			}
 			storeErr = err

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
@@ -103,7 +104,7 @@ func (h *Site) Answer(w http.ResponseWriter, r *http.Request, err error) error {
 	if !errors.As(err, &ref) {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	if ref.err != nil && clientGone(r.Context(), ref.err) {
+	if ref.err != nil && engine.ClientGone(r.Context(), ref.err) {
 		return nil // nobody is left to answer
 	}
 	switch ref.reason {

@@ -8,7 +8,6 @@ package routes
 
 import (
 	"context"
-	"errors"
 	"html/template"
 	"net/http"
 	"sync"
@@ -128,9 +127,3 @@ const (
 	HeaderUserID   = "X-Auth-User-Id"
 	HeaderUsername = "X-Auth-Username"
 )
-
-// clientGone reports whether err only says the client went away: that is
-// no failure of the store, and deserves neither a 503 nor a log line.
-func clientGone(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && errors.Is(err, context.Canceled)
-}
