@@ -112,7 +112,7 @@ type App struct {
 	cache        *engine.Cache
 	lookups      *engine.Lookups // the database lookups of sessions under way
 	inflight     *engine.Flights
-	health       *storeHealth
+	health       *engine.Health
 	server       string // names this server in the maintenance table
 	// shared is what the app gives its handlers' routes: the keys, the
 	// metrics and the memory; the ceremony key is set at Start.
@@ -157,7 +157,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// The health of the store is the config's own: a reload succeeds only
 	// after its start reached the database, so there is no outage to carry
 	// over, and its lines go to the config's log.
-	a.health = &storeHealth{logger: a.logger}
+	a.health = &engine.Health{Logger: a.logger, Timeout: lookupTimeout}
 	host, _ := os.Hostname()
 	var nonce [4]byte
 	rand.Read(nonce[:])
@@ -192,7 +192,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		cfg.MaxConns = int32(a.MaxConnections)
 	}
 	a.target = store.Target(cfg.ConnConfig)
-	a.health.target = a.target
+	a.health.Target = a.target
 	a.connString, a.listenTo = url, listenTo
 	if a.ListenDatabaseURL != "" {
 		if _, _, err := store.PoolConfig(a.listenTo, ""); err != nil {
@@ -235,7 +235,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.shared.Store, a.shared.KeepsHistory = a.store, opts.HistoryRetention > 0
 	a.shared.Metrics = routes.Metrics{Logins: a.metrics.logins, Factors: a.metrics.factors,
 		SessionsCreated: a.metrics.sessionsCreated}
-	a.health.connectedTo = a.store.ConnectedTo
+	a.health.ConnectedTo = a.store.ConnectedTo
 	return err
 }
 
@@ -313,7 +313,7 @@ func (a *App) install(ctx context.Context) error {
 
 // useMemory makes m this config's memory.
 func (a *App) useMemory(m *sharedMemory) {
-	a.memory, a.cache, a.inflight = m, m.cache, m.inflight
+	a.memory, a.cache, a.inflight = m, m.Cache, m.Flights
 }
 
 // Stop ends this config's background work and waits for a round in
@@ -428,5 +428,5 @@ func (m appMemory) Epoch() uint64              { return m.a.cache.Epoch() }
 func (m appMemory) Renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
 	m.a.renewed(s, now, touch, epoch)
 }
-func (m appMemory) StoreOK()              { m.a.health.ok() }
-func (m appMemory) StoreFailed(err error) { m.a.health.failed(err, false) }
+func (m appMemory) StoreOK()              { m.a.health.OK() }
+func (m appMemory) StoreFailed(err error) { m.a.health.Failed(err, false) }

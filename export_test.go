@@ -30,7 +30,7 @@ var cheapArgon2 = store.Argon2Params{Memory: 64, Passes: 1}
 // cannot read. Call it between Provision and Start.
 func logAppTo(app *App, l *zap.Logger) {
 	app.logger = l
-	app.health.logger = l
+	app.health.Logger = l
 }
 
 // provisionHandler sets h up on app, as Provision does once Caddy's config
@@ -60,4 +60,4 @@ func serverOf(app, of *App) {
 
 // summarizeOutagesEvery makes app sum up an ongoing outage in the log every
 // d instead of every 10 s. Call it before Start.
-func summarizeOutagesEvery(app *App, d time.Duration) { app.health.summaryEvery = d }
+func summarizeOutagesEvery(app *App, d time.Duration) { app.health.SummaryEvery = d }

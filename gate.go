@@ -340,10 +340,10 @@ func (a *App) session(ctx context.Context, token string, now time.Time) (engine.
 	if !store.ValidToken(token) {
 		return engine.Session{}, nil
 	}
-	if a.health.recentlyFailed(now) {
+	if a.health.RecentlyFailed(now) {
 		if s, ok := a.cache.GraceFor(key, now); ok {
 			a.metrics.cache[cacheOfflineGrace].Inc()
-			a.health.servedFromMemory()
+			a.health.ServedFromMemory()
 			return s, nil
 		}
 	}
@@ -361,14 +361,14 @@ func (a *App) session(ctx context.Context, token string, now time.Time) (engine.
 		}
 		if s, ok := a.cache.GraceFor(key, now); ok {
 			a.metrics.cache[cacheOfflineGrace].Inc()
-			a.health.failed(err, true)
+			a.health.Failed(err, true)
 			return s, nil
 		}
 		// The 503 this becomes is recorded as one refusal where it is written (Handler.answer).
 		a.metrics.cache[cacheMiss].Inc()
 		return engine.Session{}, err
 	}
-	a.health.ok()
+	a.health.OK()
 	a.metrics.cache[cacheMiss].Inc()
 	a.cache.Reached(started)
 	if !found {

@@ -46,7 +46,7 @@ func gateFromMemory() (h *Handler, token string, conn context.Context) {
 	now := time.Now()
 	token = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
 	app := &App{cache: engine.NewCache(100, time.Minute, time.Hour), inflight: engine.NewFlights(privateResponse),
-		health: &storeHealth{logger: zap.NewNop()}, metrics: newMetrics()}
+		health: &engine.Health{Logger: zap.NewNop()}, metrics: newMetrics()}
 	app.cache.Confirmed(now)
 	s := engine.FromLive(engine.KeyOf(token), store.LiveSession{UserID: "user-1", Username: "u",
 		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)

@@ -45,6 +45,27 @@ func (p sharedPool) Destruct() error {
 	return nil
 }
 
+// detectPooler finds out whether the database URL leads through a
+// transaction pooler, and makes the pool's connections run statements
+// accordingly: named and prepared once when direct, unnamed when pooled.
+func (a *App) detectPooler(ctx context.Context) error {
+	mode := a.pool.mode
+	// Directly, the probe's notification comes back in milliseconds; the
+	// wait is long so that a loaded machine is not taken for a pooler.
+	pooled, err := store.DetectPooler(ctx, a.connString, 3*time.Second)
+	if err != nil {
+		return fmt.Errorf("pg_session: connecting to PostgreSQL at %s: %w", a.target, err)
+	}
+	// Connections made before now keep running statements unnamed, which
+	// is correct either way; closing them would cut requests in progress.
+	mode.SetPooled(pooled)
+	if pooled && !mode.Explicit() {
+		a.logger.Info("the database URL leads through a transaction pooler: statements run unnamed",
+			zap.String("database", a.target))
+	}
+	return nil
+}
+
 // memories shares what a server keeps in memory across config reloads, as
 // pools shares the pool: the sessions it checked, its requests in progress
 // and the connection that keeps both up to date. Without it every reload
@@ -58,8 +79,7 @@ var memories = caddy.NewUsagePool()
 // memory is cleaned up: on a reload the new config starts before the old
 // one stops, so the listener is never down in between, and never doubled.
 type sharedMemory struct {
-	cache    *engine.Cache
-	inflight *engine.Flights
+	engine.Memory
 	// logger is the logger of the config that started last, where the
 	// listener logs: a reload may change where the logs go.
 	logger atomic.Pointer[zap.Logger]
@@ -71,7 +91,8 @@ type sharedMemory struct {
 }
 
 func newSharedMemory(cacheSize int, grace time.Duration, logger *zap.Logger) *sharedMemory {
-	m := &sharedMemory{cache: engine.NewCache(cacheSize, grace, trustWindow), inflight: engine.NewFlights(privateResponse)}
+	m := &sharedMemory{Memory: engine.Memory{Cache: engine.NewCache(cacheSize, grace, trustWindow),
+		Flights: engine.NewFlights(privateResponse)}}
 	m.logger.Store(logger)
 	return m
 }
@@ -86,7 +107,10 @@ func (a *App) keyOfMemory(cacheSize int, grace time.Duration) string {
 }
 
 // startListening starts the listener unless a config started it before,
-// and reports whether one did: then this config is a reload.
+// and reports whether one did: then this config is a reload. The listener
+// runs as long as the memory is kept, across reloads: st and connString
+// are those of the config that started it, which the memory's key
+// guarantees every later config shares.
 func (m *sharedMemory) startListening(st *store.Store, connString, target string) (running bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -98,13 +122,13 @@ func (m *sharedMemory) startListening(st *store.Store, connString, target string
 	// which a reload cancels while the memory lives on.
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.wg.Go(func() { m.listen(ctx, st, connString, target) })
+	m.wg.Go(func() { m.Listen(ctx, st, connString, target, pingInterval, m.logger.Load) })
 	return false
 }
 
 // sessions is about how many sessions the memory holds.
 func (m *sharedMemory) sessions() int {
-	return m.cache.Sessions()
+	return m.Cache.Sessions()
 }
 
 // Destruct ends the listener once no config uses the memory, and waits for it.
@@ -118,7 +142,15 @@ func (m *sharedMemory) Destruct() error {
 	m.wg.Wait()
 	// A handler of a cleaned-up config may still serve a request: with
 	// nobody listening, it must ask the database.
-	m.cache.Lost()
-	m.cache.Stop()
+	m.Cache.Lost()
+	m.Cache.Stop()
 	return nil
+}
+
+// forgetUser drops a user's sessions from this server's memory and looks
+// again at their requests in progress, at once, after this server changed
+// them; the database's announcement does the same for the other servers a
+// moment later.
+func (a *App) forgetUser(id store.UserID) {
+	engine.Memory{Cache: a.cache, Flights: a.inflight}.Invalidate(store.Invalidation{Users: []store.UserID{id}})
 }

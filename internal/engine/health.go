@@ -1,4 +1,4 @@
-package pgsession
+package engine
 
 import (
 	"cmp"
@@ -30,16 +30,21 @@ const summaryInterval = 10 * time.Second
 // milliseconds, each with a pair of lines.
 const settleTime = time.Second
 
-// storeHealth follows whether the session store answers.
-type storeHealth struct {
-	logger *zap.Logger
-	target string // the configured host:port/database (every host of a multi-host URL)
-	// connectedTo names the server the pool's connections reach now, so
+// Health follows whether the session store answers. Its exported fields
+// are set before the first request, and not changed after.
+type Health struct {
+	Logger *zap.Logger
+	Target string // the configured host:port/database (every host of a multi-host URL)
+	// ConnectedTo names the server the pool's connections reach now, so
 	// the line that says the store is back names the host that answered
 	// (after a failover, the new primary) rather than the first one listed.
-	connectedTo func(context.Context) (string, error)
-	// summaryEvery is summaryInterval unless a test makes it shorter.
-	summaryEvery time.Duration
+	// Without it the line names Target, and the outage ends without a ping.
+	ConnectedTo func(context.Context) (string, error)
+	// Timeout bounds ConnectedTo, as a look-up is bounded: through a
+	// pooler whose database is gone the ping would otherwise wait minutes.
+	Timeout time.Duration
+	// SummaryEvery is summaryInterval unless a test makes it shorter.
+	SummaryEvery time.Duration
 
 	down    atomic.Bool
 	lastErr atomic.Int64 // when a look-up last failed, Unix nanoseconds
@@ -79,18 +84,18 @@ func serverGoing(code string) bool {
 	return false
 }
 
-// failed records a failure of the store, and logs it as the outage's
+// Failed records a failure of the store, and logs it as the outage's
 // first, in a summary, or, when the database itself reported it, on its
 // own. served says whether memory answered the request all the same;
 // otherwise the request was answered 503, and is counted as refused. A
 // request must be recorded here once: the refusal of one that was not
 // served is recorded where the 503 is written.
-func (h *storeHealth) failed(err error, served bool) {
+func (h *Health) Failed(err error, served bool) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away: the store did nothing wrong
 	}
 	if !isOutage(err) {
-		h.logger.Error("session store query failed", zap.String("database", h.target), zap.Error(err))
+		h.Logger.Error("session store query failed", zap.String("database", h.Target), zap.Error(err))
 		return
 	}
 	if served {
@@ -107,23 +112,23 @@ func (h *storeHealth) failed(err error, served bool) {
 	if !h.down.Load() {
 		h.down.Store(true)
 		h.since, h.lastSummary = now, now
-		h.logger.Error("session store unreachable: answering 503 except to sessions confirmed within offline_grace",
-			zap.String("database", h.target), zap.Error(err))
+		h.Logger.Error("session store unreachable: answering 503 except to sessions confirmed within offline_grace",
+			zap.String("database", h.Target), zap.Error(err))
 		return
 	}
-	if now.Sub(h.lastSummary) >= cmp.Or(h.summaryEvery, summaryInterval) {
+	if now.Sub(h.lastSummary) >= cmp.Or(h.SummaryEvery, summaryInterval) {
 		h.lastSummary = now
-		h.logger.Warn("session store still unreachable", zap.String("database", h.target),
+		h.Logger.Warn("session store still unreachable", zap.String("database", h.Target),
 			zap.Duration("for", now.Sub(h.since).Round(time.Millisecond)),
 			zap.Int64("requests_refused", h.refused.Load()), zap.Int64("requests_served_from_memory", h.graced.Load()),
 			zap.Error(err))
 	}
 }
 
-// recentlyFailed reports whether the store is down and was tried within
+// RecentlyFailed reports whether the store is down and was tried within
 // the last retryEvery: a session memory can answer for need not wait for
 // yet another failed connection, and a recovering database is not flooded.
-func (h *storeHealth) recentlyFailed(now time.Time) bool {
+func (h *Health) RecentlyFailed(now time.Time) bool {
 	return h.down.Load() && now.UnixNano()-h.lastErr.Load() < int64(retryEvery)
 }
 
@@ -131,14 +136,14 @@ func (h *storeHealth) recentlyFailed(now time.Time) bool {
 // answer still tries the database, which notices its return.
 const retryEvery = 250 * time.Millisecond
 
-// servedFromMemory counts a request answered from memory during an outage.
-func (h *storeHealth) servedFromMemory() { h.graced.Add(1) }
+// ServedFromMemory counts a request answered from memory during an outage.
+func (h *Health) ServedFromMemory() { h.graced.Add(1) }
 
-// ok records that the store answered; it costs one atomic load while all is
+// OK records that the store answered; it costs one atomic load while all is
 // well, and two while the store settles. During an outage the first answer
 // starts the settle time, after which the outage ends unless the store
 // failed again meanwhile.
-func (h *storeHealth) ok() {
+func (h *Health) OK() {
 	if !h.down.Load() || h.answered.Load() != 0 {
 		return
 	}
@@ -157,14 +162,14 @@ func (h *storeHealth) ok() {
 // server that answered. The ping matters on a quiet site: the answer may
 // have been to a look-up sent just before the outage, and no request since
 // may have found the store still gone.
-func (h *storeHealth) settled(answered int64) {
+func (h *Health) settled(answered int64) {
 	if !h.down.Load() || h.answered.Load() != answered {
 		return // it failed again, and a later answer has a settle time of its own
 	}
-	where := h.target
-	if h.connectedTo != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
-		server, err := h.connectedTo(ctx)
+	where := h.Target
+	if h.ConnectedTo != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+		server, err := h.ConnectedTo(ctx)
 		cancel()
 		if err != nil {
 			// Still gone: the next answer starts the settle time again.
@@ -182,7 +187,7 @@ func (h *storeHealth) settled(answered int64) {
 	wasDown := time.Unix(0, answered).Sub(h.since).Round(time.Millisecond)
 	refused, graced := h.refused.Swap(0), h.graced.Swap(0)
 	h.mu.Unlock()
-	h.logger.Info("session store reachable again", zap.String("database", where),
+	h.Logger.Info("session store reachable again", zap.String("database", where),
 		zap.Duration("was_down_for", wasDown),
 		zap.Int64("requests_refused", refused), zap.Int64("requests_served_from_memory", graced))
 }
