@@ -28,7 +28,10 @@ import (
 const (
 	DefaultCleanupInterval = time.Hour
 	DefaultOfflineGrace    = time.Minute
-	defaultDatabaseURL     = "{env.DATABASE_URL}"
+	// DefaultCacheSize is how many sessions a server keeps in memory
+	// unless cache_size says otherwise: a few megabytes.
+	DefaultCacheSize   = 10_000
+	defaultDatabaseURL = "{env.DATABASE_URL}"
 	// startTimeout bounds the first connection and the migrations at start,
 	// so a database that does not answer fails the start instead of hanging it.
 	startTimeout = 30 * time.Second
@@ -113,7 +116,8 @@ type App struct {
 	lookups      *engine.Lookups // the database lookups of sessions under way
 	inflight     *engine.Flights
 	health       *engine.Health
-	server       string // names this server in the maintenance table
+	sessions     engine.Sessions // the look-up of a token's session, over the four above
+	server       string          // names this server in the maintenance table
 	// shared is what the app gives its handlers' routes: the keys, the
 	// metrics and the memory; the ceremony key is set at Start.
 	shared     *routes.Shared
@@ -158,12 +162,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// after its start reached the database, so there is no outage to carry
 	// over, and its lines go to the config's log.
 	a.health = &engine.Health{Logger: a.logger, Timeout: lookupTimeout}
+	a.sessions = engine.Sessions{Lookups: a.lookups, Health: a.health, Timeout: lookupTimeout}
 	host, _ := os.Hostname()
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	a.server = host + "/" + hex.EncodeToString(nonce[:])
 
-	a.shared = &routes.Shared{Look: a.session, Memory: appMemory{a}}
+	a.shared = &routes.Shared{Look: a.sessions.Look, Memory: appMemory{a}}
 	if err := a.openSecrets(); err != nil {
 		return err
 	}
@@ -225,6 +230,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.memoryKey = key
 	a.useMemory(mem.(*sharedMemory))
 	a.metrics = a.pool.metrics
+	a.sessions.Hit, a.sessions.Miss = a.metrics.cache[cacheHit], a.metrics.cache[cacheMiss]
+	a.sessions.Grace = a.metrics.cache[cacheOfflineGrace]
 	if err := a.metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -236,6 +243,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.shared.Metrics = routes.Metrics{Logins: a.metrics.logins, Factors: a.metrics.factors,
 		SessionsCreated: a.metrics.sessionsCreated}
 	a.health.ConnectedTo = a.store.ConnectedTo
+	a.sessions.Check = a.store.CheckSession
 	return err
 }
 
@@ -314,6 +322,7 @@ func (a *App) install(ctx context.Context) error {
 // useMemory makes m this config's memory.
 func (a *App) useMemory(m *sharedMemory) {
 	a.memory, a.cache, a.inflight = m, m.Cache, m.Flights
+	a.sessions.Cache = m.Cache
 }
 
 // Stop ends this config's background work and waits for a round in

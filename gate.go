@@ -1,7 +1,6 @@
 package pgsession
 
 import (
-	"context"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -308,74 +307,3 @@ var tokenByte = func() (t [256]bool) {
 	}
 	return t
 }()
-
-// The look-up every gated request makes sits here, on the request's way,
-// so that following one request enters as few files as it can.
-
-// DefaultCacheSize is how many sessions a server keeps in memory unless
-// cache_size says otherwise: a few megabytes.
-const DefaultCacheSize = 10_000
-
-// session returns the live session of token: from memory while memory is
-// known to be up to date, else from the database, and from memory again
-// during an outage for a session confirmed within offline_grace. A missing
-// or expired session is (nil, nil); an error means the database could not
-// answer (and was counted as such, unless the client went away). Each
-// look-up of a well-formed token that got an answer counts once in
-// cache_lookups_total: a hit, a miss, or offline_grace. now is when the
-// request came.
-func (a *App) session(ctx context.Context, token string, now time.Time) (engine.Session, error) {
-	if len(token) != store.TokenLength {
-		return engine.Session{}, nil
-	}
-	// Memory holds only sessions of well-formed tokens, so a hit needs no
-	// check of the token's shape; a miss does, before any query.
-	key := engine.KeyOfRequest(ctx, token)
-	if a.cache.Trusted(now) {
-		if s, ok := a.cache.Get(key); ok && s.Live(now) {
-			a.metrics.cache[cacheHit].Inc()
-			return s, nil
-		}
-	}
-	if !store.ValidToken(token) {
-		return engine.Session{}, nil
-	}
-	if a.health.RecentlyFailed(now) {
-		if s, ok := a.cache.GraceFor(key, now); ok {
-			a.metrics.cache[cacheOfflineGrace].Inc()
-			a.health.ServedFromMemory()
-			return s, nil
-		}
-	}
-	epoch := a.cache.Epoch()
-	started := now
-	row, found, err := a.lookups.Look(ctx, key, func(ctx context.Context) (store.LiveSession, bool, error) {
-		lookCtx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		defer cancel()
-		return a.store.CheckSession(lookCtx, store.HashToken(token))
-	})
-	now = time.Now()
-	if err != nil {
-		if engine.ClientGone(ctx, err) {
-			return engine.Session{}, err
-		}
-		if s, ok := a.cache.GraceFor(key, now); ok {
-			a.metrics.cache[cacheOfflineGrace].Inc()
-			a.health.Failed(err, true)
-			return s, nil
-		}
-		// The 503 this becomes is recorded as one refusal where it is written (Handler.answer).
-		a.metrics.cache[cacheMiss].Inc()
-		return engine.Session{}, err
-	}
-	a.health.OK()
-	a.metrics.cache[cacheMiss].Inc()
-	a.cache.Reached(started)
-	if !found {
-		a.cache.Forget(key)
-		return engine.Session{}, nil
-	}
-	s := engine.FromLive(key, row, now)
-	a.cache.Put(s, epoch)
-	return s, nil
-}

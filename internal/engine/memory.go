@@ -298,3 +298,89 @@ func KeyOfRequest(ctx context.Context, token string) Key {
 	lk.last.Store(&tokenKey{token: strings.Clone(token), key: key})
 	return key
 }
+
+// The look-up every gated request makes sits here, beside the memory it
+// reads, so that following one request enters as few files as it can.
+
+// Counter counts look-ups: a Prometheus counter, which the engine need not
+// import to be handed one.
+type Counter interface{ Inc() }
+
+// Sessions finds the live session of a token: from memory while memory is
+// known to be up to date, else from the database (one query however many
+// requests of the token wait), and from memory again during an outage for a
+// session confirmed within offline_grace.
+type Sessions struct {
+	Cache   *Cache
+	Lookups *Lookups
+	Health  *Health
+	// Check asks the database for the live session whose id is the hash
+	// of a token; Timeout bounds it, so a pooler whose database is gone
+	// gives a prompt 503 instead of a wait of minutes.
+	Check   func(ctx context.Context, id store.SessionID) (store.LiveSession, bool, error)
+	Timeout time.Duration
+	// Hit, Miss and Grace count each look-up of a well-formed token that
+	// got an answer once: from memory, from the database (answered or
+	// failed), or from memory while the database failed.
+	Hit, Miss, Grace Counter
+}
+
+// Look returns the live session of token. A missing or expired session is
+// (zero, nil); an error means the database could not answer (and was
+// counted as such, unless the client went away). now is when the request
+// came.
+func (ss *Sessions) Look(ctx context.Context, token string, now time.Time) (Session, error) {
+	if len(token) != store.TokenLength {
+		return Session{}, nil
+	}
+	// Memory holds only sessions of well-formed tokens, so a hit needs no
+	// check of the token's shape; a miss does, before any query.
+	key := KeyOfRequest(ctx, token)
+	if ss.Cache.Trusted(now) {
+		if s, ok := ss.Cache.Get(key); ok && s.Live(now) {
+			ss.Hit.Inc()
+			return s, nil
+		}
+	}
+	if !store.ValidToken(token) {
+		return Session{}, nil
+	}
+	if ss.Health.RecentlyFailed(now) {
+		if s, ok := ss.Cache.GraceFor(key, now); ok {
+			ss.Grace.Inc()
+			ss.Health.ServedFromMemory()
+			return s, nil
+		}
+	}
+	epoch := ss.Cache.Epoch()
+	started := now
+	row, found, err := ss.Lookups.Look(ctx, key, func(ctx context.Context) (store.LiveSession, bool, error) {
+		lookCtx, cancel := context.WithTimeout(ctx, ss.Timeout)
+		defer cancel()
+		return ss.Check(lookCtx, store.HashToken(token))
+	})
+	now = time.Now()
+	if err != nil {
+		if ClientGone(ctx, err) {
+			return Session{}, err
+		}
+		if s, ok := ss.Cache.GraceFor(key, now); ok {
+			ss.Grace.Inc()
+			ss.Health.Failed(err, true)
+			return s, nil
+		}
+		// The 503 this becomes is recorded as one refusal where it is written.
+		ss.Miss.Inc()
+		return Session{}, err
+	}
+	ss.Health.OK()
+	ss.Miss.Inc()
+	ss.Cache.Reached(started)
+	if !found {
+		ss.Cache.Forget(key)
+		return Session{}, nil
+	}
+	s := FromLive(key, row, now)
+	ss.Cache.Put(s, epoch)
+	return s, nil
+}
