@@ -53,12 +53,12 @@ func toSessionsJSON(sessions []store.Session, current *store.Session) []sessionJ
 }
 
 // serveOwnSessions lists the caller's live sessions.
-func (h *Site) serveOwnSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveOwnSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return h.listSessions(w, r, c.session.User.ID, c.session)
 }
 
 // listSessions answers with a user's live sessions, marking current.
-func (h *Site) listSessions(w http.ResponseWriter, r *http.Request, userID store.UserID, current *store.Session) error {
+func (h *sessions) listSessions(w http.ResponseWriter, r *http.Request, userID store.UserID, current *store.Session) error {
 	sessions, err := h.store.GetUserSessions(r.Context(), userID)
 	if err != nil {
 		return storeUnavailable(err)
@@ -69,7 +69,7 @@ func (h *Site) listSessions(w http.ResponseWriter, r *http.Request, userID store
 
 // serveEndOwnSession ends one of the caller's sessions; ending the current
 // one is a logout.
-func (h *Site) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	handle := r.PathValue("id")
 	ended, err := h.store.DeleteUserSessionByHandle(r.Context(), c.session.User.ID, store.Handle(handle))
 	if err != nil {
@@ -78,7 +78,7 @@ func (h *Site) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *cal
 	if !ended {
 		return refuse(ReasonNoSuchSession, "No such session")
 	}
-	h.shared.Memory.ForgetUser(c.session.User.ID)
+	h.memory.ForgetUser(c.session.User.ID)
 	if sameHandle(handle, c.session.Handle) {
 		http.SetCookie(w, h.clearCookie(r))
 	}
@@ -91,12 +91,12 @@ func (h *Site) serveEndOwnSession(w http.ResponseWriter, r *http.Request, c *cal
 func sameHandle(a string, b store.Handle) bool { return strings.EqualFold(a, string(b)) }
 
 // serveEndOtherSessions ends every session of the caller but this one.
-func (h *Site) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveEndOtherSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	n, err := h.store.DeleteOtherSessions(r.Context(), c.session.User.ID, c.token)
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(c.session.User.ID)
+	h.memory.ForgetUser(c.session.User.ID)
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
@@ -109,7 +109,7 @@ type passwordChange struct {
 
 // serveChangePassword changes the caller's password after checking the
 // current one, and ends their other sessions.
-func (h *Site) serveChangePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveChangePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body passwordChange
 	if err := request.DecodeJSONObject(r.Body, &body, "current_password", "new_password"); err != nil {
 		return badBody(err)
@@ -127,7 +127,7 @@ func (h *Site) serveChangePassword(w http.ResponseWriter, r *http.Request, c *ca
 // 400 for a refused new one, 429 past the limits. The check of the current
 // password is reserved against the failed-login limits like a login, so a
 // stolen session cannot become a way to guess the password.
-func (h *Site) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
+func (h *accountRoutes) changePassword(r *http.Request, c *caller, body passwordChange) (int64, error) {
 	var inputErr *store.InputError
 	if len(body.CurrentPassword) <= store.MaxPasswordLength {
 		if err := store.ValidatePassword(body.NewPassword); errors.As(err, &inputErr) {
@@ -145,7 +145,7 @@ func (h *Site) changePassword(r *http.Request, c *caller, body passwordChange) (
 	case err != nil:
 		return 0, passwordCheckFailed(err)
 	}
-	h.shared.Memory.ForgetUser(c.session.User.ID)
+	h.memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("password changed", zap.String("username", username), zap.Int64("sessions_ended", n))
 	return n, nil
 }
@@ -154,7 +154,7 @@ func (h *Site) changePassword(r *http.Request, c *caller, body passwordChange) (
 // their credentials: 403 when it is wrong, 429 past the failed-login limits.
 // The check is reserved against those limits like a login, so a stolen
 // session cannot become a way to guess the password.
-func (h *Site) checkCurrentPassword(r *http.Request, c *caller, password string) error {
+func (h *accountRoutes) checkCurrentPassword(r *http.Request, c *caller, password string) error {
 	wrong := refuse(ReasonWrongPassword, "Current password is wrong")
 	if len(password) > store.MaxPasswordLength {
 		return wrong
@@ -184,7 +184,7 @@ func (h *Site) checkCurrentPassword(r *http.Request, c *caller, password string)
 
 // serveAccountPage shows the user their sessions and the password form; a
 // visitor without a session is sent to log in first.
-func (h *Site) serveAccountPage(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveAccountPage(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess, err := h.sessionRow(r)
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (h *Site) serveAccountPage(w http.ResponseWriter, r *http.Request, c *calle
 
 // accountPage is the account page of sess's user, with the notice or the
 // error its query names.
-func (h *Site) accountPage(r *http.Request, sess *store.Session) (web.AccountPage, error) {
+func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.AccountPage, error) {
 	sessions, err := h.store.GetUserSessions(r.Context(), sess.User.ID)
 	if err != nil {
 		return web.AccountPage{}, storeUnavailable(err)
@@ -290,7 +290,7 @@ type accountError struct {
 
 // serveAccountForm carries out the account page's forms: revoke one session,
 // revoke the others, change the password. It works without JavaScript.
-func (h *Site) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess := c.session
 	if err := r.ParseForm(); err != nil {
 		return badForm(err)
@@ -309,7 +309,7 @@ func (h *Site) serveAccountForm(w http.ResponseWriter, r *http.Request, c *calle
 		if !ended {
 			return back("error", "no-session")
 		}
-		h.shared.Memory.ForgetUser(sess.User.ID)
+		h.memory.ForgetUser(sess.User.ID)
 		if sameHandle(handle, sess.Handle) {
 			return h.signedOut(w, r)
 		}
@@ -318,7 +318,7 @@ func (h *Site) serveAccountForm(w http.ResponseWriter, r *http.Request, c *calle
 		if _, err := h.store.DeleteOtherSessions(r.Context(), sess.User.ID, c.token); err != nil {
 			return storeUnavailable(err)
 		}
-		h.shared.Memory.ForgetUser(sess.User.ID)
+		h.memory.ForgetUser(sess.User.ID)
 		return back("done", "revoked-others")
 	case "password":
 		_, err := h.changePassword(r, c, passwordChange{

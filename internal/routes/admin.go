@@ -79,7 +79,7 @@ func userError(err error) error {
 	}
 }
 
-func (h *Site) serveAdminListUsers(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *adminRoutes) serveAdminListUsers(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	users, err := h.store.ListUsers(r.Context())
 	if err != nil {
 		return storeUnavailable(err)
@@ -99,7 +99,7 @@ type newUserRequest struct {
 	IsAdmin  bool   `json:"is_admin"`
 }
 
-func (h *Site) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *adminRoutes) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body newUserRequest
 	if err := request.DecodeJSONObject(r.Body, &body, "username", "password", "is_admin"); err != nil {
 		return badBody(err)
@@ -113,7 +113,7 @@ func (h *Site) serveAdminCreateUser(w http.ResponseWriter, r *http.Request, c *c
 	return nil
 }
 
-func (h *Site) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *adminRoutes) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func (h *Site) serveAdminDeleteUser(w http.ResponseWriter, r *http.Request, c *c
 	if err := h.store.DeleteUser(r.Context(), name); err != nil {
 		return userError(err)
 	}
-	h.shared.Memory.ForgetUser(u.ID)
+	h.memory.ForgetUser(u.ID)
 	h.logger.Info("user deleted", zap.String("username", name), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
@@ -138,7 +138,7 @@ type userChange struct {
 // serveAdminChangeUser sets a user's password or admin rights. A new
 // password ends every session of the user, logins still in flight
 // included; removing admin rights holds from each session's next request.
-func (h *Site) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *adminRoutes) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body userChange
 	if err := request.DecodeJSONObject(r.Body, &body, "password", "is_admin"); err != nil {
 		return badBody(err)
@@ -157,7 +157,7 @@ func (h *Site) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *c
 		return err
 	}
 	out := map[string]any{"ok": true}
-	defer h.shared.Memory.ForgetUser(u.ID)
+	defer h.memory.ForgetUser(u.ID)
 	if body.IsAdmin != nil {
 		if err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin); err != nil {
 			return userError(err)
@@ -177,7 +177,7 @@ func (h *Site) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *c
 }
 
 // adminTarget finds the user named in the path.
-func (h *Site) adminTarget(r *http.Request) (*store.User, error) {
+func (h *adminRoutes) adminTarget(r *http.Request) (*store.User, error) {
 	u, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
 	if err != nil {
 		return nil, userError(err)
@@ -185,7 +185,7 @@ func (h *Site) adminTarget(r *http.Request) (*store.User, error) {
 	return u, nil
 }
 
-func (h *Site) serveAdminUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *adminRoutes) serveAdminUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func (h *Site) serveAdminUserSessions(w http.ResponseWriter, r *http.Request, c 
 }
 
 // serveAdminUserHistory lists a user's latest sign-in attempts.
-func (h *Site) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *adminRoutes) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (h *Site) serveAdminUserHistory(w http.ResponseWriter, r *http.Request, _ *
 	return h.listSignIns(w, r, u.ID)
 }
 
-func (h *Site) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *adminRoutes) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
@@ -211,13 +211,13 @@ func (h *Site) serveAdminEndUserSessions(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(u.ID)
+	h.memory.ForgetUser(u.ID)
 	h.logger.Info("sessions ended", zap.String("username", u.Username), zap.Int64("count", n), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
 
-func (h *Site) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *adminRoutes) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
 	owner, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
 	switch {
 	case err != nil:
@@ -225,7 +225,7 @@ func (h *Site) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *c
 	case owner == "":
 		return refuse(ReasonNoSuchSession, "No such session")
 	}
-	h.shared.Memory.ForgetUser(owner)
+	h.memory.ForgetUser(owner)
 	h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil

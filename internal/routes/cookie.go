@@ -11,7 +11,7 @@ import (
 
 // sessionCookie is the cookie carrying a new session's token; it lasts as
 // long as the browser session unless the caller sets MaxAge.
-func (h *Site) sessionCookie(r *http.Request, token string) *http.Cookie {
+func (h *cookies) sessionCookie(r *http.Request, token string) *http.Cookie {
 	return &http.Cookie{
 		Name:     h.CookieName,
 		Value:    token,
@@ -23,13 +23,13 @@ func (h *Site) sessionCookie(r *http.Request, token string) *http.Cookie {
 }
 
 // clearCookie tells the browser to drop the session cookie.
-func (h *Site) clearCookie(r *http.Request) *http.Cookie {
+func (h *cookies) clearCookie(r *http.Request) *http.Cookie {
 	c := h.sessionCookie(r, "")
 	c.MaxAge = -1
 	return c
 }
 
-func (h *Site) secure(r *http.Request) bool {
+func (h *cookies) secure(r *http.Request) bool {
 	switch h.Secure {
 	case "on":
 		return true
@@ -43,7 +43,7 @@ func (h *Site) secure(r *http.Request) bool {
 // cookieCanBeSet refuses a login whose cookie the browser would drop: a
 // __Host- or __Secure- cookie name needs HTTPS, and without this check the
 // login would seem to work and then not.
-func (h *Site) cookieCanBeSet(r *http.Request) error {
+func (h *cookies) cookieCanBeSet(r *http.Request) error {
 	if h.secure(r) || !NeedsSecure(h.CookieName) {
 		return nil
 	}

@@ -36,7 +36,7 @@ const (
 // the database after historyWriteTimeout; it is not cancelled when the
 // client hangs up, so hanging up does not hide an attempt. A failure is
 // logged and the login goes on.
-func (h *Site) recordSignIn(r *http.Request, username string, user *store.User, outcome, factor string) {
+func (h *attempts) recordSignIn(r *http.Request, username string, user *store.User, outcome, factor string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), historyWriteTimeout)
 	defer cancel()
 	a := store.SignInAttempt{Username: username, IP: clientIP(r), UserAgent: r.UserAgent(), Outcome: outcome, Factor: factor}
@@ -60,13 +60,13 @@ type signInJSON struct {
 }
 
 // serveOwnHistory lists the caller's latest sign-in attempts.
-func (h *Site) serveOwnHistory(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveOwnHistory(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return h.listSignIns(w, r, c.session.User.ID)
 }
 
 // listSignIns answers with a user's latest sign-in attempts, newest first:
 // defaultHistoryLimit of them, or ?limit= up to maxHistoryLimit.
-func (h *Site) listSignIns(w http.ResponseWriter, r *http.Request, userID store.UserID) error {
+func (h *attempts) listSignIns(w http.ResponseWriter, r *http.Request, userID store.UserID) error {
 	limit, err := historyLimit(r.URL.RawQuery)
 	if err != nil {
 		return err
@@ -115,8 +115,8 @@ func historyLimit(rawQuery string) (int, error) {
 
 // addSignIns fills in the account page's "Recent sign-ins", when the
 // history is kept.
-func (h *Site) addSignIns(r *http.Request, page *web.AccountPage, userID store.UserID) error {
-	if page.ShowSignIns = h.shared.KeepsHistory; !page.ShowSignIns {
+func (h *accountRoutes) addSignIns(r *http.Request, page *web.AccountPage, userID store.UserID) error {
+	if page.ShowSignIns = h.keepsHistory; !page.ShowSignIns {
 		return nil
 	}
 	signIns, err := h.store.SignInHistory(r.Context(), userID, accountPageSignIns)

@@ -42,7 +42,7 @@ func toUserJSON(u store.User) userJSON {
 // password is hashed (see store.ReserveLoginAttempt), so the limits hold
 // under parallel guessing and across every server; past them, even the
 // right password gets 429 until the window has passed.
-func (h *Site) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveLogin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	c, err := readCredentials(r)
 	if err != nil {
 		return err
@@ -117,17 +117,17 @@ const (
 // the account when it is known, nil otherwise; factor is what the attempt
 // checked (store.FactorPassword, …), "" for none. It is the one place the
 // metrics and the sign-in history learn of logins.
-func (h *Site) signInAttempt(r *http.Request, username string, user *store.User, outcome, factor string) {
+func (h *attempts) signInAttempt(r *http.Request, username string, user *store.User, outcome, factor string) {
 	h.recordSignIn(r, username, user, outcome, factor)
-	h.shared.Metrics.Logins.WithLabelValues(outcome).Inc()
+	h.metrics.Logins.WithLabelValues(outcome).Inc()
 	if factor != "" {
-		h.shared.Metrics.Factors.WithLabelValues(factor, outcome).Inc()
+		h.metrics.Factors.WithLabelValues(factor, outcome).Inc()
 	}
 }
 
 // signedIn answers a login or registration that started a session: the form
 // goes where it was headed, a script gets the user.
-func (h *Site) signedIn(w http.ResponseWriter, r *http.Request, c credentials, status int, user *store.User) error {
+func (h *signInRoutes) signedIn(w http.ResponseWriter, r *http.Request, c credentials, status int, user *store.User) error {
 	if c.form {
 		http.Redirect(w, r, request.SafeRedirect(c.Redirect), http.StatusSeeOther)
 		return nil
@@ -138,7 +138,7 @@ func (h *Site) signedIn(w http.ResponseWriter, r *http.Request, c credentials, s
 
 // refuseLogin answers a login whose name and password do not match: the
 // form again, with the message, or a refusal for a script.
-func (h *Site) refuseLogin(w http.ResponseWriter, r *http.Request, c credentials) error {
+func (h *signInRoutes) refuseLogin(w http.ResponseWriter, r *http.Request, c credentials) error {
 	if c.form {
 		return h.renderLoginPage(w, r, http.StatusUnauthorized, c, msgInvalidCredentials)
 	}
@@ -147,7 +147,7 @@ func (h *Site) refuseLogin(w http.ResponseWriter, r *http.Request, c credentials
 
 // reserveLogin reserves a password check for username from ip, or refuses
 // with 429 past the failed-login limits.
-func (h *Site) reserveLogin(r *http.Request, username, ip string) (store.Attempt, error) {
+func (h *attempts) reserveLogin(r *http.Request, username, ip string) (store.Attempt, error) {
 	a, err := h.store.ReserveLoginAttempt(r.Context(), username, ip, h.Throttle)
 	if err != nil {
 		return a, storeUnavailable(err)
@@ -163,7 +163,7 @@ func (h *Site) reserveLogin(r *http.Request, username, ip string) (store.Attempt
 // releaseAttempt forgets a reservation whose password was never checked, so
 // a busy server or a failing database does not count against the user. It
 // is best effort and outlives the request, whose client may be gone.
-func (h *Site) releaseAttempt(a store.Attempt) {
+func (h *attempts) releaseAttempt(a store.Attempt) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := h.store.ReleaseAttempt(ctx, a); err != nil {
@@ -175,7 +175,7 @@ func (h *Site) releaseAttempt(a store.Attempt) {
 // on. Registrations are counted per client address, each costing a
 // password hash: a client past max_registrations_per_ip (or its address past
 // max_failed_logins_per_ip) gets 429 before anything is hashed.
-func (h *Site) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if !h.Registration {
 		return refuse(ReasonRegistrationOff, "Registration is not enabled")
 	}
@@ -203,7 +203,7 @@ func (h *Site) serveRegister(w http.ResponseWriter, r *http.Request, _ *caller) 
 }
 
 // register creates the account c asks for, or says why not.
-func (h *Site) register(r *http.Request, c credentials) (*store.User, error) {
+func (h *signInRoutes) register(r *http.Request, c credentials) (*store.User, error) {
 	var inputErr *store.InputError
 	if err := errors.Join(store.ValidateUsername(c.Username), store.ValidatePassword(c.Password)); errors.As(err, &inputErr) {
 		return nil, badInput(inputErr)
@@ -236,14 +236,14 @@ func (h *Site) register(r *http.Request, c credentials) (*store.User, error) {
 // a browser before login never becomes a logged-in one. The session is
 // created only while user's credentials are still the ones verified; else
 // the error is store.ErrCredentialsChanged (or store.ErrUserNotFound).
-func (h *Site) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) error {
+func (h *signInRoutes) startSession(w http.ResponseWriter, r *http.Request, user *store.User, remember bool) error {
 	return h.startSessionWith(w, r, user, remember, h.store.CreateSession)
 }
 
 // startSessionWith is startSession with the store call that creates the
 // session: the second step's ends its pending login in the same
 // transaction (store.FinishPendingLogin).
-func (h *Site) startSessionWith(w http.ResponseWriter, r *http.Request, user *store.User, remember bool,
+func (h *signInRoutes) startSessionWith(w http.ResponseWriter, r *http.Request, user *store.User, remember bool,
 	create func(context.Context, store.SessionParams) (string, *store.Session, error)) error {
 	if old, ok := h.token(r); ok {
 		if err := h.store.DeleteSession(r.Context(), old); err != nil {
@@ -266,7 +266,7 @@ func (h *Site) startSessionWith(w http.ResponseWriter, r *http.Request, user *st
 	if err != nil {
 		return err
 	}
-	h.shared.Metrics.SessionsCreated.Inc()
+	h.metrics.SessionsCreated.Inc()
 	// Without remember me the cookie lasts as long as the browser session;
 	// with it, as long as the session itself.
 	cookie := h.sessionCookie(r, token)
@@ -283,10 +283,10 @@ func (h *Site) startSessionWith(w http.ResponseWriter, r *http.Request, user *st
 // While the database cannot be reached the browser's cookie and this
 // server's memory of the session are cleared all the same, and the answer
 // (503) says that the session could not be ended everywhere.
-func (h *Site) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var storeErr error
 	if token, ok := h.token(r); ok {
-		h.shared.Memory.Forget(engine.KeyOf(token))
+		h.memory.Forget(engine.KeyOf(token))
 		if err := h.store.DeleteSession(r.Context(), token); err != nil {
 			if engine.ClientGone(r.Context(), err) {
 				return nil
@@ -310,7 +310,7 @@ func (h *Site) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) er
 
 // clearSession clears the session cookie, and with Clear-Site-Data what
 // scripts may have copied of the session.
-func (h *Site) clearSession(w http.ResponseWriter, r *http.Request) {
+func (h *cookies) clearSession(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, h.clearCookie(r))
 	if h.ClearSiteDataCache {
 		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
@@ -322,7 +322,7 @@ func (h *Site) clearSession(w http.ResponseWriter, r *http.Request) {
 // signedOutURL is the login page saying "You have been signed out". The
 // page learns it from a fixed key in its query, never from text the request
 // carries, so the query is no way to put words on the page.
-func (h *Site) signedOutURL() string { return h.LoginPath + "?done=" + doneSignedOut }
+func (h *responder) signedOutURL() string { return h.LoginPath + "?done=" + doneSignedOut }
 
 const doneSignedOut = "signed-out"
 
@@ -334,7 +334,7 @@ const doneSignedOut = "signed-out"
 // has shown the next page: a cookie cleared by this response would leave
 // the protected page one Back away. Anything else is redirected to the
 // login page with the cookie cleared at once.
-func (h *Site) signedOut(w http.ResponseWriter, r *http.Request) error {
+func (h *responder) signedOut(w http.ResponseWriter, r *http.Request) error {
 	if !prefersHTML(r) {
 		h.clearSession(w, r)
 		http.Redirect(w, r, h.signedOutURL(), http.StatusSeeOther)
@@ -357,7 +357,7 @@ var loginNotices = map[string]string{
 // page asking whether to sign out: a GET must not end a session (any link
 // or image could send one), so the page's button sends the POST. A script
 // gets the 405 it always did.
-func (h *Site) serveLogoutPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveLogoutPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if !prefersHTML(r) {
 		return methodNotAllowed(w, []string{http.MethodPost})
 	}
@@ -383,14 +383,14 @@ func (h *Site) serveLogoutPage(w http.ResponseWriter, r *http.Request, _ *caller
 }
 
 // serveMe returns the user of the current session.
-func (h *Site) serveMe(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *signInRoutes) serveMe(w http.ResponseWriter, r *http.Request, c *caller) error {
 	writeJSON(w, http.StatusOK, toUserJSON(c.session.User))
 	return nil
 }
 
 // serveLoginPage shows the login form, or sends a visitor who is already
 // logged in on to where they were going.
-func (h *Site) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	redirect := r.URL.Query().Get("redirect")
 	sess, err := h.sessionRow(r)
 	if err == nil && sess != nil {
@@ -410,7 +410,7 @@ func (h *Site) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller)
 	return h.renderLoginPage(w, r, http.StatusOK, credentials{Redirect: redirect}, "")
 }
 
-func (h *Site) renderLoginPage(w http.ResponseWriter, r *http.Request, status int, c credentials, message string) error {
+func (h *signInRoutes) renderLoginPage(w http.ResponseWriter, r *http.Request, status int, c credentials, message string) error {
 	page := web.LoginPage{
 		Title:      "Sign in",
 		SiteName:   h.SiteName,

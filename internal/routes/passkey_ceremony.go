@@ -121,7 +121,7 @@ func OpenCeremonies(ctx context.Context, st *store.Store, secrets *SecretBox) (*
 
 // beginCeremony seals a ceremony's state into the browser's ceremony
 // cookie for its finish.
-func (h *Site) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
+func (h *factors) beginCeremony(w http.ResponseWriter, r *http.Request, kind string, userID store.UserID, data *webauthn.SessionData) error {
 	if h.shared.Ceremonies == nil {
 		return storeUnavailable(errors.New("the passkey ceremony key is not loaded"))
 	}
@@ -137,7 +137,7 @@ func (h *Site) beginCeremony(w http.ResponseWriter, r *http.Request, kind string
 // and clears its cookie. Its challenge is recorded as used before the
 // answer is checked, so a ceremony is finished once whether it verified or
 // not, and a cookie that does not open costs no write.
-func (h *Site) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
+func (h *factors) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (store.UserID, *webauthn.SessionData, error) {
 	c, err := r.Cookie(h.ceremonyCookieName())
 	if err != nil || c.Value == "" {
 		return "", nil, refuse(ReasonNoPasskeyCeremony, "No passkey request is under way: start again")
@@ -164,7 +164,7 @@ func (h *Site) takeCeremony(w http.ResponseWriter, r *http.Request, kind string)
 }
 
 // throttleBegin refuses a begin from an address past its limit with 429.
-func (h *Site) throttleBegin(r *http.Request) error {
+func (h *factors) throttleBegin(r *http.Request) error {
 	if h.shared.BeginLimit == nil {
 		return nil
 	}

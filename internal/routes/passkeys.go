@@ -69,7 +69,7 @@ func (u *passkeyUser) WebAuthnCredentials() []webauthn.Credential { return u.cre
 
 // loadPasskeyUser reads a user's WebAuthn handle and passkeys. The stored
 // counter and backup state are the columns', which sign-ins update.
-func (h *Site) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUser, error) {
+func (h *factors) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUser, error) {
 	handle, err := h.store.WebAuthnHandle(r.Context(), user.ID)
 	if err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func (h *Site) loadPasskeyUser(r *http.Request, user store.User) (*passkeyUser, 
 // relyingParty is the WebAuthn relying party of r's site: passkey_rp_id and
 // passkey_origins when set, else the request's host (without its port) and
 // origin, which is what the browser itself checks the RP ID against.
-func (h *Site) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
+func (h *factors) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	rpID := h.PasskeyRPID
 	if rpID == "" {
 		rpID = strings.ToLower(r.Host)
@@ -126,7 +126,7 @@ func (h *Site) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 // _passkey, as the pending sign-in's has _pending. A __Host- name turns
 // __Secure-, because __Host- demands Path=/ and this cookie goes only to
 // the passkey routes; browsers still insist that it be Secure.
-func (h *Site) ceremonyCookieName() string {
+func (h *factors) ceremonyCookieName() string {
 	if name, ok := strings.CutPrefix(h.CookieName, "__Host-"); ok {
 		return "__Secure-" + name + "_passkey"
 	}
@@ -135,7 +135,7 @@ func (h *Site) ceremonyCookieName() string {
 
 // ceremonyCookie is the cookie of a ceremony's sealed state, sent only to
 // the passkey routes; maxAge -1 clears it.
-func (h *Site) ceremonyCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+func (h *factors) ceremonyCookie(r *http.Request, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: h.ceremonyCookieName(), Value: value, Path: h.APIPath + "/passkeys", MaxAge: maxAge,
 		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode}
 }
@@ -143,7 +143,7 @@ func (h *Site) ceremonyCookie(r *http.Request, value string, maxAge int) *http.C
 // serveRegisterPasskeyBegin answers with the options to create a passkey
 // for the caller: a discoverable credential (so it can sign in without a
 // username) with user verification, none of the caller's passkeys again.
-func (h *Site) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveRegisterPasskeyBegin(w http.ResponseWriter, r *http.Request, c *caller) error {
 	wa, err := h.relyingParty(r)
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ type passkeyRegistration struct {
 
 // serveRegisterPasskeyFinish verifies the new passkey and stores it; like a
 // password change, it ends the caller's other sessions.
-func (h *Site) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body passkeyRegistration
 	if err := request.DecodeJSONObject(r.Body, &body, "name", "credential"); err != nil {
 		return badBody(err)
@@ -199,7 +199,7 @@ func (h *Site) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(c.session.User.ID)
+	h.memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("passkey added", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
 	writeJSON(w, http.StatusCreated, toPasskeyJSON(*passkey))
 	return nil
@@ -207,7 +207,7 @@ func (h *Site) serveRegisterPasskeyFinish(w http.ResponseWriter, r *http.Request
 
 // registerPasskey verifies a registration's answer against its ceremony and
 // stores the passkey.
-func (h *Site) registerPasskey(w http.ResponseWriter, r *http.Request, c *caller, body passkeyRegistration) (*store.Passkey, error) {
+func (h *accountRoutes) registerPasskey(w http.ResponseWriter, r *http.Request, c *caller, body passkeyRegistration) (*store.Passkey, error) {
 	wa, err := h.relyingParty(r)
 	if err != nil {
 		return nil, err
@@ -263,7 +263,7 @@ func (h *Site) registerPasskey(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 // serveOwnPasskeys lists the caller's passkeys.
-func (h *Site) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *caller) error {
 	keys, err := h.store.UserPasskeys(r.Context(), c.session.User.ID)
 	if err != nil {
 		return storeUnavailable(err)
@@ -277,7 +277,7 @@ func (h *Site) serveOwnPasskeys(w http.ResponseWriter, r *http.Request, c *calle
 }
 
 // serveRemovePasskey removes one of the caller's passkeys.
-func (h *Site) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *caller) error {
 	n, err := h.removePasskey(r, c, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -289,7 +289,7 @@ func (h *Site) serveRemovePasskey(w http.ResponseWriter, r *http.Request, c *cal
 // removePasskey removes the caller's passkey named by id and, as a password
 // change does, ends their other sessions: whoever added a passkey with a
 // stolen session loses that session with it. It returns how many ended.
-func (h *Site) removePasskey(r *http.Request, c *caller, id string) (int64, error) {
+func (h *accountRoutes) removePasskey(r *http.Request, c *caller, id string) (int64, error) {
 	notFound := refuse(ReasonNoSuchPasskey, "No such passkey")
 	raw, ok := passkeyID(id)
 	if !ok {
@@ -306,13 +306,13 @@ func (h *Site) removePasskey(r *http.Request, c *caller, id string) (int64, erro
 	if err != nil {
 		return 0, storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(c.session.User.ID)
+	h.memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("passkey removed", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
 	return n, nil
 }
 
 // addPasskeys fills in the account page's passkeys section.
-func (h *Site) addPasskeys(r *http.Request, page *web.AccountPage, userID store.UserID) error {
+func (h *accountRoutes) addPasskeys(r *http.Request, page *web.AccountPage, userID store.UserID) error {
 	keys, err := h.store.UserPasskeys(r.Context(), userID)
 	if err != nil {
 		return storeUnavailable(err)

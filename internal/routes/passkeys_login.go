@@ -23,7 +23,7 @@ import (
 // site's discoverable passkeys), and user verification required, since a
 // passkey alone stands for both a password and a second factor. Anyone may
 // begin one, so it writes nothing and is throttled per address in memory.
-func (h *Site) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveLoginPasskeyBegin(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	if err := h.cookieCanBeSet(r); err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ type passkeyLogin struct {
 // serveLoginPasskeyFinish verifies a passkey sign-in and signs its user in.
 // Each is reserved against the per-address limit of failed logins first,
 // as a password check is.
-func (h *Site) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var body passkeyLogin
 	if err := request.DecodeJSONObject(r.Body, &body, "credential", "remember", "redirect"); err != nil {
 		return badBody(err)
@@ -89,7 +89,7 @@ func (h *Site) serveLoginPasskeyFinish(w http.ResponseWriter, r *http.Request, _
 // passkey it names, moves the passkey's counter forward, and returns the
 // passkey's user. A failure is recorded in the user's sign-in history when
 // the passkey named one.
-func (h *Site) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, credential json.RawMessage) (*store.User, error) {
+func (h *signInRoutes) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request, credential json.RawMessage) (*store.User, error) {
 	wa, err := h.relyingParty(r)
 	if err != nil {
 		return nil, err
@@ -162,7 +162,7 @@ type passkeySignedIn struct {
 // starts the session, so a code sent at the same time finds it finished.
 // A passkey is a whole sign-in on its own: when a code finished the
 // pending login first, the passkey still signs in, with no pending login.
-func (h *Site) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
+func (h *signInRoutes) completePasskeySignIn(w http.ResponseWriter, r *http.Request, user *store.User, body passkeyLogin) error {
 	remember := body.Remember
 	pendingToken, hasPending := h.pendingToken(r)
 	if hasPending {

@@ -96,7 +96,7 @@ func passwordCheckFailed(err error) *Refusal {
 // answer renders what the gate or a route returned: nothing for nil (it
 // answered itself), a refusal as the plugin's JSON or through the site's
 // handle_errors, and anything else as Caddy's 500.
-func (h *Site) Answer(w http.ResponseWriter, r *http.Request, err error) error {
+func (h *responder) Answer(w http.ResponseWriter, r *http.Request, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -109,7 +109,7 @@ func (h *Site) Answer(w http.ResponseWriter, r *http.Request, err error) error {
 	}
 	switch ref.reason {
 	case ReasonStoreUnavailable:
-		h.shared.Memory.StoreFailed(ref.err)
+		h.memory.StoreFailed(ref.err)
 	case ReasonBusy:
 		if c := h.logger.Check(zapcore.WarnLevel, "too many password checks at once"); c != nil {
 			c.Write()
@@ -166,7 +166,7 @@ var refusalExplanations = map[Reason]string{
 // refusalPage answers a browser's refused request with a page in the style
 // of the login page rather than JSON: the same status and headers, what
 // went wrong in words, when to try again, and a way on.
-func (h *Site) refusalPage(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
+func (h *responder) refusalPage(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
 	page := web.MessagePage{
 		Status:  ref.status,
 		Heading: cmp.Or(refusalHeadings[ref.status], http.StatusText(ref.status)),
@@ -194,7 +194,7 @@ func (h *Site) refusalPage(w http.ResponseWriter, r *http.Request, ref *Refusal)
 // address after a GET, and after a form, the page of this site it was sent
 // from (its Referer), or else the login page. It is always a path on this
 // site, whatever the request said.
-func (h *Site) returnTo(r *http.Request) string {
+func (h *responder) returnTo(r *http.Request) string {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return request.SafeRedirect(r.URL.RequestURI())
 	}
@@ -205,7 +205,7 @@ func (h *Site) returnTo(r *http.Request) string {
 }
 
 // loginLink is the login page, sending the person on to target once signed in.
-func (h *Site) loginLink(target string) string {
+func (h *responder) loginLink(target string) string {
 	if target == "/" || target == h.LoginPath {
 		return h.LoginPath
 	}
@@ -213,7 +213,7 @@ func (h *Site) loginLink(target string) string {
 }
 
 // homeLink is the way back to the site from one of the plugin's pages.
-func (h *Site) homeLink() web.Link {
+func (h *responder) homeLink() web.Link {
 	if h.SiteName != "" {
 		return web.Link{Href: h.Home, Text: "Go to " + h.SiteName}
 	}
@@ -221,7 +221,7 @@ func (h *Site) homeLink() web.Link {
 }
 
 // renderMessage shows a message page, named for the site.
-func (h *Site) renderMessage(w http.ResponseWriter, r *http.Request, status int, page web.MessagePage) error {
+func (h *responder) renderMessage(w http.ResponseWriter, r *http.Request, status int, page web.MessagePage) error {
 	page.SiteName = h.SiteName
 	return renderPage(w, r, status, web.DefaultMessageTemplate(), h.BuiltinPageCSP, page)
 }
@@ -352,7 +352,7 @@ func capitalize(s string) string {
 // RefuseGated answers a request the gate does not let through: a browser
 // goes to the login page, or to set up the second factor asked of it;
 // anything else gets the refusal.
-func (h *Site) RefuseGated(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
+func (h *responder) RefuseGated(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
 	switch ref.reason {
 	case ReasonNotAuthenticated, ReasonSessionExpired:
 		if wantsHTML(r) {
@@ -371,7 +371,7 @@ func (h *Site) RefuseGated(w http.ResponseWriter, r *http.Request, ref *Refusal)
 // else gets 401 session_expired (through handle_errors with error_pages
 // caddy), and the cookie is cleared. What the site had set of a response it
 // never sent goes first.
-func (h *Site) RefuseEnded(w http.ResponseWriter, r *http.Request) error {
+func (h *responder) RefuseEnded(w http.ResponseWriter, r *http.Request) error {
 	hdr := w.Header()
 	for _, name := range unsentResponseHeaders {
 		delete(hdr, name)
@@ -397,7 +397,7 @@ var unsentResponseHeaders = []string{
 
 // sendToLogin redirects a browser without a live session to the login page,
 // dropping a stale cookie on the way.
-func (h *Site) sendToLogin(w http.ResponseWriter, r *http.Request) {
+func (h *responder) sendToLogin(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if _, hadCookie := h.token(r); hadCookie {
 		http.SetCookie(w, h.clearCookie(r))

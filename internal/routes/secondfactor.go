@@ -90,10 +90,10 @@ const (
 
 // pendingCookieName is the pending login's cookie: the session cookie's
 // name with _pending, which keeps a __Host- prefix valid.
-func (h *Site) pendingCookieName() string { return h.CookieName + "_pending" }
+func (h *signInRoutes) pendingCookieName() string { return h.CookieName + "_pending" }
 
 // pendingCookie sets (maxAge > 0) or clears (maxAge < 0) the pending cookie.
-func (h *Site) pendingCookie(r *http.Request, token string, maxAge int) *http.Cookie {
+func (h *signInRoutes) pendingCookie(r *http.Request, token string, maxAge int) *http.Cookie {
 	c := h.sessionCookie(r, token)
 	c.Name, c.MaxAge = h.pendingCookieName(), maxAge
 	return c
@@ -102,7 +102,7 @@ func (h *Site) pendingCookie(r *http.Request, token string, maxAge int) *http.Co
 // askSecondFactor answers a right password of a user with a second factor:
 // a pending login, its cookie, and the code page or a JSON answer naming
 // the methods the user can use.
-func (h *Site) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User, factors store.Factors) error {
+func (h *signInRoutes) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User, factors store.Factors) error {
 	token, err := h.store.CreatePendingLogin(r.Context(), *user, c.Remember && h.RememberFor > 0)
 	if errors.Is(err, store.ErrCredentialsChanged) {
 		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
@@ -123,7 +123,7 @@ func (h *Site) askSecondFactor(w http.ResponseWriter, r *http.Request, c credent
 
 // renderCodePage shows the second step's page; recovery says the error is
 // the recovery code's.
-func (h *Site) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool,
+func (h *signInRoutes) renderCodePage(w http.ResponseWriter, r *http.Request, status int, redirect, message string, recovery bool,
 	factors store.Factors) error {
 	page := web.SecondFactorPage{
 		SiteName:      h.SiteName,
@@ -175,7 +175,7 @@ func readSecondFactor(r *http.Request) (secondFactorBody, error) {
 // {login_path}/second-factor. Each check is reserved against the
 // failed-login limits as a password check is, with the account's limit at
 // most maxCodeFailuresPerAccount.
-func (h *Site) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *signInRoutes) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	b, err := readSecondFactor(r)
 	if err != nil {
 		return err
@@ -268,12 +268,12 @@ func (h *Site) serveSecondFactor(w http.ResponseWriter, r *http.Request, _ *call
 // the step to finish the pending login with, and false when the factor is
 // wrong already; a recovery code is found right or wrong only as
 // store.FinishPendingLogin uses it.
-func (h *Site) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (store.SecondStep, bool, error) {
+func (h *signInRoutes) checkSecondFactor(r *http.Request, userID store.UserID, b secondFactorBody) (store.SecondStep, bool, error) {
 	if b.RecoveryCode != "" {
 		return store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: HashRecoveryCode(b.RecoveryCode)}, true, nil
 	}
 	step := store.SecondStep{Factor: store.FactorTOTP}
-	if h.shared.Secrets == nil {
+	if h.secrets == nil {
 		return step, false, refuse(ReasonTotpOff, msgTOTPOff)
 	}
 	secret, confirmed, err := h.totpSecret(r, userID)
@@ -286,7 +286,7 @@ func (h *Site) checkSecondFactor(r *http.Request, userID store.UserID, b secondF
 }
 
 // pendingToken returns the pending cookie's value, if the request has one.
-func (h *Site) pendingToken(r *http.Request) (string, bool) {
+func (h *signInRoutes) pendingToken(r *http.Request) (string, bool) {
 	c, err := r.Cookie(h.pendingCookieName())
 	if err != nil || c.Value == "" {
 		return "", false
@@ -297,7 +297,7 @@ func (h *Site) pendingToken(r *http.Request) (string, bool) {
 // serveAdminResetSecondFactors removes a user's second factors and ends
 // their sessions: DELETE {api}/admin/users/{username}/second-factors, for
 // someone who lost their authenticator and their recovery codes.
-func (h *Site) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
+func (h *adminRoutes) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	user, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
 	if errors.Is(err, store.ErrUserNotFound) {
 		return refuse(ReasonNoSuchUser, "No such user")
@@ -312,7 +312,7 @@ func (h *Site) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(user.ID)
+	h.memory.ForgetUser(user.ID)
 	h.logger.Info("second factors reset", zap.String("username", user.Username), zap.Int64("sessions_ended", n))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
@@ -327,7 +327,7 @@ func enrolmentRequired() *Refusal {
 // sendToEnrol answers a request of a user who must set up a second factor
 // first: a browser goes to the account page's section for it, anything
 // else gets 403.
-func (h *Site) sendToEnrol(w http.ResponseWriter, r *http.Request) error {
+func (h *responder) sendToEnrol(w http.ResponseWriter, r *http.Request) error {
 	if wantsHTML(r) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, h.AccountPath+"#two-step", http.StatusSeeOther)

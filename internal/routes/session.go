@@ -55,7 +55,7 @@ type Resolved struct {
 // gives: not_authenticated (no cookie), cross_origin, store_unavailable,
 // session_expired (the cookie names no live session; the cookie is
 // cleared), second_factor_enrolment_required and not_admin.
-func (h *Site) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, *Refusal) {
+func (h *sessions) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, *Refusal) {
 	token, hadCookie := h.token(r)
 	if !hadCookie {
 		return Resolved{}, notAuthenticated()
@@ -72,11 +72,11 @@ func (h *Site) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, *Ref
 	var err error
 	switch d.From {
 	case FromMemory:
-		res.Session, err = h.shared.Look(r.Context(), token, now)
+		res.Session, err = h.look(r.Context(), token, now)
 	case FromDatabase:
 		res.row, err = h.store.GetSession(r.Context(), token)
 		if err == nil {
-			h.shared.Memory.StoreOK()
+			h.memory.StoreOK()
 			if res.row != nil {
 				res.Session = engine.FromStore(res.row, now)
 			}
@@ -108,7 +108,7 @@ func (h *Site) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, *Ref
 // sessionRow is the row of r's live session, for a route that serves a
 // visitor without a session too (nil, nil): the login, logout and account
 // pages. An error is the database's, as a refusal.
-func (h *Site) sessionRow(r *http.Request) (*store.Session, error) {
+func (h *sessions) sessionRow(r *http.Request) (*store.Session, error) {
 	res, ref := h.Resolve(r, Demand{From: FromDatabase, BeforeSecondFactor: true}, time.Now())
 	switch {
 	case ref == nil:
@@ -140,7 +140,7 @@ func sessionExpired() *Refusal {
 // --disable-triggers and logical replication make): the session then ends
 // on this server at once. A failure is logged and the request goes on: the
 // session is still valid. now is when the request came.
-func (h *Site) renew(r *http.Request, sess engine.Session, now time.Time) bool {
+func (h *sessions) renew(r *http.Request, sess engine.Session, now time.Time) bool {
 	if now.Sub(sess.LastSeen()) < time.Duration(h.RenewalInterval) {
 		return true
 	}
@@ -148,7 +148,7 @@ func (h *Site) renew(r *http.Request, sess engine.Session, now time.Time) bool {
 		return true
 	}
 	defer h.renewing.Delete(sess.Key())
-	epoch := h.shared.Memory.Epoch()
+	epoch := h.memory.Epoch()
 	touch, err := h.store.TouchSession(r.Context(), sess.ID(), time.Duration(h.RenewalInterval))
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {
@@ -156,14 +156,14 @@ func (h *Site) renew(r *http.Request, sess engine.Session, now time.Time) bool {
 		}
 		return true
 	}
-	h.shared.Memory.Renewed(sess, now, touch, epoch)
+	h.memory.Renewed(sess, now, touch, epoch)
 	return touch != store.SessionGone
 }
 
 // token returns the session cookie's value, if the request has one. It
 // reads the Cookie header as net/http's Request.Cookie does, without
 // parsing every other cookie on every request.
-func (h *Site) token(r *http.Request) (string, bool) {
+func (h *cookies) token(r *http.Request) (string, bool) {
 	for _, line := range r.Header["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
 			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -185,7 +185,7 @@ func (h *Site) token(r *http.Request) (string, bool) {
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
 // and the identity headers for an upstream.
-func (h *Site) identify(r *http.Request, u *engine.User) {
+func (h *sessions) identify(r *http.Request, u *engine.User) {
 	Identify(r, u, new([2]string))
 }
 
@@ -220,7 +220,7 @@ func isUpgrade(r *http.Request) bool {
 // a page on another site must not open one (cross-site WebSocket hijacking).
 // Browsers always send Origin on a handshake, so a request without Origin
 // or Sec-Fetch-Site is not a browser's and carries no ambient authority.
-func (h *Site) crossOriginUpgrade(r *http.Request) bool {
+func (h *sessions) crossOriginUpgrade(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin != "" && h.trustedOrigins[origin] {
 		return false

@@ -93,29 +93,131 @@ type Metrics struct {
 	SessionsCreated prometheus.Counter
 }
 
-// Site is one site's routes and session path.
-type Site struct {
-	Config
-	shared *Shared
-	store  *store.Store
-	logger *zap.Logger
+// A site's parts. Each route group is a type that embeds only the parts
+// it may use, so its definition lists what its routes can touch: the
+// sign-in routes cannot reach the router or the admin routes, the admin
+// routes cannot set a cookie, and no route sees the gate or Caddy. Every
+// part embeds base directly, which keeps an option's name (h.LoginPath) one
+// level shallower than any copy an embedded part holds, so the selectors of
+// a route's body stay unambiguous.
 
+// base is what every part reads: the site's options and its log.
+type base struct {
+	*Config
+	logger *zap.Logger
+}
+
+// cookies reads, sets and clears the session cookie (cookie.go).
+type cookies struct{ base }
+
+// responder answers a request: refusals, pages, redirects (respond.go).
+type responder struct {
+	base
+	*cookies
+	memory Memory
+}
+
+// sessions is the one session path and the session rows (session.go).
+type sessions struct {
+	base
+	*cookies
+	store          *store.Store
+	look           func(ctx context.Context, token string, now time.Time) (engine.Session, error)
+	memory         Memory
 	originGuard    *http.CrossOriginProtection
 	trustedOrigins map[string]bool
-	router         router
 	renewing       sync.Map // sessions being renewed now, so one request per session writes
+}
+
+// attempts throttles and records sign-in attempts (login.go, history.go).
+type attempts struct {
+	base
+	store        *store.Store
+	metrics      Metrics
+	keepsHistory bool
+}
+
+// factors holds what a second factor needs: the sealed TOTP secrets, the
+// relying party and its sealed ceremonies (totp.go, passkeys.go).
+type factors struct {
+	base
+	*cookies
+	store   *store.Store
+	secrets *SecretBox
+	// shared gives the ceremony seal and the begin limiter, which the app
+	// makes at Start, after the site is built.
+	shared *Shared
+}
+
+// signInRoutes are the routes that sign in and out: password, second step,
+// passkey, registration, /me (login.go, secondfactor.go, passkeys_login.go).
+type signInRoutes struct {
+	base
+	*cookies
+	*responder
+	*sessions
+	*attempts
+	*factors
+	store   *store.Store
+	memory  Memory
+	metrics Metrics
+}
+
+// accountRoutes are a signed-in user's own routes: sessions, password, TOTP,
+// passkeys, history and the account page (account.go, totp.go,
+// passkeys.go, history.go).
+type accountRoutes struct {
+	base
+	*cookies
+	*responder
+	*sessions
+	*attempts
+	*factors
+	store  *store.Store
+	memory Memory
+}
+
+// adminRoutes are the admin API (admin.go): users, their sessions, history and
+// second factors.
+type adminRoutes struct {
+	base
+	*responder
+	*sessions
+	*attempts
+	store  *store.Store
+	memory Memory
+}
+
+// Site is one site's routes and session path: what the handler calls.
+type Site struct {
+	base
+	*sessions  // Resolve, for the gate and the routes
+	*responder // Answer and the gate's refusals
+	store      *store.Store
+	router     router
+	signIn     *signInRoutes
+	account    *accountRoutes
+	admin      *adminRoutes
 }
 
 // New builds a site's routes from its options, once.
 func New(cfg Config, shared *Shared, logger *zap.Logger) *Site {
-	s := &Site{Config: cfg, shared: shared, store: shared.Store, logger: logger}
-	s.originGuard = http.NewCrossOriginProtection()
-	s.trustedOrigins = make(map[string]bool, len(cfg.TrustedOrigins))
+	b := base{&cfg, logger}
+	ck := &cookies{b}
+	rs := &responder{b, ck, shared.Memory}
+	ss := &sessions{base: b, cookies: ck, store: shared.Store, look: shared.Look, memory: shared.Memory,
+		originGuard: http.NewCrossOriginProtection(), trustedOrigins: make(map[string]bool, len(cfg.TrustedOrigins))}
 	for _, origin := range cfg.TrustedOrigins {
-		s.trustedOrigins[origin] = true
+		ss.trustedOrigins[origin] = true
 		// A malformed origin is the handler's Validate's to report.
-		s.originGuard.AddTrustedOrigin(origin)
+		ss.originGuard.AddTrustedOrigin(origin)
 	}
+	at := &attempts{b, shared.Store, shared.Metrics, shared.KeepsHistory}
+	fs := &factors{b, ck, shared.Store, shared.Secrets, shared}
+	s := &Site{base: b, sessions: ss, responder: rs, store: shared.Store,
+		signIn:  &signInRoutes{b, ck, rs, ss, at, fs, shared.Store, shared.Memory, shared.Metrics},
+		account: &accountRoutes{b, ck, rs, ss, at, fs, shared.Store, shared.Memory},
+		admin:   &adminRoutes{b, rs, ss, at, shared.Store, shared.Memory}}
 	s.addRoutes()
 	return s
 }

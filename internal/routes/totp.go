@@ -42,15 +42,15 @@ const (
 const msgTOTPOff = "TOTP is off: set secrets_key in the pg_session global option"
 
 // totpOff refuses the TOTP routes of a server without secrets_key.
-func (h *Site) totpOff() error {
-	if h.shared.Secrets == nil {
+func (h *factors) totpOff() error {
+	if h.secrets == nil {
 		return refuse(ReasonTotpOff, msgTOTPOff)
 	}
 	return nil
 }
 
 // issuer names the site in authenticator apps: site_name, else the host.
-func (h *Site) issuer(r *http.Request) string {
+func (h *factors) issuer(r *http.Request) string {
 	if h.SiteName != "" {
 		return h.SiteName
 	}
@@ -62,7 +62,7 @@ func (h *Site) issuer(r *http.Request) string {
 }
 
 // totpKey describes a user's secret as an otpauth:// URI, for the QR code.
-func (h *Site) totpKey(r *http.Request, username, secret string) (*otp.Key, error) {
+func (h *factors) totpKey(r *http.Request, username, secret string) (*otp.Key, error) {
 	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
 	if err != nil {
 		return nil, err
@@ -73,13 +73,13 @@ func (h *Site) totpKey(r *http.Request, username, secret string) (*otp.Key, erro
 
 // setupTOTP gives the user a new, unconfirmed secret and returns its key;
 // the secret is stored encrypted. 409 when one is already on.
-func (h *Site) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) {
+func (h *accountRoutes) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) {
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: h.issuer(r), AccountName: user.Username,
 		Period: TOTPPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
 		return nil, fmt.Errorf("generating a TOTP secret: %w", err)
 	}
-	err = h.store.SetTOTPSecret(r.Context(), user.ID, h.shared.Secrets.seal(string(user.ID), key.Secret()))
+	err = h.store.SetTOTPSecret(r.Context(), user.ID, h.secrets.seal(string(user.ID), key.Secret()))
 	if errors.Is(err, store.ErrTOTPEnabled) {
 		return nil, refuse(ReasonTotpOn, "An authenticator is already on: turn it off first")
 	}
@@ -90,7 +90,7 @@ func (h *Site) setupTOTP(r *http.Request, user store.User) (*otp.Key, error) {
 }
 
 // totpSecret reads and decrypts a user's secret; nil when they have none.
-func (h *Site) totpSecret(r *http.Request, userID store.UserID) (secret string, confirmed bool, err error) {
+func (h *factors) totpSecret(r *http.Request, userID store.UserID) (secret string, confirmed bool, err error) {
 	t, err := h.store.GetTOTP(r.Context(), userID)
 	if errors.Is(err, store.ErrNoTOTP) {
 		return "", false, nil
@@ -98,7 +98,7 @@ func (h *Site) totpSecret(r *http.Request, userID store.UserID) (secret string, 
 	if err != nil {
 		return "", false, storeUnavailable(err)
 	}
-	secret, err = h.shared.Secrets.open(string(userID), t.Secret)
+	secret, err = h.secrets.open(string(userID), t.Secret)
 	if err != nil {
 		h.logger.Error("reading a TOTP secret", zap.String("user_id", string(userID)), zap.Error(err))
 		return "", false, refuse(ReasonSecretUnreadable,
@@ -150,7 +150,7 @@ func HashRecoveryCode(code string) []byte {
 
 // confirmTOTP turns the caller's new authenticator on when code is right
 // for it, ends their other sessions, and returns their recovery codes.
-func (h *Site) confirmTOTP(r *http.Request, c *caller, code string) ([]string, error) {
+func (h *accountRoutes) confirmTOTP(r *http.Request, c *caller, code string) ([]string, error) {
 	user := c.session.User
 	secret, confirmed, err := h.totpSecret(r, user.ID)
 	if err != nil {
@@ -171,14 +171,14 @@ func (h *Site) confirmTOTP(r *http.Request, c *caller, code string) ([]string, e
 	if err != nil {
 		return nil, storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(user.ID)
+	h.memory.ForgetUser(user.ID)
 	h.logger.Info("TOTP turned on", zap.String("username", user.Username), zap.Int64("sessions_ended", n))
 	return codes, nil
 }
 
 // disableTOTP turns the caller's authenticator off after checking their
 // password, throttled as a password change is.
-func (h *Site) disableTOTP(r *http.Request, c *caller, currentPassword string) error {
+func (h *accountRoutes) disableTOTP(r *http.Request, c *caller, currentPassword string) error {
 	if err := h.checkCurrentPassword(r, c, currentPassword); err != nil {
 		return err
 	}
@@ -189,13 +189,13 @@ func (h *Site) disableTOTP(r *http.Request, c *caller, currentPassword string) e
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	h.shared.Memory.ForgetUser(c.session.User.ID)
+	h.memory.ForgetUser(c.session.User.ID)
 	h.logger.Info("TOTP turned off", zap.String("username", c.session.User.Username), zap.Int64("sessions_ended", n))
 	return nil
 }
 
 // serveTOTPSetup starts setting up an authenticator: POST {api}/totp/setup.
-func (h *Site) serveTOTPSetup(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveTOTPSetup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (h *Site) serveTOTPSetup(w http.ResponseWriter, r *http.Request, c *caller)
 }
 
 // serveTOTPConfirm turns the new authenticator on: POST {api}/totp/confirm.
-func (h *Site) serveTOTPConfirm(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveTOTPConfirm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (h *Site) serveTOTPConfirm(w http.ResponseWriter, r *http.Request, c *calle
 }
 
 // serveTOTPDisable turns the authenticator off: DELETE {api}/totp.
-func (h *Site) serveTOTPDisable(w http.ResponseWriter, r *http.Request, c *caller) error {
+func (h *accountRoutes) serveTOTPDisable(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}
@@ -247,8 +247,8 @@ func (h *Site) serveTOTPDisable(w http.ResponseWriter, r *http.Request, c *calle
 // addTwoStep fills in the account page's "Two-step sign-in" section, when
 // TOTP is on for the server: the state of the user's authenticator, and
 // the QR code of one being set up.
-func (h *Site) addTwoStep(r *http.Request, page *web.AccountPage, sess *store.Session) error {
-	if h.shared.Secrets == nil {
+func (h *accountRoutes) addTwoStep(r *http.Request, page *web.AccountPage, sess *store.Session) error {
+	if h.secrets == nil {
 		return nil
 	}
 	two := &web.AccountTwoStep{Required: h.RequireSecondFactor && !sess.SecondFactor}
@@ -282,7 +282,7 @@ func (h *Site) addTwoStep(r *http.Request, page *web.AccountPage, sess *store.Se
 // serveTwoStepForm carries out the account page's two-step forms. Setting
 // up goes back to the page, which shows the QR code; confirming shows the
 // page at once with the recovery codes, which are never shown again.
-func (h *Site) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *caller, back func(key, value string) error) error {
+func (h *accountRoutes) serveTwoStepForm(w http.ResponseWriter, r *http.Request, c *caller, back func(key, value string) error) error {
 	if err := h.totpOff(); err != nil {
 		return err
 	}

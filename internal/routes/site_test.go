@@ -1,0 +1,35 @@
+package routes
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// Each route group gets only the parts of a site it needs: a new part
+// given to a group should be a decision, made here, not an accident of a
+// wider receiver.
+func TestRouteGroupsGetOnlyTheirParts(t *testing.T) {
+	for group, want := range map[reflect.Type][]string{
+		reflect.TypeFor[signInRoutes]():  {"base", "*cookies", "*responder", "*sessions", "*attempts", "*factors", "store", "memory", "metrics"},
+		reflect.TypeFor[accountRoutes](): {"base", "*cookies", "*responder", "*sessions", "*attempts", "*factors", "store", "memory"},
+		reflect.TypeFor[adminRoutes]():   {"base", "*responder", "*sessions", "*attempts", "store", "memory"},
+		reflect.TypeFor[responder]():     {"base", "*cookies", "memory"},
+		reflect.TypeFor[cookies]():       {"base"},
+		reflect.TypeFor[base]():          {"*Config", "logger"},
+	} {
+		var got []string
+		for f := range group.Fields() {
+			name := f.Name
+			if f.Anonymous {
+				name = f.Type.String()[len("routes."):]
+				if f.Type.Kind() == reflect.Pointer {
+					name = "*" + f.Type.Elem().Name()
+				}
+			}
+			got = append(got, name)
+		}
+		assert.Equal(t, want, got, "%s", group.Name())
+	}
+}
