@@ -35,20 +35,38 @@ func BenchmarkGetSession(b *testing.B) {
 // BenchmarkCheckSession is the gate's lookup on a miss: the same row as
 // GetSession, read for what the gate needs.
 func BenchmarkCheckSession(b *testing.B) {
+	benchmarkCheckSession(b)
+}
+
+// BenchmarkCheckSessionWithGroups is the same lookup for a user in three
+// groups, whose names come with the row.
+func BenchmarkCheckSessionWithGroups(b *testing.B) {
+	benchmarkCheckSession(b, "dev", "ops", "staff")
+}
+
+func benchmarkCheckSession(b *testing.B, groups ...string) {
 	s := newStore(b, store.Options{})
 	alice := newUser(b, s, "alice")
+	ctx := context.Background()
+	for _, g := range groups {
+		if _, err := s.CreateGroup(ctx, g); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.AddToGroups(ctx, alice.ID, groups...); err != nil {
+		b.Fatal(err)
+	}
 	ids := make([]store.SessionID, 1000)
 	for i := range ids {
 		ids[i] = store.HashToken(login(b, s, alice))
 	}
-	ctx := context.Background()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			_, found, err := s.CheckSession(ctx, ids[i%len(ids)])
-			if err != nil || !found {
-				b.Fatalf("CheckSession: %v, %v", found, err)
+			l, found, err := s.CheckSession(ctx, ids[i%len(ids)])
+			if err != nil || !found || len(l.Groups) != len(groups) {
+				b.Fatalf("CheckSession: %v, %v, %v", found, l.Groups, err)
 			}
 			i++
 		}

@@ -14,12 +14,14 @@
 // # Not found
 //
 // Every method says what it does when what it names does not exist, and
-// they follow three rules:
+// they follow four rules:
 //   - Looking up a session (GetSession, GetSessionByID) returns a nil
 //     *Session and a nil error for a token or id that is malformed, unknown
 //     or expired, because that is the common case on the request path, not
 //     a failure; any error means the database could not answer.
 //   - Looking up or changing a user returns ErrUserNotFound.
+//   - Deleting a group, or changing memberships of one, returns a
+//     *GroupNotFoundError, which is ErrGroupNotFound, naming the group.
 //   - Ending sessions reports what it ended (a bool or a count): ending one
 //     that does not exist is not an error.
 package store

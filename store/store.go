@@ -204,20 +204,24 @@ type queries struct {
 	useChallenge, cleanupChallenges                                       string
 	// Look-alike names (lookalike.go).
 	lockUsernames, lookalikeOf, unskeletonedUsers, setSkeletons, legacyUsers string
+	// Groups (groups.go).
+	createGroup, deleteGroup, listGroups, joinGroups, leaveGroups, userGroups string
 }
 
 // userColumns are what userRow reads from users, by name.
-const userColumns = `id::text AS id, username, is_admin, created_at, updated_at, credential_version`
+const userColumns = `id::text AS id, username, is_admin, created_at, updated_at, credential_version,
+	{groups_of_users} AS groups`
 
 // userColumnsOfU are userColumns of a users table named u in a join.
-const userColumnsOfU = `u.id::text AS id, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version`
+const userColumnsOfU = `u.id::text AS id, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version,
+	{groups_of_u} AS groups`
 
 // sessionColumns are what sessionRow reads, by name, from sessions s joined
 // with users u.
 const sessionColumns = `s.id, s.handle::text AS handle, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
 	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text AS user_id, u.username, u.is_admin,
 	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version, now() AS checked_at,
-	{has_second_factor} AS second_factor`
+	{has_second_factor} AS second_factor, {groups_of_u} AS groups`
 
 // liveSession is the condition a session row s, joined with its user u, must
 // meet to count: not expired, not idle too long, and created under the user's
@@ -230,8 +234,13 @@ const liveSession = `s.expires_at > now() AND (s.idle_expires_at IS NULL OR s.id
 const byName = `(username_key = $1 OR (username_key IS NULL AND lower(username) = lower($2)))`
 
 func newQueries(schema string) queries {
+	// The column lists hold expressions of their own to spell out first,
+	// since a Replacer does not look again at what it put in.
+	users := pgx.Identifier{schema, "users"}.Sanitize()
+	inner := strings.NewReplacer("{has_second_factor}", hasSecondFactor(schema),
+		"{groups_of_u}", groupsOf(schema, "u.id"), "{groups_of_users}", groupsOf(schema, users+".id"))
 	r := strings.NewReplacer(
-		"{users}", pgx.Identifier{schema, "users"}.Sanitize(),
+		"{users}", users,
 		"{sessions}", pgx.Identifier{schema, "sessions"}.Sanitize(),
 		"{attempts}", pgx.Identifier{schema, "login_attempts"}.Sanitize(),
 		"{maintenance}", pgx.Identifier{schema, "maintenance"}.Sanitize(),
@@ -240,13 +249,16 @@ func newQueries(schema string) queries {
 		"{recovery_codes}", pgx.Identifier{schema, "recovery_codes"}.Sanitize(),
 		"{pending}", pgx.Identifier{schema, "pending_logins"}.Sanitize(),
 		"{reserve_attempt}", pgx.Identifier{schema, "reserve_attempt"}.Sanitize(),
-		"{columns}", strings.ReplaceAll(sessionColumns, "{has_second_factor}", hasSecondFactor(schema)),
+		"{groups}", pgx.Identifier{schema, "groups"}.Sanitize(),
+		"{user_groups}", pgx.Identifier{schema, "user_groups"}.Sanitize(),
+		"{columns}", inner.Replace(sessionColumns),
 		"{has_second_factor}", hasSecondFactor(schema),
+		"{groups_of_u}", groupsOf(schema, "u.id"),
 		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize(),
 		"{ceremony_keys}", pgx.Identifier{schema, "ceremony_keys"}.Sanitize(),
 		"{used_challenges}", pgx.Identifier{schema, "used_challenges"}.Sanitize(),
-		"{user_columns}", userColumns,
-		"{user_columns_u}", userColumnsOfU,
+		"{user_columns}", inner.Replace(userColumns),
+		"{user_columns_u}", inner.Replace(userColumnsOfU),
 		"{live}", liveSession,
 		"{by_name}", byName,
 	)
@@ -273,7 +285,7 @@ func newQueries(schema string) queries {
 		// the order CheckSession scans it, scanned without reflection.
 		checkSession: r.Replace(`SELECT u.id::text, u.username, u.is_admin, {has_second_factor},
 				s.expires_at, s.idle_expires_at, coalesce(s.idle_timeout_seconds, 0),
-				s.last_seen_at, now()
+				s.last_seen_at, now(), {groups_of_u}
 			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
 			WHERE s.id = $1 AND {live}`),
 		notify: `SELECT pg_notify($1, $2)`,
@@ -369,5 +381,6 @@ func newQueries(schema string) queries {
 	secondFactorQueries(r, &q)
 	passkeyQueries(r, &q)
 	lookalikeQueries(r, &q)
+	groupQueries(r, &q)
 	return q
 }

@@ -33,6 +33,9 @@ type User struct {
 	// CredentialVersion counts the times the password was set; a session
 	// counts only while it matches the one it was created under.
 	CredentialVersion int64 `db:"credential_version"`
+	// Groups are the names of the groups the user is in, sorted, read with
+	// the user.
+	Groups []string `db:"groups"`
 }
 
 // userWithHash is a user as a password check reads them.
