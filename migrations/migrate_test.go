@@ -46,8 +46,9 @@ func TestMigrateInstallsSchemaOnce(t *testing.T) {
 		require.NoError(t, rows.Scan(&name))
 		tables = append(tables, name)
 	}
-	assert.Equal(t, []string{"ceremony_keys", "groups", "login_attempts", "maintenance", "passkeys", "pending_logins", "recovery_codes",
-		"schema_migrations", "sessions", "sign_in_history", "totp_secrets", "used_challenges", "user_groups", "users"}, tables)
+	assert.Equal(t, []string{"api_tokens", "ceremony_keys", "groups", "login_attempts", "maintenance", "passkeys", "pending_logins",
+		"recovery_codes", "schema_migrations", "sessions", "sign_in_history", "totp_secrets", "used_challenges", "user_groups",
+		"users"}, tables)
 
 	var indexes int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'pgsession'
