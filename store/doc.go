@@ -24,4 +24,6 @@
 //     *GroupNotFoundError, which is ErrGroupNotFound, naming the group.
 //   - Ending sessions reports what it ended (a bool or a count): ending one
 //     that does not exist is not an error.
+//   - Revoking one API token returns ErrTokenNotFound, since its caller
+//     names a token it was shown (RevokeAllAPITokens counts, as above).
 package store

@@ -206,6 +206,9 @@ type queries struct {
 	lockUsernames, lookalikeOf, unskeletonedUsers, setSkeletons, legacyUsers string
 	// Groups (groups.go).
 	createGroup, deleteGroup, listGroups, joinGroups, leaveGroups, userGroups string
+	// API tokens (tokens.go).
+	createAPIToken, listAPITokens, revokeAPIToken, revokeAllAPITokens string
+	checkAPIToken, touchAPIToken, cleanupAPITokens                    string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -257,6 +260,7 @@ func newQueries(schema string) queries {
 		"{passkeys}", pgx.Identifier{schema, "passkeys"}.Sanitize(),
 		"{ceremony_keys}", pgx.Identifier{schema, "ceremony_keys"}.Sanitize(),
 		"{used_challenges}", pgx.Identifier{schema, "used_challenges"}.Sanitize(),
+		"{api_tokens}", pgx.Identifier{schema, "api_tokens"}.Sanitize(),
 		"{user_columns}", inner.Replace(userColumns),
 		"{user_columns_u}", inner.Replace(userColumnsOfU),
 		"{live}", liveSession,
@@ -382,5 +386,6 @@ func newQueries(schema string) queries {
 	passkeyQueries(r, &q)
 	lookalikeQueries(r, &q)
 	groupQueries(r, &q)
+	apiTokenQueries(r, &q)
 	return q
 }

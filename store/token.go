@@ -49,3 +49,30 @@ func HashToken(token string) SessionID {
 	sum := sha256.Sum256([]byte(token))
 	return SessionID(hex.EncodeToString(sum[:]))
 }
+
+// APITokenPrefix starts every API token, so secret scanners can recognise a
+// leaked one and nobody mistakes it for a session cookie.
+const APITokenPrefix = "pgs_"
+
+// APITokenLength is the length of an API token: the prefix, then a token of
+// the session tokens' shape.
+const APITokenLength = len(APITokenPrefix) + TokenLength
+
+// newAPIToken returns a fresh random API token.
+func newAPIToken() string {
+	return APITokenPrefix + newToken()
+}
+
+// IsAPIToken reports whether s has the shape of an API token this package
+// issues (the prefix, the exact length, the URL-safe base64 alphabet), so
+// a malformed one is turned away without a query.
+func IsAPIToken(s string) bool {
+	return len(s) == APITokenLength && s[:len(APITokenPrefix)] == APITokenPrefix && ValidToken(s[len(APITokenPrefix):])
+}
+
+// HashAPIToken returns the id stored for an API token: the lowercase hex
+// SHA-256 of the whole token, the same form as a session's id, so memory
+// keys and notifications name tokens as they name sessions.
+func HashAPIToken(token string) SessionID {
+	return HashToken(token)
+}
