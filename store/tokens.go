@@ -222,7 +222,7 @@ func (s *Store) CheckAPIToken(ctx context.Context, id SessionID) (TokenSession, 
 	var t TokenSession
 	var expires, used *time.Time
 	err := s.pool.QueryRow(ctx, s.q.checkAPIToken, string(id)).Scan(&t.UserID, &t.Username, &t.IsAdmin,
-		&t.SecondFactor, &expires, &t.LastSeenAt, &used, &t.CheckedAt, &t.Paths, &t.AdminScope)
+		&t.SecondFactor, &expires, &t.LastSeenAt, &used, &t.CheckedAt, &t.Paths, &t.AdminScope, &t.Groups)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return TokenSession{}, false, nil
 	}
@@ -308,7 +308,8 @@ func apiTokenQueries(r *strings.Replacer, q *queries) {
 	// checkAPIToken reads, in the order CheckAPIToken scans it, what a
 	// LiveSession holds and what limits the token.
 	q.checkAPIToken = r.Replace(`SELECT u.id::text, u.username, u.is_admin AND a.admin_scope, {has_second_factor},
-			a.expires_at, coalesce(a.last_used_at, a.created_at), a.last_used_at, now(), a.paths, a.admin_scope
+			a.expires_at, coalesce(a.last_used_at, a.created_at), a.last_used_at, now(), a.paths, a.admin_scope,
+			{groups_of_u}
 		FROM {api_tokens} a JOIN {users} u ON u.id = a.user_id
 		WHERE a.id = $1 AND (a.expires_at IS NULL OR a.expires_at > now())`)
 	// touchAPIToken writes only when the last use recorded is older than $4

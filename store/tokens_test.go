@@ -75,6 +75,15 @@ func TestAPITokensCreateListRevoke(t *testing.T) {
 	assert.Equal(t, []string{"/api/*", "*.json"}, live.Paths)
 	assert.WithinDuration(t, expires, live.ExpiresAt, time.Millisecond)
 	assert.Zero(t, live.IdleExpiresAt, "a token has no idle timeout")
+	assert.Empty(t, live.Groups)
+	for _, g := range []string{"staff", "ops"} {
+		_, err = s.CreateGroup(ctx, g)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.AddToGroups(ctx, alice.ID, "staff", "ops"))
+	live, _, err = s.CheckAPIToken(ctx, store.HashAPIToken(deploy))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ops", "staff"}, live.Groups, "a token acts with its user's groups")
 	live, ok, err = s.CheckAPIToken(ctx, store.HashAPIToken(backup))
 	require.NoError(t, err)
 	require.True(t, ok)

@@ -105,7 +105,7 @@ is only needed to prepare a database ahead of time.`,
 
 	user := &cobra.Command{
 		Use:   "user",
-		Short: "Adds, lists and deletes users and changes passwords",
+		Short: "Adds, lists and deletes users, and changes their passwords and groups",
 		RunE:  groupRunE,
 	}
 	cmd.AddCommand(user)
@@ -196,6 +196,8 @@ Attempts are kept for the history_retention of the pg_session global option
 	history.Flags().IntVar(&historyLimit, "limit", 50, "how many attempts to list")
 	user.AddCommand(history)
 
+	c.addGroupCommands(cmd, user)
+
 	sessions := &cobra.Command{
 		Use:   "sessions",
 		Short: "Lists and ends a user's sessions",
@@ -223,6 +225,7 @@ every Caddy server sharing the database.`,
 	}
 	revoke.Flags().StringVar(&revokeID, "id", "", "end only the session with this ID (from 'sessions list')")
 	sessions.AddCommand(revoke)
+	c.addTokenCommands(cmd)
 
 	cmd.AddCommand(&cobra.Command{
 		Use:   "secrets-key",

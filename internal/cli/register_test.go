@@ -22,7 +22,8 @@ func TestCommandIsRegisteredWithCaddy(t *testing.T) {
 	registered.CobraFunc(cmd)
 	for _, path := range [][]string{
 		{"migrate"}, {"user", "add"}, {"user", "passwd"}, {"user", "delete"}, {"user", "list"},
-		{"sessions", "list"}, {"sessions", "revoke"}, {"stats"},
+		{"sessions", "list"}, {"sessions", "revoke"}, {"token", "add"}, {"token", "list"}, {"token", "revoke"}, {"stats"},
+		{"group", "add"}, {"group", "delete"}, {"group", "list"}, {"user", "groups"}, {"user", "join"}, {"user", "leave"},
 	} {
 		found, rest, err := cmd.Find(path)
 		require.NoError(t, err, path)
