@@ -22,6 +22,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// The names are canonical, as Header.Del would make them.
 	delete(r.Header, HeaderUserID)
 	delete(r.Header, HeaderUsername)
+	delete(r.Header, HeaderGroups)
 	if smugglesIdentity(r) {
 		return h.site.Answer(w, r, routes.Refuse(routes.ReasonSmuggledIdentity, "Identity headers may not be sent as trailers"))
 	}
@@ -175,7 +176,7 @@ func (h *Handler) stripSessionCookie(r *http.Request) {
 // forbiddenTrailers are the headers the gate vouches for or consumes; a
 // client that declares them as trailers could have an upstream read its own
 // values next to the real ones, so such a request is refused.
-var forbiddenTrailers = []string{HeaderUserID, HeaderUsername, HeaderAdminToken}
+var forbiddenTrailers = []string{HeaderUserID, HeaderUsername, HeaderGroups, HeaderAdminToken}
 
 // smugglesIdentity reports whether r declares an identity header as a trailer.
 func smugglesIdentity(r *http.Request) bool {

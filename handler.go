@@ -38,6 +38,7 @@ const (
 const (
 	HeaderUserID   = routes.HeaderUserID
 	HeaderUsername = routes.HeaderUsername
+	HeaderGroups   = routes.HeaderGroups
 )
 
 // HeaderAdminToken carries the admin token, as does "Authorization: Bearer";

@@ -45,9 +45,26 @@ type User struct {
 	// was read; a change of factors changes the user's credentials, whose
 	// NOTIFY drops the entry.
 	SecondFactor bool
-	// IDValue and UsernameValue are ID and Username boxed once for the
-	// request's placeholders, so setting them allocates nothing.
-	IDValue, UsernameValue any
+	// Groups are the user's groups, sorted and joined with commas, as
+	// X-Auth-Groups carries them: a string keeps User comparable, so it
+	// can be interned, and a rule finds a group in it without allocating.
+	Groups string
+	// IDValue, UsernameValue and GroupsValue are ID, Username and Groups
+	// boxed once for the request's placeholders, so setting them
+	// allocates nothing.
+	IDValue, UsernameValue, GroupsValue any
+}
+
+// InGroup reports whether the user is in group.
+func (u *User) InGroup(group string) bool {
+	for rest := u.Groups; rest != ""; {
+		var g string
+		g, rest, _ = strings.Cut(rest, ",")
+		if g == group {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *cachedSession) userID() store.UserID { return s.user.Value().ID }
@@ -131,9 +148,11 @@ func FromLive(key Key, l store.LiveSession, now time.Time) Session {
 
 func fromLive(l store.LiveSession, now time.Time) *cachedSession {
 	offset := now.Sub(l.CheckedAt)
+	groups := strings.Join(l.Groups, ",")
 	c := &cachedSession{
 		user: unique.Make(User{ID: l.UserID, Username: l.Username, IsAdmin: l.IsAdmin,
-			SecondFactor: l.SecondFactor, IDValue: string(l.UserID), UsernameValue: l.Username}),
+			SecondFactor: l.SecondFactor, Groups: groups,
+			IDValue: string(l.UserID), UsernameValue: l.Username, GroupsValue: groups}),
 		expires:     l.ExpiresAt.Add(offset).UnixNano(),
 		idleTimeout: l.IdleTimeout,
 		lastSeen:    l.LastSeenAt.Add(offset).UnixNano(),

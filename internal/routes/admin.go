@@ -36,17 +36,32 @@ func ParseBearer(value string) (string, bool) {
 	return token, token != ""
 }
 
-// adminUserJSON is a user as the admin routes show it.
-type adminUserJSON struct {
-	ID        string    `json:"id"`
-	Username  string    `json:"username"`
-	IsAdmin   bool      `json:"is_admin"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+// userJSON is how a user appears in the JSON routes.
+type userJSON struct {
+	ID       string   `json:"id"`
+	Username string   `json:"username"`
+	IsAdmin  bool     `json:"is_admin"`
+	Groups   []string `json:"groups"`
+	// The admin routes show when the account was made and changed.
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
-func toAdminUserJSON(u store.User) adminUserJSON {
-	return adminUserJSON{ID: string(u.ID), Username: u.Username, IsAdmin: u.IsAdmin, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+// toUserJSON is a user as /me and the sign-in routes show it; a user in no
+// group has "groups":[], so a script need not tell null from empty.
+func toUserJSON(u store.User) userJSON {
+	groups := u.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return userJSON{ID: string(u.ID), Username: u.Username, IsAdmin: u.IsAdmin, Groups: groups}
+}
+
+// toAdminUserJSON is a user as the admin routes show it.
+func toAdminUserJSON(u store.User) userJSON {
+	j := toUserJSON(u)
+	j.CreatedAt, j.UpdatedAt = u.CreatedAt, u.UpdatedAt
+	return j
 }
 
 // adminName names who did something, for the log.
@@ -84,7 +99,7 @@ func (h *adminRoutes) serveAdminListUsers(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	out := make([]adminUserJSON, 0, len(users))
+	out := make([]userJSON, 0, len(users))
 	for _, u := range users {
 		out = append(out, toAdminUserJSON(u))
 	}

@@ -26,17 +26,6 @@ const (
 	msgTooManyFailures    = "Too many failed logins, try again later"
 )
 
-// userJSON is how a user appears in the JSON routes.
-type userJSON struct {
-	ID       string `json:"id"`
-	Username string `json:"username"`
-	IsAdmin  bool   `json:"is_admin"`
-}
-
-func toUserJSON(u store.User) userJSON {
-	return userJSON{ID: string(u.ID), Username: u.Username, IsAdmin: u.IsAdmin}
-}
-
 // serveLogin checks a username and password and starts a new session.
 // Each check is reserved against the failed-login limits before the
 // password is hashed (see store.ReserveLoginAttempt), so the limits hold

@@ -186,24 +186,30 @@ func (h *cookies) token(r *http.Request) (string, bool) {
 // placeholders Caddy's own authentication sets (the access log shows user_id)
 // and the identity headers for an upstream.
 func (h *sessions) identify(r *http.Request, u *engine.User) {
-	Identify(r, u, new([2]string))
+	Identify(r, u, new([3]string))
 }
 
 // Identify is Site.identify with the headers' values kept in into, which
 // a request in flight has room for. The placeholders take the values boxed
 // once per user, so setting them allocates nothing.
-func Identify(r *http.Request, u *engine.User, into *[2]string) {
+func Identify(r *http.Request, u *engine.User, into *[3]string) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
 		repl.Set("http.auth.user.id", u.IDValue)
 		repl.Set("http.auth.user.username", u.UsernameValue)
+		repl.Set("http.auth.user.groups", u.GroupsValue)
 	}
-	into[0], into[1] = string(u.ID), u.Username
+	into[0], into[1], into[2] = string(u.ID), u.Username, u.Groups
 	// As Header.Set would, under the canonical names, without a slice each;
 	// a full slice, so that adding a value copies rather than overwrites
 	// its neighbour.
 	r.Header[HeaderUserID] = into[0:1:1]
 	r.Header[HeaderUsername] = into[1:2:2]
+	if u.Groups != "" {
+		// Absent, not empty, for a user in no group: the gate deleted any
+		// copy the client sent, so an upstream can trust either.
+		r.Header[HeaderGroups] = into[2:3:3]
+	}
 }
 
 // isUpgrade reports whether r asks to switch to another protocol on the same

@@ -228,4 +228,7 @@ func New(cfg Config, shared *Shared, logger *zap.Logger) *Site {
 const (
 	HeaderUserID   = "X-Auth-User-Id"
 	HeaderUsername = "X-Auth-Username"
+	// HeaderGroups names the user's groups, sorted, comma-separated; it
+	// is absent for a user in no group.
+	HeaderGroups = "X-Auth-Groups"
 )

@@ -1,0 +1,106 @@
+package pgsession
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgsession/caddy-pgsession/internal/webtest"
+)
+
+// joinGroups creates the groups that do not exist yet and puts u in them.
+func (db *testDB) joinGroups(t *testing.T, username string, groups ...string) {
+	t.Helper()
+	for _, g := range groups {
+		db.exec(t, `INSERT INTO pgsession.groups (name) VALUES ($1) ON CONFLICT DO NOTHING`, g)
+	}
+	cliOK(t, db.url, "", append([]string{"user", "join", username}, groups...)...)
+}
+
+// The upstream learns a user's groups from X-Auth-Groups and the
+// {http.auth.user.groups} placeholder; a client cannot send its own, and a
+// user in no group gets no header at all.
+func TestGroupsReachTheUpstreamAndCannotBeForged(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	db.addUser(t, "alice", "correct horse battery")
+	db.addUser(t, "bob", "correct horse battery")
+	db.joinGroups(t, "alice", "staff", "ops")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		groups, sent := r.Header["X-Auth-Groups"]
+		fmt.Fprintf(w, "groups=%q sent=%v placeholder=%q", groups, sent, r.Header.Get("X-Groups-Placeholder"))
+	})
+	c := startSite(t, siteOptions{db: db.url, handler: "public /public/*",
+		next: up.proxy("X-Groups-Placeholder", "{http.auth.user.groups}")})
+
+	alice := newBrowser(t)
+	resp := alice.get(c.url("/public/x"), "X-Auth-Groups", "admins")
+	assert.Equal(t, `groups=[] sent=false placeholder=""`, resp.body, "a client-sent X-Auth-Groups never reaches the upstream")
+
+	alice.login(c, "alice", "correct horse battery")
+	for range 2 { // from the database, then from memory
+		resp = alice.get(c.url("/app"), "X-Auth-Groups", "admins")
+		assert.Equal(t, `groups=["ops,staff"] sent=true placeholder="ops,staff"`, resp.body)
+	}
+	me := alice.get(c.url("/api/auth/me")).json(t)
+	assert.Equal(t, []any{"ops", "staff"}, me["groups"])
+
+	bob := newBrowser(t)
+	bob.login(c, "bob", "correct horse battery")
+	resp = bob.get(c.url("/app"), "X-Auth-Groups", "admins")
+	assert.Equal(t, `groups=[] sent=false placeholder=""`, resp.body, "a user in no group: no header")
+	assert.Equal(t, []any{}, bob.get(c.url("/api/auth/me")).json(t)["groups"], `"groups":[], not null`)
+}
+
+// A change of membership made anywhere reaches every server's memory as
+// fast as a revocation: the other server's next request sees the new
+// groups, without waiting for the session to be checked again.
+func TestAGroupChangeReachesEveryServer(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	const admin = "an admin token that is long enough to pass"
+	alice := db.addUser(t, "alice", "correct horse battery")
+	db.joinGroups(t, "alice", "staff")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Header.Get("X-Auth-Groups")) })
+	a := startSite(t, siteOptions{db: db.url, handler: `admin_token "` + admin + `"`})
+	b := startSite(t, siteOptions{db: db.url, next: up.proxy()})
+	token, _ := db.sessionInDB(t, alice)
+	groupsOnB := func() string {
+		resp := sendRaw(t, http.MethodGet, b.url("/app"), "", "Cookie", cookieHeader(token))
+		require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+		return resp.body
+	}
+	require.Equal(t, "staff", groupsOnB())
+	require.Equal(t, "staff", groupsOnB(), "known to b")
+
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T)
+		want   string
+	}{
+		{"joined on the command line", func(t *testing.T) { db.joinGroups(t, "alice", "ops") }, "ops,staff"},
+		{"left on the command line", func(t *testing.T) { cliOK(t, db.url, "", "user", "leave", "alice", "staff") }, "ops"},
+		{"group deleted", func(t *testing.T) { cliOK(t, db.url, "", "group", "delete", "ops") }, ""},
+		{"hand-written SQL", func(t *testing.T) {
+			db.exec(t, `INSERT INTO pgsession.groups (name) VALUES ('admins')`)
+			db.exec(t, `INSERT INTO pgsession.user_groups (user_id, group_name) VALUES ($1, 'admins')`, alice.ID)
+		}, "admins"},
+	} {
+		start := time.Now()
+		tc.change(t)
+		require.Eventually(t, func() bool { return groupsOnB() == tc.want }, 5*time.Second, time.Millisecond,
+			"%s: b kept the old groups", tc.name)
+		t.Logf("%s: b saw it after %v", tc.name, time.Since(start).Round(time.Millisecond))
+	}
+	resp := sendRaw(t, http.MethodGet, a.url("/api/auth/admin/users"), "", "Authorization", "Bearer "+admin)
+	users := webtest.Decode[[]struct {
+		Username string   `json:"username"`
+		Groups   []string `json:"groups"`
+	}](t, resp.body)
+	require.Len(t, users, 1)
+	assert.Equal(t, []string{"admins"}, users[0].Groups, "the admin list shows each user's groups")
+}
