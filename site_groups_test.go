@@ -104,3 +104,55 @@ func TestAGroupChangeReachesEveryServer(t *testing.T) {
 	require.Len(t, users, 1)
 	assert.Equal(t, []string{"admins"}, users[0].Groups, "the admin list shows each user's groups")
 }
+
+// The admin API manages groups and memberships, with the right status for
+// each mistake, and a membership it changes holds from the next request.
+func TestAdminAPIManagesGroups(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	const admin = "an admin token that is long enough to pass"
+	db.addUser(t, "alice", "correct horse battery")
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Header.Get("X-Auth-Groups")) })
+	c := startSite(t, siteOptions{db: db.url, handler: `admin_token "` + admin + `"`, next: up.proxy()})
+	call := func(method, path, body string) reply {
+		t.Helper()
+		return sendRaw(t, method, c.url("/api/auth/admin"+path), body, "Content-Type", "application/json", "Authorization", "Bearer "+admin)
+	}
+	b := newBrowser(t)
+	b.login(c, "alice", "correct horse battery")
+	require.Equal(t, "", b.get(c.url("/app")).body)
+
+	assert.Equal(t, http.StatusCreated, call(http.MethodPost, "/groups", `{"name":"staff"}`).StatusCode)
+	for body, want := range map[string]int{
+		`{"name":"staff"}`:   http.StatusConflict,
+		`{"name":"Staff"}`:   http.StatusBadRequest,
+		`{"name":"a b"}`:     http.StatusBadRequest,
+		`{"name":""}`:        http.StatusBadRequest,
+		`{"name":"x","y":1}`: http.StatusBadRequest,
+		`not json`:           http.StatusBadRequest,
+	} {
+		resp := call(http.MethodPost, "/groups", body)
+		assert.Equal(t, want, resp.StatusCode, "%s: %s", body, resp.body)
+	}
+	resp := call(http.MethodPut, "/users/alice/groups/staff", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	assert.Contains(t, resp.body, `"groups":["staff"]`)
+	assert.Equal(t, http.StatusOK, call(http.MethodPut, "/users/alice/groups/staff", "").StatusCode, "joining again is no error")
+	assert.Equal(t, "staff", b.get(c.url("/app")).body, "the next request has the new group")
+	assert.JSONEq(t, `[{"name":"staff","members":1}]`, call(http.MethodGet, "/groups", "").body)
+
+	assert.Equal(t, http.StatusNotFound, call(http.MethodPut, "/users/alice/groups/nobody", "").StatusCode)
+	assert.Equal(t, http.StatusNotFound, call(http.MethodPut, "/users/nobody/groups/staff", "").StatusCode)
+	assert.Equal(t, http.StatusBadRequest, call(http.MethodPut, "/users/alice/groups/BAD", "").StatusCode)
+
+	resp = call(http.MethodDelete, "/users/alice/groups/staff", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.body)
+	assert.Contains(t, resp.body, `"groups":[]`)
+	assert.Equal(t, "", b.get(c.url("/app")).body)
+	require.Equal(t, http.StatusOK, call(http.MethodPut, "/users/alice/groups/staff", "").StatusCode)
+	resp = call(http.MethodDelete, "/groups/staff", "")
+	assert.JSONEq(t, `{"name":"staff","members":1}`, resp.body)
+	assert.Equal(t, http.StatusNotFound, call(http.MethodDelete, "/groups/staff", "").StatusCode)
+	assert.Equal(t, "", b.get(c.url("/app")).body, "a deleted group is gone from its members' requests")
+	assert.Equal(t, http.StatusUnauthorized, sendRaw(t, http.MethodGet, c.url("/api/auth/admin/groups"), "").StatusCode)
+}

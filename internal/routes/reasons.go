@@ -15,6 +15,8 @@ const (
 	ReasonBodyTooLarge                  Reason = "body_too_large"                   // the body is larger than the route takes
 	ReasonBusy                          Reason = "busy"                             // too many password checks are waiting at once
 	ReasonCrossOrigin                   Reason = "cross_origin"                     // a request that acts with the cookie came from another site
+	ReasonForbidden                     Reason = "forbidden"                        // a rule of the site refuses the signed-in user this path
+	ReasonGroupExists                   Reason = "group_exists"                     // a group has that name
 	ReasonInvalidAdminToken             Reason = "invalid_admin_token"              // the admin token is wrong
 	ReasonInvalidCode                   Reason = "invalid_code"                     // the second-factor code or recovery code is wrong
 	ReasonInvalidCredentials            Reason = "invalid_credentials"              // the username or password is wrong
@@ -24,6 +26,7 @@ const (
 	ReasonNoAdmin                       Reason = "no_admin"                         // the admin API is off: no admin token is set
 	ReasonNoPasskeyCeremony             Reason = "no_passkey_ceremony"              // a passkey answer came without the request it answers, or after it expired
 	ReasonNoSuchPasskey                 Reason = "no_such_passkey"                  // no passkey of the user has that id
+	ReasonNoSuchGroup                   Reason = "no_such_group"                    // no group has that name
 	ReasonNoSuchSession                 Reason = "no_such_session"                  // no session of the user has that handle
 	ReasonNoSuchUser                    Reason = "no_such_user"                     // no user has that name
 	ReasonNoTotp                        Reason = "no_totp"                          // the user has no authenticator app set up
@@ -57,6 +60,8 @@ var ReasonStatus = map[Reason]int{
 	ReasonBodyTooLarge:                  http.StatusRequestEntityTooLarge,
 	ReasonBusy:                          http.StatusServiceUnavailable,
 	ReasonCrossOrigin:                   http.StatusForbidden,
+	ReasonForbidden:                     http.StatusForbidden,
+	ReasonGroupExists:                   http.StatusConflict,
 	ReasonInvalidAdminToken:             http.StatusUnauthorized,
 	ReasonInvalidCode:                   http.StatusUnauthorized,
 	ReasonInvalidCredentials:            http.StatusUnauthorized,
@@ -68,6 +73,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonNoSuchPasskey:                 http.StatusNotFound,
 	ReasonNoSuchSession:                 http.StatusNotFound,
 	ReasonNoSuchUser:                    http.StatusNotFound,
+	ReasonNoSuchGroup:                   http.StatusNotFound,
 	ReasonNoTotp:                        http.StatusNotFound,
 	ReasonNoTotpSetup:                   http.StatusConflict,
 	ReasonNotAdmin:                      http.StatusForbidden,

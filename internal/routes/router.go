@@ -71,6 +71,11 @@ func (h *Site) addRoutes() {
 	rt.add(get, api+"/admin/users/{username}/history", admin, adm.serveAdminUserHistory)
 	rt.add(del, api+"/admin/users/{username}/second-factors", admin, adm.serveAdminResetSecondFactors)
 	rt.add(del, api+"/admin/sessions/{id}", admin, adm.serveAdminEndSession)
+	rt.add(get, api+"/admin/groups", admin, adm.serveAdminListGroups)
+	rt.add(post, api+"/admin/groups", admin, adm.serveAdminCreateGroup)
+	rt.add(del, api+"/admin/groups/{group}", admin, adm.serveAdminDeleteGroup)
+	rt.add(http.MethodPut, api+"/admin/users/{username}/groups/{group}", admin, adm.serveAdminJoinGroup)
+	rt.add(del, api+"/admin/users/{username}/groups/{group}", admin, adm.serveAdminLeaveGroup)
 	rt.enrolment(api+"/me", h.AccountPath, api+"/totp/setup", api+"/totp/confirm")
 }
 
