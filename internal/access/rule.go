@@ -3,6 +3,7 @@ package access
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Rule is one access rule as the handler's JSON config holds it ("rules":
@@ -89,11 +90,11 @@ func writeList(b *strings.Builder, word string, names []string) {
 }
 
 // quoteIfNeeded quotes s when a bare s would not read back as itself: empty,
-// with spaces, quotes or braces, or, for a name, a keyword or a path. The
-// Caddyfile's double quotes escape only a quote, and its backticks nothing,
-// so a backslash calls for backticks.
+// with spaces (the lexer splits on any of Unicode's), quotes or braces, or,
+// for a name, a keyword or a path. The Caddyfile's double quotes escape only
+// a quote, and its backticks nothing, so a backslash calls for backticks.
 func quoteIfNeeded(s string, name bool) string {
-	bare := s != "" && !strings.ContainsAny(s, " \t\r\n\"'`{}\\#<") &&
+	bare := s != "" && !strings.ContainsAny(s, "\"'`{}\\#<") && !strings.ContainsFunc(s, unicode.IsSpace) &&
 		(!name || (!isKeyword(s) && !isPath(s)))
 	switch {
 	case bare:
