@@ -128,10 +128,10 @@ func (r Rule) hasSubject() bool {
 // decidesAll reports whether a rule decides every request, so that none
 // reaches a rule after it: a pattern matching any path (/* or *), no
 // methods, and an action that never passes a request on, which is any allow
-// and a deny of everyone.
+// and a deny of everyone (naming no one, or any_user).
 func (r Rule) decidesAll() bool {
 	return len(r.Methods) == 0 && (slices.Contains(r.Paths, "/*") || slices.Contains(r.Paths, "*")) &&
-		(r.Action == "allow" || (r.Action == "deny" && !r.hasSubject()))
+		(r.Action == "allow" || (r.Action == "deny" && (!r.hasSubject() || r.AnyUser)))
 }
 
 // Unreachable returns the index of the first rule that can never match,

@@ -58,6 +58,7 @@ func TestCompileErrors(t *testing.T) {
 		{rules(t, "allow /* any_user", "deny /drafts/*"), withSecondFactor, 1,
 			"rule 2 (deny /drafts/*): can never match: rule 1 (allow /*) before it decides every request"},
 		{rules(t, "deny * /x", "allow /y any_user"), withSecondFactor, 1, "can never match: rule 1 (deny * /x)"},
+		{rules(t, "deny /a", "deny /* any_user", "deny /b", "deny /c"), withSecondFactor, 2, "rule 3 (deny /b): can never match: rule 2 (deny /*)"},
 		{rules(t, "allow /admin/* group admins second_factor"), CompileOptions{}, 0,
 			"rule 1 (allow /admin/*): second_factor needs secrets_key in the pg_session global option or passkeys"},
 		{rules(t, "deny /x second_factor"), withSecondFactor, 0, "second_factor belongs to allow rules"},
@@ -91,6 +92,8 @@ func TestCompileKeepsReachableRules(t *testing.T) {
 	} {
 		_, err := Compile(rs, withSecondFactor)
 		assert.NoError(t, err, fmt.Sprint(rs))
+		i, by := Unreachable(rs)
+		assert.Equal(t, [2]int{-1, -1}, [2]int{i, by}, fmt.Sprint(rs))
 	}
 }
 
