@@ -20,7 +20,7 @@ func BenchmarkDecide20Rules(b *testing.B) {
 	}
 	lines = append(lines, "allow /projects/* group alpha beta staff", "allow /* any_user")
 	p := compileLines(b, lines...)
-	who := Subject{Username: "alice", Groups: []string{"devs", "ops", "staff"}}
+	who := Subject{Username: "alice", Groups: "devs,ops,staff"}
 	for _, tc := range []struct{ name, target string }{
 		{"lowercase", "/projects/alpha/readme.md"},
 		{"mixed_case", "/projects/Alpha/README.md"},

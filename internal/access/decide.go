@@ -30,9 +30,11 @@ type compiled struct {
 type Subject struct {
 	// Username is the user's key, the form UserKey gives a rule's names.
 	Username string
-	// Groups are the user's groups, sorted; unsorted ones are still read
-	// right, only more slowly.
-	Groups           []string
+	// Groups are the user's groups, comma-separated and sorted by bytes,
+	// as the store reads them and X-Auth-Groups and the session in memory
+	// carry them, so a decision needs no slice of its own and one walk
+	// through each list.
+	Groups           string
 	Admin            bool
 	SecondFactorDone bool // a second factor was given in this session
 }
@@ -152,26 +154,21 @@ func (c *compiled) subjectMatches(who Subject) (reason int, named bool) {
 
 // commonGroup returns the index in mine of a group both lists hold, or -1:
 // a merge of two sorted lists, or a plain search when theirs is unsorted.
-func commonGroup(mine, theirs []string) int {
-	if len(mine) == 0 || len(theirs) == 0 {
+func commonGroup(mine []string, theirs string) int {
+	if len(mine) == 0 || theirs == "" {
 		return -1
 	}
-	if !slices.IsSorted(theirs) {
-		for i, g := range mine {
-			if slices.Contains(theirs, g) {
-				return i
-			}
-		}
-		return -1
-	}
-	for i, j := 0, 0; i < len(mine) && j < len(theirs); {
-		switch strings.Compare(mine[i], theirs[j]) {
+	// Both sorted: one walk through each.
+	i, rest := 0, theirs
+	for i < len(mine) && rest != "" {
+		g, next, _ := strings.Cut(rest, ",")
+		switch strings.Compare(mine[i], g) {
 		case 0:
 			return i
 		case -1:
 			i++
 		default:
-			j++
+			rest = next
 		}
 	}
 	return -1
