@@ -116,7 +116,8 @@ type App struct {
 	lookups      *engine.Lookups // the database lookups of sessions under way
 	inflight     *engine.Flights
 	health       *engine.Health
-	sessions     engine.Sessions // the look-up of a token's session, over the four above
+	sessions     engine.Sessions // the look-up of a cookie's session, over the four above
+	tokens       engine.Sessions // the same for API tokens, in the same memory
 	server       string          // names this server in the maintenance table
 	// shared is what the app gives its handlers' routes: the keys, the
 	// metrics and the memory; the ceremony key is set at Start.
@@ -162,13 +163,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// after its start reached the database, so there is no outage to carry
 	// over, and its lines go to the config's log.
 	a.health = &engine.Health{Logger: a.logger, Timeout: lookupTimeout}
-	a.sessions = engine.Sessions{Lookups: a.lookups, Health: a.health, Timeout: lookupTimeout}
+	a.sessions = engine.Sessions{Lookups: a.lookups, Health: a.health, Timeout: lookupTimeout,
+		Length: store.TokenLength, Valid: store.ValidToken}
+	a.tokens = engine.Sessions{Lookups: a.lookups, Health: a.health, Timeout: lookupTimeout,
+		Length: store.APITokenLength, Valid: store.IsAPIToken}
 	host, _ := os.Hostname()
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	a.server = host + "/" + hex.EncodeToString(nonce[:])
 
-	a.shared = &routes.Shared{Look: a.sessions.Look, Memory: appMemory{a}}
+	a.shared = &routes.Shared{Look: a.sessions.Look, Tokens: &a.tokens, Memory: appMemory{a}}
 	if err := a.openSecrets(); err != nil {
 		return err
 	}
@@ -230,8 +234,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.memoryKey = key
 	a.useMemory(mem.(*sharedMemory))
 	a.metrics = a.pool.metrics
-	a.sessions.Hit, a.sessions.Miss = a.metrics.cache[cacheHit], a.metrics.cache[cacheMiss]
-	a.sessions.Grace = a.metrics.cache[cacheOfflineGrace]
+	for _, ss := range []*engine.Sessions{&a.sessions, &a.tokens} {
+		ss.Hit, ss.Miss, ss.Grace = a.metrics.cache[cacheHit], a.metrics.cache[cacheMiss], a.metrics.cache[cacheOfflineGrace]
+	}
 	if err := a.metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -244,6 +249,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		SessionsCreated: a.metrics.sessionsCreated}
 	a.health.ConnectedTo = a.store.ConnectedTo
 	a.sessions.Check = a.store.CheckSession
+	a.tokens.Check = func(ctx context.Context, id store.SessionID) (store.LiveSession, bool, error) {
+		t, found, err := a.store.CheckAPIToken(ctx, id)
+		return t.LiveSession, found, err
+	}
 	return err
 }
 
@@ -322,7 +331,7 @@ func (a *App) install(ctx context.Context) error {
 // useMemory makes m this config's memory.
 func (a *App) useMemory(m *sharedMemory) {
 	a.memory, a.cache, a.inflight = m, m.Cache, m.Flights
-	a.sessions.Cache = m.Cache
+	a.sessions.Cache, a.tokens.Cache = m.Cache, m.Cache
 }
 
 // Stop ends this config's background work and waits for a round in
@@ -376,36 +385,6 @@ func (a *App) expand(option, value string) (string, error) {
 	return url, nil
 }
 
-// lookUpByID checks a session in the database by its id, for the requests
-// in flight; one found gone is forgotten from memory too.
-func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (engine.Session, error) {
-	row, err := a.store.GetSessionByID(ctx, id)
-	if err != nil {
-		return engine.Session{}, err
-	}
-	if row == nil {
-		if key, ok := engine.KeyOfID(id); ok {
-			a.cache.Forget(key)
-		}
-		return engine.Session{}, nil
-	}
-	return engine.FromStore(row, time.Now()), nil
-}
-
-// renewed applies a renewal made at now: touch says whether this server's
-// write changed the row, another server's had, or the session is gone. A
-// live session is kept with its new last use (see engine.Cache.Renewed). A
-// gone session, whose end no trigger announced, is forgotten and its
-// requests in flight end.
-func (a *App) renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
-	if touch == store.SessionGone {
-		a.cache.Forget(s.Key())
-		a.inflight.End(s.ID())
-		return
-	}
-	a.cache.Renewed(s, now, touch == store.SessionTouched, epoch)
-}
-
 // Interface guards
 var (
 	_ caddy.App             = (*App)(nil)
@@ -426,16 +405,3 @@ func historyRetention(opt *caddy.Duration) time.Duration {
 	}
 	return time.Duration(*opt)
 }
-
-// appMemory is what the routes may change in the app's memory
-// (routes.Memory).
-type appMemory struct{ a *App }
-
-func (m appMemory) Forget(key engine.Key)      { m.a.cache.Forget(key) }
-func (m appMemory) ForgetUser(id store.UserID) { m.a.forgetUser(id) }
-func (m appMemory) Epoch() uint64              { return m.a.cache.Epoch() }
-func (m appMemory) Renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
-	m.a.renewed(s, now, touch, epoch)
-}
-func (m appMemory) StoreOK()              { m.a.health.OK() }
-func (m appMemory) StoreFailed(err error) { m.a.health.Failed(err, false) }

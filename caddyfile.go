@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/pgsession/caddy-pgsession/internal/access"
 )
 
 // The parser only turns text into values: a value that is not of its kind
@@ -135,6 +136,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
 //	    error_pages    builtin|caddy             # default builtin (a page for browsers, else JSON); caddy: handle_errors
 //	    second_factor  optional|required         # default optional; required: users must set one up first
+//	    allow <paths...> [method <methods...>] <subjects...> [second_factor]  # access rules, in order
+//	    deny  <paths...> [method <methods...>] [<subjects...>]                # first match wins
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	_, err := h.unmarshalCaddyfile(d)
@@ -143,6 +146,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func (h *Handler) unmarshalCaddyfile(d *caddyfile.Dispenser) (optionPositions, error) {
 	at, err := parseBlock(d, h.options())
+	at.rules = h.ruleAt
 	if err != nil {
 		return at, err
 	}
@@ -182,7 +186,21 @@ func (h *Handler) options() map[string]readOption {
 		"admin_token":                   textArg(&h.AdminToken),
 		"error_pages":                   textArg(&h.ErrorPages),
 		"second_factor":                 textArg(&h.SecondFactor),
+		"allow":                         h.ruleArg,
+		"deny":                          h.ruleArg,
 	}
+}
+
+// ruleArg reads an allow or deny rule, in the order written, and keeps
+// where it was, so that a rule the rules refuse is reported at its line.
+func (h *Handler) ruleArg(d *caddyfile.Dispenser) error {
+	rule, err := access.ParseRule(d)
+	if err != nil {
+		return err
+	}
+	h.Rules = append(h.Rules, rule)
+	h.ruleAt = append(h.ruleAt, d.Token())
+	return nil
 }
 
 // readOption reads the arguments of the option d is at.
@@ -215,18 +233,25 @@ func parseBlock(d *caddyfile.Dispenser, options map[string]readOption) (optionPo
 type optionPositions struct {
 	block   caddyfile.Token
 	options map[string]caddyfile.Token
+	rules   []caddyfile.Token // where each access rule was written, in order
 }
 
 // locate gives err, from the rules, the file and line of its option, or of
 // the block when the option was not set in it.
 func (at optionPositions) locate(err error) error {
 	var optErr *optionError
-	if !errors.As(err, &optErr) {
+	var ruleErr *access.RuleError
+	var token caddyfile.Token
+	switch {
+	case errors.As(err, &ruleErr) && ruleErr.Index < len(at.rules):
+		token = at.rules[ruleErr.Index]
+	case errors.As(err, &optErr):
+		var ok bool
+		if token, ok = at.options[optErr.option]; !ok {
+			token = at.block
+		}
+	default:
 		return err
-	}
-	token, ok := at.options[optErr.option]
-	if !ok {
-		token = at.block
 	}
 	d := caddyfile.NewDispenser([]caddyfile.Token{token})
 	d.Next()

@@ -53,10 +53,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	// One reading of the clock serves the look-up and the renewal.
 	now := time.Now()
-	sess, ref := h.site.Resolve(r, routes.Demand{From: routes.FromMemory, SameOrigin: h.guardSiteWrites}, now)
+	sess, ref := h.site.Resolve(r, routes.Demand{From: routes.FromMemory, SameOrigin: h.guardSiteWrites, Rules: true, APITokens: true}, now)
 	h.countGate(r, sess.Token, ref)
 	if ref != nil {
 		return h.site.RefuseGated(w, r, ref)
+	}
+	if sess.ViaAPIToken() {
+		// The token is the script's credential for this site, never the
+		// upstream's to see or pass on.
+		delete(r.Header, "Authorization")
 	}
 	h.stripSessionCookie(r)
 	return h.pass(w, r, sess.Session, next)
@@ -73,6 +78,12 @@ func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) 
 			outcome = gateNoCookie
 		case routes.ReasonCrossOrigin:
 			outcome = gateCrossOrigin
+		case routes.ReasonForbidden:
+			outcome = gateForbidden
+		case routes.ReasonInvalidAPIToken:
+			outcome = gateInvalidAPIToken
+		case routes.ReasonThrottled:
+			outcome = gateThrottled
 		case routes.ReasonStoreUnavailable:
 			if engine.ClientGone(r.Context(), ref.Unwrap()) {
 				return

@@ -51,7 +51,8 @@ func gateFromMemory() (h *Handler, token string, conn context.Context) {
 	s := engine.FromLive(engine.KeyOf(token), store.LiveSession{UserID: "user-1", Username: "u",
 		ExpiresAt: now.Add(time.Hour), LastSeenAt: now, CheckedAt: now}, now)
 	app.cache.Put(s, app.cache.Epoch())
-	app.sessions = engine.Sessions{Cache: app.cache, Health: app.health, Hit: app.metrics.cache[cacheHit]}
+	app.sessions = engine.Sessions{Cache: app.cache, Health: app.health, Hit: app.metrics.cache[cacheHit],
+		Length: store.TokenLength, Valid: store.ValidToken}
 	app.shared = &routes.Shared{Look: app.sessions.Look, Memory: appMemory{app}}
 	h = &Handler{app: app, CookieName: "session", RenewalInterval: caddy.Duration(time.Hour), logger: zap.NewNop(),
 		guardSiteWrites: true, privateResponses: true,

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/access"
 	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
@@ -192,6 +193,14 @@ type Handler struct {
 	// secrets_key in the pg_session global option. Default: optional.
 	SecondFactor string `json:"second_factor,omitempty"`
 
+	// Rules decide who may see which gated path, in order: the first whose
+	// paths and methods match a request decides it (see internal/access).
+	// A path no rule matches is open to any signed-in user, as without
+	// rules; public paths are served before any rule is read.
+	Rules []access.Rule `json:"rules,omitempty"`
+	// ruleAt is where the Caddyfile wrote each rule, for its errors.
+	ruleAt []caddyfile.Token
+
 	zeroes []string // options JSON gave as 0 where 0 is refused (see rangeRules)
 
 	app    *App
@@ -316,6 +325,13 @@ func (h *Handler) routesConfig() (routes.Config, error) {
 		CaddyErrorPages:     h.ErrorPages == "caddy",
 		RequireSecondFactor: h.SecondFactor == "required",
 		AdminToken:          h.adminToken,
+	}
+	if len(h.Rules) > 0 {
+		policy, err := access.Compile(h.Rules, ruleOptions(true))
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Policy = policy
 	}
 	if h.RememberLifetime != nil {
 		cfg.RememberFor = time.Duration(*h.RememberLifetime)

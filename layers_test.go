@@ -57,12 +57,21 @@ func TestPackagesImportOneWay(t *testing.T) {
 	}
 	for _, dep := range imports["internal/routes"] {
 		if own, ok := strings.CutPrefix(dep, module+"/"); ok {
-			assert.True(t, slices.Contains([]string{"internal/engine", "internal/sealed", "internal/request", "store", "web"}, own),
+			assert.True(t, slices.Contains([]string{"internal/engine", "internal/access", "internal/sealed", "internal/request", "store", "web"}, own),
 				"internal/routes imports %s, above or beside it", own)
 		}
 		if strings.HasPrefix(dep, "github.com/caddyserver/") {
 			assert.Contains(t, []string{"github.com/caddyserver/caddy/v2", "github.com/caddyserver/caddy/v2/modules/caddyhttp"}, dep,
 				"internal/routes is no Caddy module: it uses only the values a request carries")
+		}
+	}
+	// The access rules read Caddy's path matcher and Caddyfile dispenser,
+	// so the syntax is Caddy's own, and nothing of the module.
+	for _, dep := range imports["internal/access"] {
+		assert.False(t, strings.HasPrefix(dep, module), "internal/access imports %s", dep)
+		if strings.HasPrefix(dep, "github.com/caddyserver/") {
+			assert.Contains(t, []string{"github.com/caddyserver/caddy/v2", "github.com/caddyserver/caddy/v2/modules/caddyhttp",
+				"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"}, dep, "internal/access uses the matcher and the dispenser only")
 		}
 	}
 	for pkg, allowed := range lower {

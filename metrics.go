@@ -27,14 +27,18 @@ type gateOutcome int
 const (
 	gateAllowed gateOutcome = iota
 	gateNoCookie
-	gateInvalid     // a cookie that is no token: refused without a query
-	gateExpired     // a token of no live session: unknown, expired or revoked
-	gateCrossOrigin // refused by cross_origin_protection
-	gateStoreError  // the database did not answer
+	gateInvalid         // a cookie that is no token: refused without a query
+	gateExpired         // a token of no live session: unknown, expired or revoked
+	gateCrossOrigin     // refused by cross_origin_protection
+	gateStoreError      // the database did not answer
+	gateForbidden       // a live session that an access rule refuses
+	gateInvalidAPIToken // an API token that is no live token
+	gateThrottled       // API tokens from an address past its failed logins
 	gateOutcomes
 )
 
-var gateOutcomeNames = [gateOutcomes]string{"allowed", "no_cookie", "invalid", "expired", "refused_cross_origin", "store_error"}
+var gateOutcomeNames = [gateOutcomes]string{"allowed", "no_cookie", "invalid", "expired", "refused_cross_origin", "store_error", "forbidden",
+	"invalid_api_token", "throttled"}
 
 // cacheResult is how a session look-up was answered.
 type cacheResult int

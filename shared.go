@@ -154,3 +154,52 @@ func (m *sharedMemory) Destruct() error {
 func (a *App) forgetUser(id store.UserID) {
 	engine.Memory{Cache: a.cache, Flights: a.inflight}.Invalidate(store.Invalidation{Users: []store.UserID{id}})
 }
+
+// lookUpByID checks a session in the database by its id, for the requests
+// in flight; one found gone is forgotten from memory too.
+func (a *App) lookUpByID(ctx context.Context, id store.SessionID) (engine.Session, error) {
+	row, err := a.store.GetSessionByID(ctx, id)
+	if err != nil {
+		return engine.Session{}, err
+	}
+	if row == nil {
+		// The id may be an API token's, which shares the memory and the
+		// requests in flight with sessions.
+		if t, found, err := a.store.CheckAPIToken(ctx, id); err != nil || found {
+			key, _ := engine.KeyOfID(id)
+			return engine.FromLive(key, t.LiveSession, time.Now()), err
+		}
+		if key, ok := engine.KeyOfID(id); ok {
+			a.cache.Forget(key)
+		}
+		return engine.Session{}, nil
+	}
+	return engine.FromStore(row, time.Now()), nil
+}
+
+// renewed applies a renewal made at now: touch says whether this server's
+// write changed the row, another server's had, or the session is gone. A
+// live session is kept with its new last use (see engine.Cache.Renewed). A
+// gone session, whose end no trigger announced, is forgotten and its
+// requests in flight end.
+func (a *App) renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
+	if touch == store.SessionGone {
+		a.cache.Forget(s.Key())
+		a.inflight.End(s.ID())
+		return
+	}
+	a.cache.Renewed(s, now, touch == store.SessionTouched, epoch)
+}
+
+// appMemory is what the routes may change in the app's memory
+// (routes.Memory).
+type appMemory struct{ a *App }
+
+func (m appMemory) Forget(key engine.Key)      { m.a.cache.Forget(key) }
+func (m appMemory) ForgetUser(id store.UserID) { m.a.forgetUser(id) }
+func (m appMemory) Epoch() uint64              { return m.a.cache.Epoch() }
+func (m appMemory) Renewed(s engine.Session, now time.Time, touch store.Touch, epoch uint64) {
+	m.a.renewed(s, now, touch, epoch)
+}
+func (m appMemory) StoreOK()              { m.a.health.OK() }
+func (m appMemory) StoreFailed(err error) { m.a.health.Failed(err, false) }

@@ -90,6 +90,7 @@ func TestBrowser(t *testing.T) {
 		{"LoginPageFitsAPhone", browserLoginPageFitsAPhone},
 		{"DemoSiteFitsAPhone", browserDemoSiteFitsAPhone},
 		{"TwoStepSignIn", browserTwoStepSignIn},
+		{"APITokenOnTheAccountPage", browserAPITokenOnTheAccountPage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/pgsession/caddy-pgsession/internal/access"
 	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/migrations"
@@ -122,7 +123,10 @@ func (h *Handler) check() error {
 		return optionErrorf("admin_token", "admin_token must be at least %d characters (it is %d): "+
 			"generate one with `openssl rand -base64 32`", minAdminTokenLength, len(token))
 	}
-	return nil
+	// Whether a second factor can be had is the app's to say (checkWith):
+	// here every other rule of the rules.
+	_, err := access.Compile(h.Rules, ruleOptions(true))
+	return err
 }
 
 // checkPasskeyOptions applies WebAuthn's rules to passkey_rp_id and
@@ -163,7 +167,20 @@ func (h *Handler) checkWith(app *App) error {
 		return optionErrorf("second_factor", "second_factor required needs secrets_key in the pg_session global option: "+
 			"without it no second factor can be set up")
 	}
-	return nil
+	// A second factor is a TOTP code, which needs secrets_key, or a passkey,
+	// which a site that names its relying party has set out to offer.
+	_, err := access.Compile(h.Rules, ruleOptions(app.SecretsKey != "" || h.PasskeyRPID != "" || len(h.PasskeyOrigins) > 0))
+	return err
+}
+
+// ruleOptions are what the rules are compiled against: whether users can
+// give a second factor, and the store's form of a username, so that a user
+// rule names the one account a sign-in would find.
+func ruleOptions(secondFactor bool) access.CompileOptions {
+	return access.CompileOptions{SecondFactorAvailable: secondFactor, UserKey: func(name string) (string, error) {
+		u, err := store.PrepareUsername(name)
+		return u.Key, err
+	}}
 }
 
 // Validate checks the app's options.

@@ -154,6 +154,14 @@ type LiveSession struct {
 	// Groups are the names of the user's groups, sorted, read with the
 	// session, so a rule on groups costs the gate no query of its own.
 	Groups []string
+	// Scope is set when this is an API token rather than a session.
+	Scope *TokenScope
+}
+
+// TokenScope is what an API token is limited to, beyond its user's rights.
+type TokenScope struct {
+	// Paths are the path patterns the token may reach; empty for any.
+	Paths []string
 }
 
 // CheckSession is GetSessionByID for the request path: one round trip that

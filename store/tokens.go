@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -62,7 +63,8 @@ type APIToken struct {
 // limits the token. In the LiveSession, IsAdmin is the owner's admin rights
 // AND the token's admin scope, so a token without the scope is never admin;
 // ExpiresAt is NoExpiry for a token without one; there is no idle timeout;
-// LastSeenAt is the last recorded use, or the creation before any.
+// LastSeenAt is the last recorded use, or the Unix epoch before any, so that
+// the first use is recorded at once.
 type TokenSession struct {
 	LiveSession
 	// Paths are the path patterns the token is limited to; empty for none.
@@ -113,6 +115,26 @@ func ValidateAPITokenPaths(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// ParseAPITokenLifetime reads how long a new API token lasts, as the
+// command line's --expires and the JSON route's expires_in both write it:
+// whole days (30d) or a Go duration (12h, 90m, 1h30m), positive. One
+// parser keeps the two spellings the same.
+func ParseAPITokenLifetime(s string) (time.Duration, error) {
+	invalid := &InputError{"a token's lifetime must be a positive duration such as 30d, 12h or 90m"}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 100*365 {
+			return 0, invalid
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, invalid
+	}
+	return d, nil
 }
 
 // CreateAPIToken makes an API token for a user and returns it, which
@@ -234,6 +256,7 @@ func (s *Store) CheckAPIToken(ctx context.Context, id SessionID) (TokenSession, 
 		t.ExpiresAt = *expires
 	}
 	t.LastUsedAt = orZero(used)
+	t.Scope = &TokenScope{Paths: t.Paths}
 	return t, true, nil
 }
 
@@ -308,7 +331,7 @@ func apiTokenQueries(r *strings.Replacer, q *queries) {
 	// checkAPIToken reads, in the order CheckAPIToken scans it, what a
 	// LiveSession holds and what limits the token.
 	q.checkAPIToken = r.Replace(`SELECT u.id::text, u.username, u.is_admin AND a.admin_scope, {has_second_factor},
-			a.expires_at, coalesce(a.last_used_at, a.created_at), a.last_used_at, now(), a.paths, a.admin_scope,
+			a.expires_at, coalesce(a.last_used_at, 'epoch'::timestamptz), a.last_used_at, now(), a.paths, a.admin_scope,
 			{groups_of_u}
 		FROM {api_tokens} a JOIN {users} u ON u.id = a.user_id
 		WHERE a.id = $1 AND (a.expires_at IS NULL OR a.expires_at > now())`)

@@ -271,7 +271,8 @@ func TestTouchAPITokenWritesAtMostOncePerInterval(t *testing.T) {
 	live, _, err := s.CheckAPIToken(ctx, id)
 	require.NoError(t, err)
 	assert.Zero(t, live.LastUsedAt, "never used")
-	assert.WithinDuration(t, created.CreatedAt, live.LastSeenAt, time.Millisecond, "last seen at its creation")
+	assert.True(t, live.LastSeenAt.Before(created.CreatedAt.Add(-24*time.Hour)),
+		"never seen, so the gate records the first use at once")
 
 	t0 := time.Now().Truncate(time.Microsecond)
 	for _, tc := range []struct {
@@ -424,4 +425,19 @@ func TestAPITokenChangesAreAnnounced(t *testing.T) {
 	h.waitFor(t, "the marker", announced(marker))
 	assert.Equal(t, []store.Invalidation{{Sessions: []store.SessionID{store.HashAPIToken(marker)}}}, h.all(),
 		"the uses, the rename and the later expiry announced nothing")
+}
+
+// A token's lifetime is whole days or a Go duration, positive: what the
+// command line and the JSON route take alike.
+func TestParseAPITokenLifetime(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "12h": 12 * time.Hour, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute} {
+		got, err := store.ParseAPITokenLifetime(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "soon", "-3d", "0d", "0s", "-1h", "1.5d", "d", "36501d"} {
+		_, err := store.ParseAPITokenLifetime(in)
+		var inputErr *store.InputError
+		assert.ErrorAs(t, err, &inputErr, "%q", in)
+	}
 }

@@ -94,6 +94,9 @@ type AccountPage struct {
 	Passkeys      []AccountPasskey
 	PasskeyAdded  string // where to go after adding one, e.g. "/account?done=passkey-added"
 	PasskeysError string // by the passkeys list, e.g. "That passkey had already been removed"
+
+	// Tokens is the "API tokens" section (tokens.go); nil leaves it out.
+	Tokens *AccountTokens
 }
 
 // AccountTwoStep is the account page's "Two-step sign-in" section. Its

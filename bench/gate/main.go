@@ -183,6 +183,17 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	env := &environment{cfg: cfg, binary: binary, root: root, dbURL: dbURL, store: st, pool: pool, user: user, token: token}
+	for _, g := range benchGroups {
+		if _, err := st.CreateGroup(ctx, g); err != nil {
+			return err
+		}
+	}
+	if err := st.AddToGroups(ctx, user.ID, benchGroups...); err != nil {
+		return err
+	}
+	if env.apiToken, _, err = st.CreateAPIToken(ctx, user.ID, "bench", time.Time{}, nil, false); err != nil {
+		return err
+	}
 	if env.wrkScript, err = writeWrkScript(work); err != nil {
 		return err
 	}

@@ -83,6 +83,20 @@ var variants = []variant{
 		manySessions: true,
 	},
 	{
+		// Twenty rules, the file's the last, for a user in three groups:
+		// what a site with access rules costs, from memory.
+		name:       "gate_rules",
+		directives: func(*environment) string { return "pg_session {\n" + benchRules() + "\t}" },
+		header:     sessionHeader,
+		guarded:    true,
+	},
+	{
+		name:       "gate_api_token",
+		directives: func(*environment) string { return "pg_session" },
+		header:     func(env *environment) string { return "Authorization: Bearer " + env.apiToken },
+		guarded:    true,
+	},
+	{
 		// Caddy's Caddyfile adapter always turns basic_auth's hash cache on
 		// (caddyauth/caddyfile.go sets HashCache), so after the first request
 		// this measures a cache hit, not bcrypt.
@@ -98,6 +112,20 @@ var variants = []variant{
 }
 
 func sessionHeader(env *environment) string { return "Cookie: session=" + env.token }
+
+// benchGroups are the bench user's groups, for gate_rules.
+var benchGroups = []string{"devs", "ops", "staff"}
+
+// benchRules are gate_rules' twenty rules: nineteen for other paths, then
+// the one that admits the bench user to the file through its last group.
+func benchRules() string {
+	var b strings.Builder
+	for i := range 19 {
+		fmt.Fprintf(&b, "\t\tallow /area%d/* group team%d admins\n", i, i)
+	}
+	fmt.Fprintf(&b, "\t\tallow %s group staff\n", filePath)
+	return b.String()
+}
 
 func variantNames() []string {
 	names := make([]string, len(variants))
@@ -130,6 +158,7 @@ type environment struct {
 	pool       *pgxpool.Pool // the store's, for rows written behind its back
 	user       *store.User   // owns every session
 	token      string        // a live session for the gated variants
+	apiToken   string        // the user's API token, for gate_api_token
 	basicAuth  basicAuth
 	ports      map[string]int // the port of each site
 	pids       map[string]int // the Caddy process serving each site

@@ -63,8 +63,8 @@ func compileRule(i int, r Rule, secondFactor bool, userKey func(string) (string,
 	case r.Action == "deny" && r.SecondFactor:
 		return c, errors.New("second_factor belongs to allow rules: a deny rule refuses with or without one")
 	case r.SecondFactor && !secondFactor:
-		return c, errors.New("second_factor needs secrets_key in the pg_session global option or passkeys, " +
-			"or no user could give one")
+		return c, errors.New("second_factor needs a factor users can give: secrets_key in the pg_session " +
+			"global option (authenticator apps) or passkey_rp_id (passkeys); without either no user could give one")
 	case r.Groups != nil && len(r.Groups) == 0:
 		return c, errors.New("the group list is empty; name one or more groups, or leave it out")
 	case r.Users != nil && len(r.Users) == 0:

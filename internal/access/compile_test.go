@@ -60,7 +60,7 @@ func TestCompileErrors(t *testing.T) {
 		{rules(t, "deny * /x", "allow /y any_user"), withSecondFactor, 1, "can never match: rule 1 (deny * /x)"},
 		{rules(t, "deny /a", "deny /* any_user", "deny /b", "deny /c"), withSecondFactor, 2, "rule 3 (deny /b): can never match: rule 2 (deny /*)"},
 		{rules(t, "allow /admin/* group admins second_factor"), CompileOptions{}, 0,
-			"rule 1 (allow /admin/*): second_factor needs secrets_key in the pg_session global option or passkeys"},
+			"rule 1 (allow /admin/*): second_factor needs a factor users can give: secrets_key in the pg_session global option"},
 		{rules(t, "deny /x second_factor"), withSecondFactor, 0, "second_factor belongs to allow rules"},
 		{rules(t, "allow /x user bad!"), CompileOptions{UserKey: func(string) (string, error) {
 			return "", errors.New("username contains \"!\"")

@@ -173,3 +173,14 @@ func TestDecideWithoutReplacer(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, p.Decide(r, eve).Allowed)
 }
+
+// An API token's paths match as a rule's do: Caddy's patterns, any case,
+// on the cleaned path.
+func TestMatchesAny(t *testing.T) {
+	t.Parallel()
+	patterns := []string{"/api/*", "*.json"}
+	for path, want := range map[string]bool{"/api/x": true, "/API/x": true, "//api/x": true, "/data.json": true,
+		"/account": false, "/api": false, "/apix/y": false} {
+		assert.Equal(t, want, MatchesAny(get(path), patterns), path)
+	}
+}

@@ -148,3 +148,14 @@ var (
 		return m
 	}}
 )
+
+// MatchesAny reports whether r's path matches any of patterns, as a rule's
+// paths would: for an API token limited to some paths. The patterns are
+// compiled on each call, which a token limited to paths pays on each
+// request; a rule's are compiled once.
+func MatchesAny(r *http.Request, patterns []string) bool {
+	ps := compilePaths(patterns)
+	rp := newRequestPath(r)
+	defer rp.release()
+	return rp.matches(&ps)
+}

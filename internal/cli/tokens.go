@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -123,9 +122,9 @@ func (c *state) tokenAdd(cmd *cobra.Command, name, tokenName, expires string, pa
 	}
 	var expiresAt time.Time
 	if expires != "" {
-		d, err := parseLifetime(expires)
+		d, err := store.ParseAPITokenLifetime(expires)
 		if err != nil {
-			return err
+			return errors.New("invalid value for --expires: give a positive duration such as 30d, 12h or 90m")
 		}
 		expiresAt = time.Now().Add(d)
 	}
@@ -223,22 +222,4 @@ func (c *state) tokenRevokeAll(cmd *cobra.Command, name string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s of %q\n", count(n, "API token"), u.Username)
 		return nil
 	})
-}
-
-// parseLifetime reads --expires: whole days (30d) or a Go duration (12h,
-// 90m, 1h30m), positive.
-func parseLifetime(s string) (time.Duration, error) {
-	invalid := errors.New("invalid value for --expires: give a positive duration such as 30d, 12h or 90m")
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 || n > 100*365 {
-			return 0, invalid
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, invalid
-	}
-	return d, nil
 }

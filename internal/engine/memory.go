@@ -33,6 +33,8 @@ type cachedSession struct {
 	// confirmed when the database last said the session was live.
 	expires, idleExpires, lastSeen, confirmed int64
 	idleTimeout                               time.Duration
+	// scope is an API token's, nil for a session; it is shared, never changed.
+	scope *store.TokenScope
 }
 
 // User is what a session carries of its user, interned: the sessions of
@@ -40,7 +42,10 @@ type cachedSession struct {
 type User struct {
 	ID       store.UserID
 	Username string
-	IsAdmin  bool
+	// Key is the username as names are compared (store.Username.Key),
+	// which a rule naming users matches.
+	Key     string
+	IsAdmin bool
 	// SecondFactor says whether the user had a second factor when the row
 	// was read; a change of factors changes the user's credentials, whose
 	// NOTIFY drops the entry.
@@ -92,6 +97,19 @@ func (s Session) User() User { return s.user.Value() }
 
 // LastSeen is the use of the session the database last recorded.
 func (s Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen) }
+
+// APIToken reports whether the session is an API token's rather than a
+// cookie's.
+func (s Session) APIToken() bool { return s.scope != nil }
+
+// TokenPaths are the path patterns an API token is limited to; none for
+// a session or an unlimited token.
+func (s Session) TokenPaths() []string {
+	if s.scope == nil {
+		return nil
+	}
+	return s.scope.Paths
+}
 
 // Live reports whether the session has not ended by now, as far as this
 // server knows.
@@ -149,14 +167,21 @@ func FromLive(key Key, l store.LiveSession, now time.Time) Session {
 func fromLive(l store.LiveSession, now time.Time) *cachedSession {
 	offset := now.Sub(l.CheckedAt)
 	groups := strings.Join(l.Groups, ",")
+	name, err := store.PrepareUsername(l.Username)
+	if err != nil {
+		// A name stored before the profile tightened still compares as
+		// its lowercase.
+		name.Key = strings.ToLower(l.Username)
+	}
 	c := &cachedSession{
-		user: unique.Make(User{ID: l.UserID, Username: l.Username, IsAdmin: l.IsAdmin,
+		user: unique.Make(User{ID: l.UserID, Username: l.Username, Key: name.Key, IsAdmin: l.IsAdmin,
 			SecondFactor: l.SecondFactor, Groups: groups,
 			IDValue: string(l.UserID), UsernameValue: l.Username, GroupsValue: groups}),
 		expires:     l.ExpiresAt.Add(offset).UnixNano(),
 		idleTimeout: l.IdleTimeout,
 		lastSeen:    l.LastSeenAt.Add(offset).UnixNano(),
 		confirmed:   now.UnixNano(),
+		scope:       l.Scope,
 	}
 	if !l.IdleExpiresAt.IsZero() {
 		c.idleExpires = l.IdleExpiresAt.Add(offset).UnixNano()
@@ -338,10 +363,28 @@ type Sessions struct {
 	// gives a prompt 503 instead of a wait of minutes.
 	Check   func(ctx context.Context, id store.SessionID) (store.LiveSession, bool, error)
 	Timeout time.Duration
+	// Length and Valid are the shape of the tokens looked up: a session
+	// cookie's (store.TokenLength, store.ValidToken) or an API token's.
+	Length int
+	Valid  func(string) bool
 	// Hit, Miss and Grace count each look-up of a well-formed token that
 	// got an answer once: from memory, from the database (answered or
 	// failed), or from memory while the database failed.
 	Hit, Miss, Grace Counter
+}
+
+// Remembered returns the live session of token from memory, while memory
+// is up to date, counting the hit. Memory holds only sessions of
+// well-formed tokens, so a hit needs no check of the token's shape.
+func (ss *Sessions) Remembered(ctx context.Context, token string, now time.Time) (Session, bool) {
+	if len(token) != ss.Length || !ss.Cache.Trusted(now) {
+		return Session{}, false
+	}
+	if s, ok := ss.Cache.Get(KeyOfRequest(ctx, token)); ok && s.Live(now) {
+		ss.Hit.Inc()
+		return s, true
+	}
+	return Session{}, false
 }
 
 // Look returns the live session of token. A missing or expired session is
@@ -349,21 +392,13 @@ type Sessions struct {
 // counted as such, unless the client went away). now is when the request
 // came.
 func (ss *Sessions) Look(ctx context.Context, token string, now time.Time) (Session, error) {
-	if len(token) != store.TokenLength {
+	if s, ok := ss.Remembered(ctx, token, now); ok {
+		return s, nil
+	}
+	if len(token) != ss.Length || !ss.Valid(token) {
 		return Session{}, nil
 	}
-	// Memory holds only sessions of well-formed tokens, so a hit needs no
-	// check of the token's shape; a miss does, before any query.
 	key := KeyOfRequest(ctx, token)
-	if ss.Cache.Trusted(now) {
-		if s, ok := ss.Cache.Get(key); ok && s.Live(now) {
-			ss.Hit.Inc()
-			return s, nil
-		}
-	}
-	if !store.ValidToken(token) {
-		return Session{}, nil
-	}
 	if ss.Health.RecentlyFailed(now) {
 		if s, ok := ss.Cache.GraceFor(key, now); ok {
 			ss.Grace.Inc()

@@ -25,7 +25,8 @@ func testSessions(check func(context.Context, store.SessionID) (store.LiveSessio
 	c := NewCache(100, time.Minute, time.Second)
 	c.Confirmed(time.Now())
 	return &Sessions{Cache: c, Lookups: NewLookups(), Health: &Health{Logger: zap.NewNop(), Timeout: time.Second},
-		Check: check, Timeout: time.Second, Hit: hit, Miss: miss, Grace: grace}, hit, miss, grace
+		Check: check, Timeout: time.Second, Hit: hit, Miss: miss, Grace: grace,
+		Length: store.TokenLength, Valid: store.ValidToken}, hit, miss, grace
 }
 
 const lookToken = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"

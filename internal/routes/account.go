@@ -225,6 +225,8 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 			page.PasswordError, page.PasswordErrorField = e.text, e.field
 		case "passkeys":
 			page.PasskeysError = e.text
+		case "tokens":
+			// addTokens shows it by the create form.
 		default:
 			page.Error = e.text
 		}
@@ -242,6 +244,9 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 		})
 	}
 	if err := h.addPasskeys(r, &page, sess.User.ID); err != nil {
+		return page, err
+	}
+	if err := h.addTokens(r, &page, sess.User); err != nil {
 		return page, err
 	}
 	if err := h.addSignIns(r, &page, sess.User.ID); err != nil {
@@ -267,6 +272,7 @@ var (
 		"totp-off":        "Two-step sign-in is off; your other sessions were signed out",
 		"passkey-added":   "Passkey added; your other sessions were signed out",
 		"passkey-removed": "Passkey removed; your other sessions were signed out",
+		"token-revoked":   "API token revoked",
 	}
 	accountErrors = map[string]accountError{
 		"no-session":       {"That session had already ended", "sessions", ""},
@@ -277,6 +283,12 @@ var (
 		"no-totp-setup":    {"No authenticator is being set up: start again", "two-step", ""},
 		"totp-password":    {"Current password is wrong", "two-step", ""},
 		"no-passkey":       {"That passkey had already been removed", "passkeys", ""},
+		"no-token":         {"That API token had already been revoked", "tokens", ""},
+		"token-name":       {"A token's name must be 1 to 64 printable characters, without spaces at either end", "tokens", "token_name"},
+		"token-name-taken": {"You already have an API token of that name", "tokens", "token_name"},
+		"token-paths":      {"Each path must start with / or * and be at most 256 bytes, and a token takes at most 32", "tokens", "token_paths"},
+		"token-expiry":     {"Choose when the token expires from the list", "tokens", ""},
+		"token-admin":      {"Only an admin can create a token with admin rights", "tokens", ""},
 	}
 )
 
@@ -284,12 +296,13 @@ var (
 // of the page it belongs to.
 type accountError struct {
 	text  string
-	form  string // "sessions" (the list and its buttons), "password", "two-step", "passkeys", or "" for the top of the page
-	field string // the password form's field at fault, by its name
+	form  string // "sessions" (the list and its buttons), "password", "two-step", "passkeys", "tokens", or "" for the top of the page
+	field string // the password or token form's field at fault, by its name
 }
 
 // serveAccountForm carries out the account page's forms: revoke one session,
-// revoke the others, change the password. It works without JavaScript.
+// revoke the others, change the password, the second factors, the API
+// tokens. It works without JavaScript.
 func (h *accountRoutes) serveAccountForm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	sess := c.session
 	if err := r.ParseForm(); err != nil {
@@ -339,6 +352,8 @@ func (h *accountRoutes) serveAccountForm(w http.ResponseWriter, r *http.Request,
 		}
 	case "totp-setup", "totp-confirm", "totp-disable":
 		return h.serveTwoStepForm(w, r, c, back)
+	case "token-create", "token-revoke":
+		return h.serveTokenForm(w, r, c, back)
 	case "remove-passkey":
 		_, err := h.removePasskey(r, c, r.PostFormValue("passkey"))
 		var ref *Refusal

@@ -11,6 +11,7 @@ import "net/http"
 type Reason string
 
 const (
+	ReasonAdminScopeNeedsAdmin          Reason = "admin_scope_needs_admin"          // an API token with admin rights was asked by a user who is no admin
 	ReasonBadRequest                    Reason = "bad_request"                      // the request could not be read: a malformed body, field or parameter
 	ReasonBodyTooLarge                  Reason = "body_too_large"                   // the body is larger than the route takes
 	ReasonBusy                          Reason = "busy"                             // too many password checks are waiting at once
@@ -18,6 +19,7 @@ const (
 	ReasonForbidden                     Reason = "forbidden"                        // a rule of the site refuses the signed-in user this path
 	ReasonGroupExists                   Reason = "group_exists"                     // a group has that name
 	ReasonInvalidAdminToken             Reason = "invalid_admin_token"              // the admin token is wrong
+	ReasonInvalidAPIToken               Reason = "invalid_api_token"                // the API token is malformed, unknown, expired or revoked
 	ReasonInvalidCode                   Reason = "invalid_code"                     // the second-factor code or recovery code is wrong
 	ReasonInvalidCredentials            Reason = "invalid_credentials"              // the username or password is wrong
 	ReasonInvalidPasskey                Reason = "invalid_passkey"                  // a sign-in with a passkey did not verify
@@ -28,11 +30,13 @@ const (
 	ReasonNoSuchPasskey                 Reason = "no_such_passkey"                  // no passkey of the user has that id
 	ReasonNoSuchGroup                   Reason = "no_such_group"                    // no group has that name
 	ReasonNoSuchSession                 Reason = "no_such_session"                  // no session of the user has that handle
+	ReasonNoSuchToken                   Reason = "no_such_token"                    // no API token of the user has that id
 	ReasonNoSuchUser                    Reason = "no_such_user"                     // no user has that name
 	ReasonNoTotp                        Reason = "no_totp"                          // the user has no authenticator app set up
 	ReasonNoTotpSetup                   Reason = "no_totp_setup"                    // no authenticator app set-up is in progress to confirm
 	ReasonNotAdmin                      Reason = "not_admin"                        // the route is for admins
 	ReasonNotAuthenticated              Reason = "not_authenticated"                // the request has no session cookie
+	ReasonNotWithAPIToken               Reason = "not_with_api_token"               // the route manages credentials, which an API token may not do
 	ReasonPasskeyExists                 Reason = "passkey_exists"                   // that passkey is already registered
 	ReasonPasskeysNeedADomain           Reason = "passkeys_need_a_domain"           // passkeys need the site to be reached by a domain name
 	ReasonPasskeysUnavailable           Reason = "passkeys_unavailable"             // passkeys are off, or need secrets_key
@@ -44,6 +48,7 @@ const (
 	ReasonSmuggledIdentity              Reason = "smuggled_identity"                // identity headers were sent as trailers
 	ReasonStoreUnavailable              Reason = "store_unavailable"                // PostgreSQL cannot be reached
 	ReasonThrottled                     Reason = "throttled"                        // too many failed attempts from the account or the address
+	ReasonTokenNameTaken                Reason = "token_name_taken"                 // the user already has an API token of that name
 	ReasonTooManyPasskeys               Reason = "too_many_passkeys"                // the user has as many passkeys as allowed
 	ReasonTotpOff                       Reason = "totp_off"                         // TOTP is not offered: no secrets_key
 	ReasonTotpOn                        Reason = "totp_on"                          // an authenticator app is already set up
@@ -56,6 +61,7 @@ const (
 
 // ReasonStatus is the status each reason is answered with.
 var ReasonStatus = map[Reason]int{
+	ReasonAdminScopeNeedsAdmin:          http.StatusForbidden,
 	ReasonBadRequest:                    http.StatusBadRequest,
 	ReasonBodyTooLarge:                  http.StatusRequestEntityTooLarge,
 	ReasonBusy:                          http.StatusServiceUnavailable,
@@ -63,6 +69,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonForbidden:                     http.StatusForbidden,
 	ReasonGroupExists:                   http.StatusConflict,
 	ReasonInvalidAdminToken:             http.StatusUnauthorized,
+	ReasonInvalidAPIToken:               http.StatusUnauthorized,
 	ReasonInvalidCode:                   http.StatusUnauthorized,
 	ReasonInvalidCredentials:            http.StatusUnauthorized,
 	ReasonInvalidPasskey:                http.StatusUnauthorized,
@@ -72,12 +79,14 @@ var ReasonStatus = map[Reason]int{
 	ReasonNoPasskeyCeremony:             http.StatusBadRequest,
 	ReasonNoSuchPasskey:                 http.StatusNotFound,
 	ReasonNoSuchSession:                 http.StatusNotFound,
+	ReasonNoSuchToken:                   http.StatusNotFound,
 	ReasonNoSuchUser:                    http.StatusNotFound,
 	ReasonNoSuchGroup:                   http.StatusNotFound,
 	ReasonNoTotp:                        http.StatusNotFound,
 	ReasonNoTotpSetup:                   http.StatusConflict,
 	ReasonNotAdmin:                      http.StatusForbidden,
 	ReasonNotAuthenticated:              http.StatusUnauthorized,
+	ReasonNotWithAPIToken:               http.StatusForbidden,
 	ReasonPasskeyExists:                 http.StatusConflict,
 	ReasonPasskeysNeedADomain:           http.StatusBadRequest,
 	ReasonPasskeysUnavailable:           http.StatusBadRequest,
@@ -89,6 +98,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonSmuggledIdentity:              http.StatusBadRequest,
 	ReasonStoreUnavailable:              http.StatusServiceUnavailable,
 	ReasonThrottled:                     http.StatusTooManyRequests,
+	ReasonTokenNameTaken:                http.StatusConflict,
 	ReasonTooManyPasskeys:               http.StatusConflict,
 	ReasonTotpOff:                       http.StatusNotFound,
 	ReasonTotpOn:                        http.StatusConflict,

@@ -44,7 +44,8 @@ type Refusal struct {
 	// endedOnRenewal marks a session_expired found by the renewal's write:
 	// the session was live in memory, and its row is gone.
 	endedOnRenewal bool
-	err            error // what failed underneath, for the log; nil when the client is at fault
+	err            error  // what failed underneath, for the log; nil when the client is at fault
+	user           string // forbidden: who is signed in, for the page
 }
 
 func (r *Refusal) Error() string { return r.message }
@@ -175,6 +176,9 @@ func (h *responder) refusalPage(w http.ResponseWriter, r *http.Request, ref *Ref
 	if ref.retryAfter > 0 {
 		page.Detail = "Try again in " + waitText(retrySeconds(ref.retryAfter)) + "."
 	}
+	if ref.reason == ReasonForbidden {
+		return h.forbiddenPage(w, r, ref)
+	}
 	back := h.returnTo(r)
 	switch ref.status {
 	case http.StatusServiceUnavailable:
@@ -188,6 +192,25 @@ func (h *responder) refusalPage(w http.ResponseWriter, r *http.Request, ref *Ref
 		page.Links = append(page.Links, h.homeLink())
 	}
 	return h.renderMessage(w, r, ref.status, page)
+}
+
+// forbiddenPage tells a signed-in person that a rule keeps them out of
+// this page: who they are signed in as, so that someone on the wrong
+// account can see it and sign out, and the way back to the site.
+func (h *responder) forbiddenPage(w http.ResponseWriter, r *http.Request, ref *Refusal) error {
+	home := "Back to the home page"
+	if h.SiteName != "" {
+		home = "Back to " + h.SiteName
+	}
+	return h.renderMessage(w, r, ref.status, web.MessagePage{
+		Status:  ref.status,
+		Heading: "Not allowed",
+		Message: "You are signed in as " + ref.user + ", who may not open this page.",
+		Detail:  "If you have another account that may, sign out and sign in with it.",
+		Action:  h.LogoutPath,
+		Button:  "Sign out",
+		Links:   []web.Link{{Href: h.Home, Text: home}},
+	})
 }
 
 // returnTo is where a person can take up what they were doing: the same

@@ -19,13 +19,13 @@ import (
 // needs a few hundred bytes.
 const maxBodyBytes = 64 << 10
 
-// access is who may use a route.
-type access int
+// audience is who may use a route.
+type audience int
 
 const (
-	anyone      access = iota // login, logout, register, the login page
-	withSession               // a logged-in user: me, their sessions, their password
-	admin                     // X-Admin-Token or an admin's session
+	anyone      audience = iota // login, logout, register, the login page
+	withSession                 // a logged-in user: me, their sessions, their password
+	admin                       // X-Admin-Token or an admin's session
 )
 
 // addRoutes sets up the handler's own routes.
@@ -59,6 +59,9 @@ func (h *Site) addRoutes() {
 	rt.add(del, api+"/passkeys/{id}", withSession, acct.serveRemovePasskey)
 	rt.add(post, api+"/passkeys/login/begin", anyone, in.serveLoginPasskeyBegin)
 	rt.add(post, api+"/passkeys/login/finish", anyone, in.serveLoginPasskeyFinish)
+	rt.add(get, api+"/tokens", withSession, acct.serveOwnTokens)
+	rt.add(post, api+"/tokens", withSession, acct.serveCreateToken)
+	rt.add(del, api+"/tokens/{id}", withSession, acct.serveRevokeToken)
 	rt.add(get, h.AccountPath, anyone, acct.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, acct.serveAccountForm)
 
@@ -97,9 +100,15 @@ func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, pa
 	}
 
 	c := &caller{}
-	if rte.access == admin {
-		// A bearer token other than the admin token is still an attempt at
-		// it here, and refused as such.
+	_, viaAPIToken := bearerAPIToken(r)
+	if viaAPIToken && (rte.access == withSession || slices.Equal(rte.pattern, splitPath(h.AccountPath))) {
+		// Only the admin API takes a token; these routes manage the
+		// user's credentials, which a leaked token must not reach.
+		return notWithAPIToken(&caller{apiToken: true})
+	}
+	if rte.access == admin && !viaAPIToken {
+		// A bearer token other than the admin token (or an API token) is
+		// still an attempt at it here, and refused as such.
 		for _, v := range r.Header.Values("Authorization") {
 			if bearer, ok := ParseBearer(v); ok && adminToken == "" {
 				adminToken = bearer
@@ -124,11 +133,19 @@ func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, pa
 		}
 	}
 	if rte.access != anyone {
-		res, ref := h.Resolve(r, Demand{From: FromDatabase, Admin: rte.access == admin, BeforeSecondFactor: rte.enrolment}, time.Now())
+		// Only the admin routes take an API token, and only one with the
+		// admin scope of an admin (whose IsAdmin says both).
+		res, ref := h.Resolve(r, Demand{From: FromDatabase, Admin: rte.access == admin, BeforeSecondFactor: rte.enrolment,
+			APITokens: rte.access == admin}, time.Now())
 		if ref != nil {
 			return ref
 		}
 		c.session, c.token = res.row, res.Token
+		if res.ViaAPIToken() {
+			c.apiToken = true
+			u := res.User()
+			c.session = &store.Session{User: store.User{ID: u.ID, Username: u.Username, IsAdmin: u.IsAdmin}}
+		}
 		user := res.User()
 		h.identify(r, &user)
 	}
@@ -146,7 +163,7 @@ func methodNotAllowed(w http.ResponseWriter, allowed []string) *Refusal {
 type route struct {
 	method  string
 	pattern []string
-	access  access
+	access  audience
 	// enrolment marks the routes a user may use before setting up the
 	// second factor that second_factor required asks of them.
 	enrolment bool
@@ -158,6 +175,9 @@ type caller struct {
 	session *store.Session // nil without a live session
 	token   string         // the session cookie's value, if any
 	admin   bool           // authenticated by the admin token
+	// apiToken is set when the request was authenticated by an API token
+	// rather than a cookie.
+	apiToken bool
 }
 
 // router matches the handler's own routes. Requests for any other path fall
@@ -170,7 +190,7 @@ type router struct {
 	firsts []string
 }
 
-func (rt *router) add(method, path string, acc access, serve func(http.ResponseWriter, *http.Request, *caller) error) {
+func (rt *router) add(method, path string, acc audience, serve func(http.ResponseWriter, *http.Request, *caller) error) {
 	rt.routes = append(rt.routes, route{method: method, pattern: splitPath(path), access: acc, serve: serve})
 	if first := splitPath(path)[0]; !slices.Contains(rt.firsts, first) {
 		rt.firsts = append(rt.firsts, first)

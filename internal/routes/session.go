@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/pgsession/caddy-pgsession/internal/access"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/store"
 	"go.uber.org/zap"
@@ -40,6 +41,14 @@ type Demand struct {
 	// BeforeSecondFactor lets a user whom second_factor required asks to
 	// set one up through: the routes that set one up.
 	BeforeSecondFactor bool
+	// Rules applies the site's access rules to the request's method and
+	// path: the gate, for the site's own paths.
+	Rules bool
+	// APITokens accepts an API token (Authorization: Bearer pgs_…) in
+	// place of the cookie: the gate, and the admin routes for a token with
+	// the admin scope. No other route takes one, so a token cannot change
+	// a password, a second factor or the tokens themselves.
+	APITokens bool
 }
 
 // Resolved is a request's live session, once Resolve found it. Token is
@@ -50,12 +59,25 @@ type Resolved struct {
 	row   *store.Session // the row, with FromDatabase
 }
 
+// ViaAPIToken reports whether the request was let in by an API token, whose
+// Authorization header is then no business of the upstream's.
+func (r Resolved) ViaAPIToken() bool { return !r.IsZero() && r.APIToken() }
+
 // Resolve finds the live session of r's cookie and checks it against d,
 // renewing it when due. now is when the request came. The refusals it
 // gives: not_authenticated (no cookie), cross_origin, store_unavailable,
 // session_expired (the cookie names no live session; the cookie is
-// cleared), second_factor_enrolment_required and not_admin.
+// cleared), second_factor_enrolment_required, not_admin and forbidden.
 func (h *sessions) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, *Refusal) {
+	if d.APITokens {
+		if bearer, ok := bearerAPIToken(r); ok {
+			res, ref := h.resolveAPIToken(r, bearer, now)
+			if ref != nil {
+				return res, ref
+			}
+			return h.admit(r, d, res, now)
+		}
+	}
 	token, hadCookie := h.token(r)
 	if !hadCookie {
 		return Resolved{}, notAuthenticated()
@@ -88,12 +110,28 @@ func (h *sessions) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, 
 	if res.IsZero() {
 		return res, sessionExpired()
 	}
+	return h.admit(r, d, res, now)
+}
+
+// admit applies the rest of d to a live session found, and renews it when due.
+func (h *sessions) admit(r *http.Request, d Demand, res Resolved, now time.Time) (Resolved, *Refusal) {
 	user := res.User()
 	if h.RequireSecondFactor && !user.SecondFactor && !d.BeforeSecondFactor {
 		return res, enrolmentRequired()
 	}
 	if d.Admin && !user.IsAdmin {
 		return res, refuse(ReasonNotAdmin, "Admin access required")
+	}
+	if paths := res.TokenPaths(); len(paths) > 0 && !access.MatchesAny(r, paths) {
+		return res, forbidden(user.Username)
+	}
+	if d.Rules && h.Policy != nil {
+		// The user's groups travel with the session, so a decision costs
+		// no query; a refused request is no use of the session to renew.
+		decision := h.Policy.Decide(r, access.Subject{Username: user.Key, Groups: user.Groups, Admin: user.IsAdmin})
+		if !decision.Allowed {
+			return res, forbidden(user.Username)
+		}
 	}
 	if !h.renew(r, res.Session, now) {
 		// The database no longer has the session, though nothing announced
@@ -103,6 +141,18 @@ func (h *sessions) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, 
 		return res, ref
 	}
 	return res, nil
+}
+
+// bearerAPIToken returns what looks like an API token in r's
+// Authorization header: a bearer token with the prefix, whatever its shape
+// otherwise, so that a malformed one is refused as a token.
+func bearerAPIToken(r *http.Request) (string, bool) {
+	for _, v := range r.Header["Authorization"] {
+		if t, ok := ParseBearer(v); ok && strings.HasPrefix(t, store.APITokenPrefix) {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // sessionRow is the row of r's live session, for a route that serves a
@@ -127,6 +177,14 @@ func notAuthenticated() *Refusal {
 
 // sessionExpired refuses a request whose cookie names no live session, and
 // drops the cookie.
+// forbidden refuses a signed-in user whom a rule keeps out of the path:
+// JSON says only "Forbidden", the page names the user.
+func forbidden(username string) *Refusal {
+	ref := refuse(ReasonForbidden, "Forbidden")
+	ref.user = username
+	return ref
+}
+
 func sessionExpired() *Refusal {
 	ref := refuse(ReasonSessionExpired, "Session expired")
 	ref.clearCookie = true
@@ -149,6 +207,9 @@ func (h *sessions) renew(r *http.Request, sess engine.Session, now time.Time) bo
 	}
 	defer h.renewing.Delete(sess.Key())
 	epoch := h.memory.Epoch()
+	if sess.APIToken() {
+		return h.touchAPIToken(r, sess, now, epoch)
+	}
 	touch, err := h.store.TouchSession(r.Context(), sess.ID(), time.Duration(h.RenewalInterval))
 	if err != nil {
 		if c := h.logger.Check(zapcore.WarnLevel, "renewing session"); c != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/access"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -48,9 +49,11 @@ type Config struct {
 	// RequireSecondFactor is second_factor required.
 	RequireSecondFactor bool
 	AdminToken          []byte // nil without admin_token
-	LoginPage           *template.Template
-	LoginPageCSP        string // the login page's, which may be the site's own page
-	BuiltinPageCSP      string // the plugin's own pages'
+	// Policy is the site's access rules; nil without any.
+	Policy         *access.Policy
+	LoginPage      *template.Template
+	LoginPageCSP   string // the login page's, which may be the site's own page
+	BuiltinPageCSP string // the plugin's own pages'
 }
 
 // Shared is what the app gives the routes of every site it serves: the
@@ -61,7 +64,9 @@ type Shared struct {
 	// Look finds the live session of a token, from memory where memory is
 	// trusted (engine.Sessions.Look): a method of the engine itself, so
 	// that a request served from memory runs no code of the app's.
-	Look         func(ctx context.Context, token string, now time.Time) (engine.Session, error)
+	Look func(ctx context.Context, token string, now time.Time) (engine.Session, error)
+	// Tokens finds the live session of an API token, in the same memory.
+	Tokens       *engine.Sessions
 	Memory       Memory
 	Secrets      *SecretBox // from secrets_key; nil without it
 	Ceremonies   *CeremonySeal
@@ -123,6 +128,7 @@ type sessions struct {
 	*cookies
 	store          *store.Store
 	look           func(ctx context.Context, token string, now time.Time) (engine.Session, error)
+	tokens         *engine.Sessions
 	memory         Memory
 	originGuard    *http.CrossOriginProtection
 	trustedOrigins map[string]bool
@@ -205,7 +211,7 @@ func New(cfg Config, shared *Shared, logger *zap.Logger) *Site {
 	b := base{&cfg, logger}
 	ck := &cookies{b}
 	rs := &responder{b, ck, shared.Memory}
-	ss := &sessions{base: b, cookies: ck, store: shared.Store, look: shared.Look, memory: shared.Memory,
+	ss := &sessions{base: b, cookies: ck, store: shared.Store, look: shared.Look, tokens: shared.Tokens, memory: shared.Memory,
 		originGuard: http.NewCrossOriginProtection(), trustedOrigins: make(map[string]bool, len(cfg.TrustedOrigins))}
 	for _, origin := range cfg.TrustedOrigins {
 		ss.trustedOrigins[origin] = true
