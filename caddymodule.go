@@ -22,4 +22,5 @@ func init() {
 	// Before basic_auth, with the other authentication, so users need no order line.
 	httpcaddyfile.RegisterDirectiveOrder("pg_session", httpcaddyfile.Before, "basic_auth")
 	caddycmd.RegisterCommand(cli.Command())
+	cli.PublicMatcher = publicMatcher
 }

@@ -78,6 +78,17 @@ func (p *publicPaths) match(r *http.Request) (bool, error) {
 	return p.exact.MatchWithError(&again)
 }
 
+// publicMatcher is newPublicPaths for `caddy pg-session check-access`, which
+// cannot import this package, so that it calls public exactly what the gate
+// serves without a session.
+func publicMatcher(patterns []string) (func(*http.Request) (bool, error), error) {
+	p, err := newPublicPaths(caddy.Context{}, patterns)
+	if err != nil {
+		return nil, err
+	}
+	return p.match, nil
+}
+
 // ambiguousPath reports whether u's path may mean another path to a server
 // behind the gate than the one Caddy's matcher saw.
 func ambiguousPath(u *url.URL) bool {

@@ -10,6 +10,7 @@ import (
 
 	// The plugin's root package registers the command in its init.
 	_ "github.com/pgsession/caddy-pgsession"
+	"github.com/pgsession/caddy-pgsession/internal/cli"
 	"github.com/pgsession/caddy-pgsession/migrations"
 )
 
@@ -24,6 +25,7 @@ func TestCommandIsRegisteredWithCaddy(t *testing.T) {
 		{"migrate"}, {"user", "add"}, {"user", "passwd"}, {"user", "delete"}, {"user", "list"},
 		{"sessions", "list"}, {"sessions", "revoke"}, {"token", "add"}, {"token", "list"}, {"token", "revoke"}, {"stats"},
 		{"group", "add"}, {"group", "delete"}, {"group", "list"}, {"user", "groups"}, {"user", "join"}, {"user", "leave"},
+		{"check-access"},
 	} {
 		found, rest, err := cmd.Find(path)
 		require.NoError(t, err, path)
@@ -34,4 +36,5 @@ func TestCommandIsRegisteredWithCaddy(t *testing.T) {
 		assert.NotNil(t, cmd.PersistentFlags().Lookup(flag), flag)
 	}
 	assert.Equal(t, migrations.DefaultSchema, cmd.PersistentFlags().Lookup("schema").DefValue)
+	assert.NotNil(t, cli.PublicMatcher, "init gives check-access the gate's matcher of public paths")
 }
