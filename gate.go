@@ -23,6 +23,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	delete(r.Header, HeaderUserID)
 	delete(r.Header, HeaderUsername)
 	delete(r.Header, HeaderGroups)
+	delete(r.Header, HeaderMethod)
 	if smugglesIdentity(r) {
 		return h.site.Answer(w, r, routes.Refuse(routes.ReasonSmuggledIdentity, "Identity headers may not be sent as trailers"))
 	}
@@ -56,6 +57,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	sess, ref := h.site.Resolve(r, routes.Demand{From: routes.FromMemory, SameOrigin: h.guardSiteWrites, Rules: true, APITokens: true}, now)
 	h.countGate(r, sess.Token, ref)
 	if ref != nil {
+		if ref.Reason() == routes.ReasonSecondFactorRequired {
+			return h.site.StepUp(w, r, sess.Session)
+		}
 		return h.site.RefuseGated(w, r, ref)
 	}
 	if sess.ViaAPIToken() {
@@ -84,6 +88,8 @@ func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) 
 			outcome = gateInvalidAPIToken
 		case routes.ReasonThrottled:
 			outcome = gateThrottled
+		case routes.ReasonSecondFactorRequired:
+			outcome = gateStepUp
 		case routes.ReasonStoreUnavailable:
 			if engine.ClientGone(r.Context(), ref.Unwrap()) {
 				return
@@ -113,8 +119,7 @@ func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) 
 // whose client went away is.
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, sess engine.Session, next caddyhttp.Handler) (err error) {
 	fl := h.app.inflight.Start(w, r, sess, h.privateResponses, time.Duration(h.RenewalInterval))
-	user := sess.User()
-	routes.Identify(r, &user, fl.HeaderRoom())
+	routes.Identify(r, sess, fl.HeaderRoom())
 	defer func() {
 		switch h.app.inflight.Finish(fl) {
 		case engine.EndedBeforeResponse:
@@ -187,7 +192,7 @@ func (h *Handler) stripSessionCookie(r *http.Request) {
 // forbiddenTrailers are the headers the gate vouches for or consumes; a
 // client that declares them as trailers could have an upstream read its own
 // values next to the real ones, so such a request is refused.
-var forbiddenTrailers = []string{HeaderUserID, HeaderUsername, HeaderGroups, HeaderAdminToken}
+var forbiddenTrailers = []string{HeaderUserID, HeaderUsername, HeaderGroups, HeaderMethod, HeaderAdminToken}
 
 // smugglesIdentity reports whether r declares an identity header as a trailer.
 func smugglesIdentity(r *http.Request) bool {

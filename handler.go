@@ -40,6 +40,7 @@ const (
 	HeaderUserID   = routes.HeaderUserID
 	HeaderUsername = routes.HeaderUsername
 	HeaderGroups   = routes.HeaderGroups
+	HeaderMethod   = routes.HeaderMethod
 )
 
 // HeaderAdminToken carries the admin token, as does "Authorization: Bearer";

@@ -34,11 +34,12 @@ const (
 	gateForbidden       // a live session that an access rule refuses
 	gateInvalidAPIToken // an API token that is no live token
 	gateThrottled       // API tokens from an address past its failed logins
+	gateStepUp          // a password session on a path whose rule asks for a second factor
 	gateOutcomes
 )
 
 var gateOutcomeNames = [gateOutcomes]string{"allowed", "no_cookie", "invalid", "expired", "refused_cross_origin", "store_error", "forbidden",
-	"invalid_api_token", "throttled"}
+	"invalid_api_token", "throttled", "step_up"}
 
 // cacheResult is how a session look-up was answered.
 type cacheResult int

@@ -159,3 +159,21 @@ func TestWrongAPITokensAreThrottled(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, sendRaw(t, http.MethodGet, c.url("/app"), "", bearer("pgs_short")...).StatusCode)
 	assert.Equal(t, 3, db.count(t, `SELECT count(*) FROM pgsession.login_attempts WHERE kind = 'token'`))
 }
+
+// A script still sending an expired token shows in its owner's sign-in
+// history, without the token; a token naming no token shows nowhere.
+func TestAnExpiredAPITokenInTheHistory(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	alice := db.addUser(t, "alice", "correct horse battery")
+	token := db.addAPIToken(t, alice, "ci", nil, false)
+	c := startSite(t, siteOptions{db: db.url})
+	db.exec(t, `UPDATE pgsession.api_tokens SET expires_at = now() WHERE id = $1`, string(store.HashAPIToken(token)))
+	require.Equal(t, http.StatusUnauthorized, sendRaw(t, http.MethodGet, c.url("/app"), "", bearer(token)...).StatusCode)
+	history, err := db.store.SignInHistory(t.Context(), alice.ID, 10)
+	require.NoError(t, err)
+	require.Len(t, history, 1)
+	assert.Equal(t, store.SignInFailure, history[0].Outcome)
+	assert.Equal(t, store.FactorAPIToken, history[0].Factor)
+	assert.NotContains(t, db.historyText(t), token[len(store.APITokenPrefix):])
+}

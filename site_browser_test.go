@@ -91,6 +91,8 @@ func TestBrowser(t *testing.T) {
 		{"DemoSiteFitsAPhone", browserDemoSiteFitsAPhone},
 		{"TwoStepSignIn", browserTwoStepSignIn},
 		{"APITokenOnTheAccountPage", browserAPITokenOnTheAccountPage},
+		{"ForbiddenPageSignsOut", browserForbiddenPageSignsOut},
+		{"StepUpWithTOTP", browserStepUpWithTOTP},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

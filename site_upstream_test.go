@@ -106,7 +106,7 @@ func TestIdentityHeadersSmuggledAsTrailersAreRefused(t *testing.T) {
 		require.NoError(t, err)
 		return strings.TrimSpace(status)
 	}
-	for _, name := range []string{"X-Auth-User-Id", "x-auth-username", "X-Auth-Groups", "X-Admin-Token"} {
+	for _, name := range []string{"X-Auth-User-Id", "x-auth-username", "X-Auth-Groups", "x-auth-method", "X-Admin-Token"} {
 		assert.Equal(t, "HTTP/1.1 400 Bad Request", send("/app", name), name)
 		assert.Equal(t, "HTTP/1.1 400 Bad Request", send("/public/x", name), "%s on a public path", name)
 	}

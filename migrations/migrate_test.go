@@ -154,3 +154,27 @@ func TestInstalledSchemaNeedsNoCreatePrivilege(t *testing.T) {
 	require.NoError(t, err, "an up-to-date schema needs no CREATE privilege")
 	assert.Zero(t, n)
 }
+
+// A session made without naming how it was signed in is a password
+// session, as every session from before the column is, and a method the
+// code does not know is refused by the table itself.
+func TestSessionAuthMethodDefaultsToPasswordAndIsChecked(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, pgtest.NewDatabase(t))
+	_, err := migrations.Migrate(ctx, pool, "pgsession")
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO pgsession.users (username, password_hash) VALUES ('alice', 'x')`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO pgsession.sessions (id, user_id, expires_at)
+		SELECT 'abc', id, now() + interval '1 hour' FROM pgsession.users`)
+	require.NoError(t, err)
+	var method string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT auth_method FROM pgsession.sessions`).Scan(&method))
+	assert.Equal(t, "password", method)
+	for _, ok := range []string{"password+totp", "password+recovery_code", "passkey", "password"} {
+		_, err = pool.Exec(ctx, `UPDATE pgsession.sessions SET auth_method = $1`, ok)
+		assert.NoError(t, err, ok)
+	}
+	_, err = pool.Exec(ctx, `UPDATE pgsession.sessions SET auth_method = 'api_token'`)
+	assert.ErrorContains(t, err, "sessions_auth_method_check")
+}

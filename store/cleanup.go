@@ -44,3 +44,30 @@ func (s *Store) RunCleanup(ctx context.Context, server string, every time.Durati
 	c.SignIns, err = s.TrimSignInHistory(ctx)
 	return c, true, err
 }
+
+// deleteInBatches runs query, a DELETE of at most $1 rows (args are $2 on),
+// until it deletes fewer than a batch, and returns how many rows went. Small
+// batches keep each transaction short, so cleanup never holds locks a
+// request waits on.
+func (s *Store) deleteInBatches(ctx context.Context, query, what string, args ...any) (int64, error) {
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		// A batch once sent runs to its end, so what it deleted is counted:
+		// cancelled midway, it may commit with nobody to read how many rows
+		// went. ctx ends the loop between batches; batchTimeout bounds a
+		// batch on a database that stopped answering.
+		batchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+		tag, err := s.pool.Exec(batchCtx, query, append([]any{s.batchSize}, args...)...)
+		cancel()
+		if err != nil {
+			return total, fmt.Errorf("%s: %w", what, err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < int64(s.batchSize) {
+			return total, nil
+		}
+	}
+}

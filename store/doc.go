@@ -14,7 +14,7 @@
 // # Not found
 //
 // Every method says what it does when what it names does not exist, and
-// they follow four rules:
+// they follow these rules:
 //   - Looking up a session (GetSession, GetSessionByID) returns a nil
 //     *Session and a nil error for a token or id that is malformed, unknown
 //     or expired, because that is the common case on the request path, not
@@ -22,6 +22,9 @@
 //   - Looking up or changing a user returns ErrUserNotFound.
 //   - Deleting a group, or changing memberships of one, returns a
 //     *GroupNotFoundError, which is ErrGroupNotFound, naming the group.
+//   - Stepping up a session (StepUpSession) returns ErrSessionNotFound
+//     when the user has no live session by that id, since its caller acts
+//     on a session it just read.
 //   - Ending sessions reports what it ended (a bool or a count): ending one
 //     that does not exist is not an error.
 //   - Revoking one API token returns ErrTokenNotFound, since its caller

@@ -144,15 +144,7 @@ func (s *Store) DeleteGroup(ctx context.Context, name string) (int64, error) {
 
 // ListGroups returns every group, ordered by name, with its member count.
 func (s *Store) ListGroups(ctx context.Context) ([]Group, error) {
-	rows, err := s.pool.Query(ctx, s.q.listGroups)
-	if err != nil {
-		return nil, fmt.Errorf("listing groups: %w", err)
-	}
-	groups, err := pgx.CollectRows(rows, pgx.RowToStructByName[Group])
-	if err != nil {
-		return nil, fmt.Errorf("listing groups: %w", err)
-	}
-	return groups, nil
+	return queryAll[Group](ctx, s, "listing groups", s.q.listGroups)
 }
 
 // AddToGroups makes the user a member of each of groups; groups they are

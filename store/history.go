@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgerrcode"
-	"github.com/jackc/pgx/v5"
 )
 
 // DefaultHistoryRetention is how long sign-in attempts are kept unless
@@ -34,6 +33,8 @@ const (
 	FactorTOTP         = "totp"
 	FactorRecoveryCode = "recovery_code"
 	FactorPasskey      = "passkey"
+	// FactorAPIToken is the use of an expired API token by a script.
+	FactorAPIToken = "api_token"
 )
 
 // SignInAttempt is one attempt to sign in, to record.
@@ -96,15 +97,7 @@ func (s *Store) SignInHistory(ctx context.Context, userID UserID, limit int) ([]
 	if !validUUID(string(userID)) || limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.q.signInHistory, string(userID), limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading sign-in history: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[SignIn])
-	if err != nil {
-		return nil, fmt.Errorf("reading sign-in history: %w", err)
-	}
-	return out, nil
+	return queryAll[SignIn](ctx, s, "reading sign-in history", s.q.signInHistory, string(userID), limit)
 }
 
 // TrimSignInHistory deletes the sign-in attempts older than the retention,

@@ -138,15 +138,7 @@ func (s *Store) UserPasskeys(ctx context.Context, userID UserID) ([]Passkey, err
 	if !validUUID(string(userID)) {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.q.userPasskeys, string(userID))
-	if err != nil {
-		return nil, fmt.Errorf("reading passkeys: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[Passkey])
-	if err != nil {
-		return nil, fmt.Errorf("reading passkeys: %w", err)
-	}
-	return out, nil
+	return queryAll[Passkey](ctx, s, "reading passkeys", s.q.userPasskeys, string(userID))
 }
 
 // DeletePasskey removes the passkey id of userID and reports whether there

@@ -98,11 +98,13 @@ type SecondStep struct {
 // and then finds no row. It returns ErrNoPendingLogin when the pending
 // login is gone, ErrFactorRefused when the factor is wrong or used (the
 // pending login is then kept, to count the failure), and CreateSession's
-// errors.
+// errors. The session's method is the step's (SecondStep.Method), whatever
+// p.Method says.
 func (s *Store) FinishPendingLogin(ctx context.Context, token string, step SecondStep, p SessionParams) (string, *Session, error) {
 	if !ValidToken(token) {
 		return "", nil, ErrNoPendingLogin
 	}
+	p.Method = step.Method()
 	sessionToken, args, err := newSessionArgs(p)
 	if err != nil {
 		return "", nil, err

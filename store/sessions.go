@@ -47,6 +47,10 @@ type Session struct {
 	// SecondFactor says whether the user has a confirmed second factor,
 	// for the second_factor required policy.
 	SecondFactor bool
+	// Method is how the session was signed in, or stepped up to since:
+	// MethodPassword, MethodPasswordTOTP, MethodPasswordRecoveryCode or
+	// MethodPasskey.
+	Method string
 }
 
 // SessionParams describe a session to create.
@@ -66,6 +70,9 @@ type SessionParams struct {
 	// UserAgent and IP describe the device, for a user looking at their sessions.
 	UserAgent string
 	IP        string
+	// Method is how the user signed in; MethodPassword when empty. Only
+	// the sign-in routes know it, so the store takes their word.
+	Method string
 }
 
 // CreateSession starts a session and returns its token, which exists only in
@@ -123,8 +130,12 @@ func newSessionArgs(p SessionParams) (string, []any, error) {
 		idle = &secs
 	}
 	token := newToken()
+	method := p.Method
+	if method == "" {
+		method = MethodPassword
+	}
 	return token, []any{string(HashToken(token)), string(p.User.ID), p.Lifetime.Seconds(),
-		trimUTF8(p.UserAgent, MaxUserAgentLength), trimUTF8(p.IP, 64), idle, p.User.CredentialVersion}, nil
+		trimUTF8(p.UserAgent, MaxUserAgentLength), trimUTF8(p.IP, 64), idle, p.User.CredentialVersion, method}, nil
 }
 
 // GetSession returns the live session for token. A token that is malformed,
@@ -154,14 +165,12 @@ type LiveSession struct {
 	// Groups are the names of the user's groups, sorted, read with the
 	// session, so a rule on groups costs the gate no query of its own.
 	Groups []string
+	// Method is how the session was signed in (Session.Method). An API
+	// token's is empty: a token is no sign-in, and no factor stands
+	// behind it.
+	Method string
 	// Scope is set when this is an API token rather than a session.
 	Scope *TokenScope
-}
-
-// TokenScope is what an API token is limited to, beyond its user's rights.
-type TokenScope struct {
-	// Paths are the path patterns the token may reach; empty for any.
-	Paths []string
 }
 
 // CheckSession is GetSessionByID for the request path: one round trip that
@@ -172,7 +181,7 @@ func (s *Store) CheckSession(ctx context.Context, id SessionID) (LiveSession, bo
 	var idleExpires pgtype.Timestamptz
 	var idleSeconds int32
 	err := s.pool.QueryRow(ctx, s.q.checkSession, string(id)).Scan(&l.UserID, &l.Username, &l.IsAdmin,
-		&l.SecondFactor, &l.ExpiresAt, &idleExpires, &idleSeconds, &l.LastSeenAt, &l.CheckedAt, &l.Groups)
+		&l.SecondFactor, &l.ExpiresAt, &idleExpires, &idleSeconds, &l.LastSeenAt, &l.CheckedAt, &l.Groups, &l.Method)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return LiveSession{}, false, nil
 	}
@@ -190,7 +199,7 @@ func (s *Store) CheckSession(ctx context.Context, id SessionID) (LiveSession, bo
 func (sess *Session) Live() LiveSession {
 	l := LiveSession{UserID: sess.User.ID, Username: sess.User.Username, IsAdmin: sess.User.IsAdmin,
 		SecondFactor: sess.SecondFactor, ExpiresAt: sess.ExpiresAt, IdleTimeout: sess.IdleTimeout,
-		LastSeenAt: sess.LastSeenAt, CheckedAt: sess.CheckedAt, Groups: sess.User.Groups}
+		LastSeenAt: sess.LastSeenAt, CheckedAt: sess.CheckedAt, Groups: sess.User.Groups, Method: sess.Method}
 	if sess.IdleExpiresAt != nil {
 		l.IdleExpiresAt = *sess.IdleExpiresAt
 	}
@@ -346,33 +355,6 @@ func (s *Store) CleanupExpiredSessions(ctx context.Context) (int64, error) {
 // batchTimeout bounds one batch of a cleanup.
 const batchTimeout = 30 * time.Second
 
-// deleteInBatches runs query, a DELETE of at most $1 rows (args are $2 on),
-// until it deletes fewer than a batch, and returns how many rows went. Small
-// batches keep each transaction short, so cleanup never holds locks a
-// request waits on.
-func (s *Store) deleteInBatches(ctx context.Context, query, what string, args ...any) (int64, error) {
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-		// A batch once sent runs to its end, so what it deleted is counted:
-		// cancelled midway, it may commit with nobody to read how many rows
-		// went. ctx ends the loop between batches; batchTimeout bounds a
-		// batch on a database that stopped answering.
-		batchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
-		tag, err := s.pool.Exec(batchCtx, query, append([]any{s.batchSize}, args...)...)
-		cancel()
-		if err != nil {
-			return total, fmt.Errorf("%s: %w", what, err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < int64(s.batchSize) {
-			return total, nil
-		}
-	}
-}
-
 // sessionRow is a session joined with its user, as sessionColumns name
 // the columns.
 type sessionRow struct {
@@ -394,13 +376,14 @@ type sessionRow struct {
 	CheckedAt          time.Time  `db:"checked_at"`
 	SecondFactor       bool       `db:"second_factor"`
 	Groups             []string   `db:"groups"`
+	Method             string     `db:"auth_method"`
 }
 
 func (r sessionRow) session() Session {
 	sess := Session{
 		ID: r.ID, Handle: r.Handle, ExpiresAt: r.ExpiresAt, IdleExpiresAt: r.IdleExpiresAt,
 		CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, UserAgent: r.UserAgent, IP: r.IP, CheckedAt: r.CheckedAt,
-		SecondFactor: r.SecondFactor,
+		SecondFactor: r.SecondFactor, Method: r.Method,
 		User: User{ID: r.UserID, Username: r.Username, IsAdmin: r.IsAdmin, CreatedAt: r.UserCreatedAt,
 			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion, Groups: r.Groups},
 	}

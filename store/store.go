@@ -208,7 +208,9 @@ type queries struct {
 	createGroup, deleteGroup, listGroups, joinGroups, leaveGroups, userGroups string
 	// API tokens (tokens.go).
 	createAPIToken, listAPITokens, revokeAPIToken, revokeAllAPITokens string
-	checkAPIToken, touchAPIToken, cleanupAPITokens                    string
+	checkAPIToken, touchAPIToken, cleanupAPITokens, apiTokenOwner     string
+	// Step-up (stepup.go).
+	stepUpSession string
 }
 
 // userColumns are what userRow reads from users, by name.
@@ -224,7 +226,7 @@ const userColumnsOfU = `u.id::text AS id, u.username, u.is_admin, u.created_at, 
 const sessionColumns = `s.id, s.handle::text AS handle, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
 	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text AS user_id, u.username, u.is_admin,
 	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version, now() AS checked_at,
-	{has_second_factor} AS second_factor, {groups_of_u} AS groups`
+	{has_second_factor} AS second_factor, {groups_of_u} AS groups, s.auth_method`
 
 // liveSession is the condition a session row s, joined with its user u, must
 // meet to count: not expired, not idle too long, and created under the user's
@@ -272,9 +274,9 @@ func newQueries(schema string) queries {
 		// the same round trip.
 		createSession: r.Replace(`WITH s AS (
 				INSERT INTO {sessions} (id, user_id, expires_at, user_agent, ip, idle_timeout_seconds, idle_expires_at,
-					credential_version)
+					credential_version, auth_method)
 				SELECT $1, u.id, now() + make_interval(secs => $3), $4, $5, $6::integer,
-					now() + make_interval(secs => $6::integer), u.credential_version
+					now() + make_interval(secs => $6::integer), u.credential_version, $8
 				FROM {users} u WHERE u.id = $2 AND u.credential_version = $7
 				RETURNING *)
 			SELECT {columns} FROM s JOIN {users} u ON u.id = s.user_id`),
@@ -289,7 +291,7 @@ func newQueries(schema string) queries {
 		// the order CheckSession scans it, scanned without reflection.
 		checkSession: r.Replace(`SELECT u.id::text, u.username, u.is_admin, {has_second_factor},
 				s.expires_at, s.idle_expires_at, coalesce(s.idle_timeout_seconds, 0),
-				s.last_seen_at, now(), {groups_of_u}
+				s.last_seen_at, now(), {groups_of_u}, s.auth_method
 			FROM {sessions} s JOIN {users} u ON u.id = s.user_id
 			WHERE s.id = $1 AND {live}`),
 		notify: `SELECT pg_notify($1, $2)`,
@@ -387,5 +389,20 @@ func newQueries(schema string) queries {
 	lookalikeQueries(r, &q)
 	groupQueries(r, &q)
 	apiTokenQueries(r, &q)
+	stepUpQueries(r, &q)
 	return q
+}
+
+// queryAll runs q and reads every row into a T by column name; what says
+// what was being read, in its errors.
+func queryAll[T any](ctx context.Context, s *Store, what, q string, args ...any) ([]T, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[T])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }

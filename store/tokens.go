@@ -191,13 +191,9 @@ func (s *Store) ListAPITokens(ctx context.Context, userID UserID) ([]APIToken, e
 	if !validUUID(string(userID)) {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.q.listAPITokens, string(userID))
+	found, err := queryAll[apiTokenRow](ctx, s, "listing API tokens", s.q.listAPITokens, string(userID))
 	if err != nil {
-		return nil, fmt.Errorf("listing API tokens: %w", err)
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowToStructByName[apiTokenRow])
-	if err != nil {
-		return nil, fmt.Errorf("listing API tokens: %w", err)
+		return nil, err
 	}
 	out := make([]APIToken, len(found))
 	for i, r := range found {
@@ -258,6 +254,20 @@ func (s *Store) CheckAPIToken(ctx context.Context, id SessionID) (TokenSession, 
 	t.LastUsedAt = orZero(used)
 	t.Scope = &TokenScope{Paths: t.Paths}
 	return t, true, nil
+}
+
+// APITokenOwner returns the user of the token id, live or expired within
+// the week its row is kept: whom a script still sending it concerns.
+func (s *Store) APITokenOwner(ctx context.Context, id SessionID) (UserID, bool, error) {
+	var owner UserID
+	err := s.pool.QueryRow(ctx, s.q.apiTokenOwner, string(id)).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("looking up an API token's user: %w", err)
+	}
+	return owner, true, nil
 }
 
 // TouchAPIToken records that the token id was used at from, but writes only
@@ -335,6 +345,7 @@ func apiTokenQueries(r *strings.Replacer, q *queries) {
 			{groups_of_u}
 		FROM {api_tokens} a JOIN {users} u ON u.id = a.user_id
 		WHERE a.id = $1 AND (a.expires_at IS NULL OR a.expires_at > now())`)
+	q.apiTokenOwner = r.Replace(`SELECT user_id::text FROM {api_tokens} WHERE id = $1`)
 	// touchAPIToken writes only when the last use recorded is older than $4
 	// seconds before $2, so servers racing to record one token write once.
 	q.touchAPIToken = r.Replace(`UPDATE {api_tokens} SET last_used_at = $2, last_used_from = $3
@@ -342,4 +353,10 @@ func apiTokenQueries(r *strings.Replacer, q *queries) {
 	q.cleanupAPITokens = r.Replace(`DELETE FROM {api_tokens} WHERE id IN (
 			SELECT id FROM {api_tokens} WHERE expires_at <= now() - make_interval(secs => $2)
 			ORDER BY expires_at LIMIT $1)`)
+}
+
+// TokenScope is what an API token is limited to, beyond its user's rights.
+type TokenScope struct {
+	// Paths are the path patterns the token may reach; empty for any.
+	Paths []string
 }

@@ -135,15 +135,7 @@ func (s *Store) AnyAdmin(ctx context.Context) (bool, error) {
 
 // ListUsers returns every user, ordered by name.
 func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
-	rows, err := s.pool.Query(ctx, s.q.listUsers)
-	if err != nil {
-		return nil, fmt.Errorf("listing users: %w", err)
-	}
-	users, err := pgx.CollectRows(rows, pgx.RowToStructByName[User])
-	if err != nil {
-		return nil, fmt.Errorf("listing users: %w", err)
-	}
-	return users, nil
+	return queryAll[User](ctx, s, "listing users", s.q.listUsers)
 }
 
 // DeleteUser removes a user; their sessions go with them, and a login of

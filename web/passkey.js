@@ -1,8 +1,9 @@
 // Passkeys on the login and account pages: sign in with one, add one.
 // The pages work without this script; it only shows what needs it, once
 // the browser can make passkeys. The element with data-passkey-api names
-// the plugin's API path; elements marked data-passkey are shown, and those
-// marked data-passkey-fallback hidden.
+// the plugin's API path, and data-passkey-flow the passkey routes to use
+// ("login", or "step-up" for the session the browser has); elements marked
+// data-passkey are shown, and those marked data-passkey-fallback hidden.
 (function () {
   "use strict";
   var root = document.querySelector("[data-passkey-api]");
@@ -10,6 +11,7 @@
     return;
   }
   var api = root.getAttribute("data-passkey-api");
+  var flow = root.getAttribute("data-passkey-flow") || "login";
   root.querySelectorAll("[data-passkey]").forEach(function (el) { el.hidden = false; });
   root.querySelectorAll("[data-passkey-fallback]").forEach(function (el) { el.hidden = true; });
   var errorBox = root.querySelector("[data-passkey-error]");
@@ -102,7 +104,7 @@
   if (signIn) {
     signIn.addEventListener("click", function () {
       signIn.disabled = true;
-      post("/passkeys/login/begin").then(function (options) {
+      post("/passkeys/" + flow + "/begin").then(function (options) {
         var pk = options.publicKey;
         pk.challenge = decode(pk.challenge);
         decodeIDs(pk.allowCredentials);
@@ -110,11 +112,12 @@
       }).then(function (cred) {
         var remember = document.getElementById("remember");
         var redirect = document.querySelector('input[name="redirect"]');
-        return post("/passkeys/login/finish", {
-          credential: credentialJSON(cred),
-          remember: !!(remember && remember.checked),
-          redirect: redirect ? redirect.value : "/"
-        });
+        var body = { credential: credentialJSON(cred), redirect: redirect ? redirect.value : "/" };
+        if (flow === "login") {
+          // A step-up keeps the session as it is, remembered or not.
+          body.remember = !!(remember && remember.checked);
+        }
+        return post("/passkeys/" + flow + "/finish", body);
       }).then(function (done) {
         location.assign(done.redirect || "/");
       }).catch(function (err) {

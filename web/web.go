@@ -153,7 +153,8 @@ type AccountSignIn struct {
 	// or "second_factor_required" (the password was right, a code was asked).
 	Outcome string
 	// Factor is what the attempt checked: "password", "totp",
-	// "recovery_code", "passkey", or "" for none.
+	// "recovery_code", "passkey", "api_token" (an expired token used), or
+	// "" for none.
 	Factor string
 }
 
@@ -197,13 +198,18 @@ type MessagePage struct {
 // SecondFactorPage is what the second step of a sign-in is executed with:
 // a form for the authenticator's code, and one for a recovery code.
 type SecondFactorPage struct {
-	Title     string // default "Two-step sign-in"
-	SiteName  string
-	Action    string // where both forms POST: code=… or recovery_code=…, with redirect
-	Redirect  string // carried in a hidden input named "redirect"
-	Error     string // e.g. "Invalid code" (role="alert")
-	Recovery  bool   // the error is the recovery code's: open that form and focus it
+	Title    string // default "Two-step sign-in"
+	SiteName string
+	Action   string // where both forms POST: code=… or recovery_code=…, with redirect
+	Redirect string // carried in a hidden input named "redirect"
+	Error    string // e.g. "Invalid code" (role="alert")
+	Recovery bool   // the error is the recovery code's: open that form and focus it
+	// Notice says why the page asks, above the forms: a step-up names who
+	// is signed in.
+	Notice    string
 	LoginHref string // the login page, to start over
+	// BackText is the words of the link to LoginHref; default "Start over".
+	BackText string
 	// What the user can finish with: TOTP shows the code form, RecoveryCodes
 	// the recovery code form, and PasskeyAPI (the plugin's API path) a
 	// "Use a passkey" button, which the page's script shows once the
@@ -211,6 +217,10 @@ type SecondFactorPage struct {
 	TOTP          bool
 	RecoveryCodes bool
 	PasskeyAPI    string
+	// PasskeyFlow is the passkey routes the button uses, under
+	// {PasskeyAPI}/passkeys/: "login" by default, "step-up" to step up the
+	// session the browser has.
+	PasskeyFlow string
 }
 
 // Link is a link of a MessagePage.

@@ -50,7 +50,7 @@ type Flight struct {
 	markPrivate func(hdr http.Header, status int, into *[1]string)
 
 	// Room for header values, so that setting them costs no allocation.
-	headers      [3]string // the root's: see HeaderRoom
+	headers      [4]string // the root's: see HeaderRoom
 	cacheControl [1]string
 
 	// Guarded by the shard's lock:
@@ -63,9 +63,9 @@ type Flight struct {
 // ends with the session.
 func (fl *Flight) Request() *http.Request { return &fl.request }
 
-// HeaderRoom is room for two header values of the request passed on, so
-// that setting them costs no allocation.
-func (fl *Flight) HeaderRoom() *[3]string { return &fl.headers }
+// HeaderRoom is room for the identity headers' values of the request
+// passed on, so that setting them costs no allocation.
+func (fl *Flight) HeaderRoom() *[4]string { return &fl.headers }
 
 // end ends the request because its session ended: a response not begun
 // never will, one begun is cut. The cancellation carries no cause of its

@@ -102,8 +102,8 @@ func (c *Cache) Renewed(s Session, now time.Time, touched bool, epoch uint64) {
 	}
 	next := *s.cachedSession
 	next.lastSeen = now.UnixNano()
-	if touched && next.idleTimeout > 0 {
-		next.idleExpires = now.Add(next.idleTimeout).UnixNano()
+	if touched && next.idleSeconds > 0 {
+		next.idleExpires = now.Add(next.idleTimeout()).UnixNano()
 	}
 	c.Put(Session{s.key, &next}, epoch)
 }

@@ -99,9 +99,15 @@ func (h *adminRoutes) serveAdminListUsers(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	out := make([]userJSON, 0, len(users))
-	for _, u := range users {
-		out = append(out, toAdminUserJSON(u))
+	return writeJSONList(w, users, toAdminUserJSON)
+}
+
+// writeJSONList answers 200 with items, each as view shows it: [] for
+// none, never null, so a script need not tell the two apart.
+func writeJSONList[T, J any](w http.ResponseWriter, items []T, view func(T) J) error {
+	out := make([]J, 0, len(items))
+	for _, it := range items {
+		out = append(out, view(it))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -26,12 +26,7 @@ func (h *adminRoutes) serveAdminListGroups(w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	out := make([]groupJSON, 0, len(groups))
-	for _, g := range groups {
-		out = append(out, groupJSON{g.Name, g.Members})
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSONList(w, groups, func(g store.Group) groupJSON { return groupJSON{g.Name, g.Members} })
 }
 
 func (h *adminRoutes) serveAdminCreateGroup(w http.ResponseWriter, r *http.Request, c *caller) error {

@@ -43,10 +43,26 @@ func (h *sessions) resolveAPIToken(r *http.Request, bearer string, now time.Time
 	}
 	if res.IsZero() {
 		h.logger.Info("wrong API token", zap.String("client_ip", ip))
+		h.recordExpiredToken(r, bearer, ip)
 		return res, invalidAPIToken()
 	}
 	h.forgive(attempt)
 	return res, nil
+}
+
+// recordExpiredToken puts the use of an expired token in its user's
+// sign-in history, so the owner sees that a script still sends it; a token
+// that names no token names no account, and is not recorded.
+func (h *sessions) recordExpiredToken(r *http.Request, bearer, ip string) {
+	owner, found, err := h.store.APITokenOwner(r.Context(), store.HashAPIToken(bearer))
+	if err != nil || !found {
+		return
+	}
+	err = h.store.RecordSignIn(r.Context(), store.SignInAttempt{User: owner, IP: ip, UserAgent: r.UserAgent(),
+		Outcome: store.SignInFailure, Factor: store.FactorAPIToken})
+	if err != nil {
+		h.logger.Warn("recording the use of an expired API token", zap.Error(err))
+	}
 }
 
 // forgive releases the reservation of a token that was found; best effort,

@@ -75,13 +75,10 @@ func (h *attempts) listSignIns(w http.ResponseWriter, r *http.Request, userID st
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	out := make([]signInJSON, 0, len(signIns))
-	for _, s := range signIns {
-		out = append(out, signInJSON{Time: s.At, IP: s.IP, UserAgent: s.UserAgent,
-			Device: web.DescribeUserAgent(s.UserAgent), Outcome: s.Outcome, Factor: s.Factor})
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSONList(w, signIns, func(s store.SignIn) signInJSON {
+		return signInJSON{Time: s.At, IP: s.IP, UserAgent: s.UserAgent,
+			Device: web.DescribeUserAgent(s.UserAgent), Outcome: s.Outcome, Factor: s.Factor}
+	})
 }
 
 // historyLimit reads ?limit= from a raw query string: defaultHistoryLimit

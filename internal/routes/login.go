@@ -371,12 +371,6 @@ func (h *signInRoutes) serveLogoutPage(w http.ResponseWriter, r *http.Request, _
 	return h.renderMessage(w, r, http.StatusOK, page)
 }
 
-// serveMe returns the user of the current session.
-func (h *signInRoutes) serveMe(w http.ResponseWriter, r *http.Request, c *caller) error {
-	writeJSON(w, http.StatusOK, toUserJSON(c.session.User))
-	return nil
-}
-
 // serveLoginPage shows the login form, or sends a visitor who is already
 // logged in on to where they were going.
 func (h *signInRoutes) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {

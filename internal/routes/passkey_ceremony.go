@@ -34,6 +34,9 @@ import (
 const (
 	CeremonyRegister = "register"
 	CeremonyLogin    = "login"
+	// CeremonyStepUp is a passkey check of the signed-in user's, for a
+	// step-up: its cookie names the user, and opens for no sign-in.
+	CeremonyStepUp = "step-up"
 )
 
 // How often one client address may begin passkey sign-ins: a burst of

@@ -268,12 +268,7 @@ func (h *accountRoutes) serveOwnPasskeys(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	out := make([]passkeyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, toPasskeyJSON(k))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSONList(w, keys, toPasskeyJSON)
 }
 
 // serveRemovePasskey removes one of the caller's passkeys.

@@ -130,19 +130,28 @@ func (h *signInRoutes) verifyPasskeyLogin(w http.ResponseWriter, r *http.Request
 		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
 		return nil, refuse(ReasonInvalidPasskey, msgPasskeyFailed)
 	}
-	err = h.store.UsePasskey(r.Context(), cred.ID, cred.Authenticator.SignCount, cred.Flags.BackupState)
+	if err := h.usePasskey(r, username, cred); err != nil {
+		return nil, err
+	}
+	return &found.user, nil
+}
+
+// usePasskey moves a verified passkey's signature counter forward, or
+// refuses the sign-in (or step-up) when the counter did not move.
+func (h *signInRoutes) usePasskey(r *http.Request, username string, cred *webauthn.Credential) error {
+	err := h.store.UsePasskey(r.Context(), cred.ID, cred.Authenticator.SignCount, cred.Flags.BackupState)
 	if cred.Authenticator.CloneWarning || errors.Is(err, store.ErrPasskeyCounter) {
 		// The counter went backwards or stood still: two copies of the key
 		// may exist. The sign-in is refused, and the owner sees it.
 		h.logger.Warn("passkey sign-in refused: its signature counter did not move forward, the key may be cloned",
-			zap.String("username", username), zap.String("client_ip", ip))
+			zap.String("username", username), zap.String("client_ip", clientIP(r)))
 		h.signInAttempt(r, username, nil, loginFailure, store.FactorPasskey)
-		return nil, refuse(ReasonInvalidPasskey, msgPasskeyFailed)
+		return refuse(ReasonInvalidPasskey, msgPasskeyFailed)
 	}
 	if err != nil {
-		return nil, storeUnavailable(err)
+		return storeUnavailable(err)
 	}
-	return &found.user, nil
+	return nil
 }
 
 // passkeySignedIn is the answer to a passkey sign-in: the user, and where
@@ -181,7 +190,13 @@ func (h *signInRoutes) completePasskeySignIn(w http.ResponseWriter, r *http.Requ
 			remember = pending.Remember
 		}
 	}
-	create := h.store.CreateSession
+	// A passkey with user verification is both factors: the session says
+	// so, with or without a password step before it.
+	create := func(ctx context.Context, p store.SessionParams) (string, *store.Session, error) {
+		p.Method = store.MethodPasskey
+		return h.store.CreateSession(ctx, p)
+	}
+	passkeyAlone := create
 	if hasPending {
 		// The pending login ends in the transaction that starts the
 		// session, so a code sent at the same time cannot start another.
@@ -193,7 +208,7 @@ func (h *signInRoutes) completePasskeySignIn(w http.ResponseWriter, r *http.Requ
 	if errors.Is(err, store.ErrNoPendingLogin) {
 		// Finished by a code sent at the same time, or expired meanwhile:
 		// the passkey alone signs in, as it would have without it.
-		err = h.startSession(w, r, user, body.Remember)
+		err = h.startSessionWith(w, r, user, body.Remember, passkeyAlone)
 	}
 	switch {
 	case errors.Is(err, store.ErrCredentialsChanged), errors.Is(err, store.ErrUserNotFound):

@@ -43,6 +43,7 @@ const (
 	ReasonRegistrationOff               Reason = "registration_off"                 // registration is off
 	ReasonSecondFactorEnrolmentRequired Reason = "second_factor_enrolment_required" // second_factor required, and the user has none set up yet
 	ReasonSecondFactorExpired           Reason = "second_factor_expired"            // the sign-in waiting for a second factor expired or is unknown
+	ReasonSecondFactorRequired          Reason = "second_factor_required"           // the path needs a session signed in, or stepped up, with a second factor
 	ReasonSecretUnreadable              Reason = "secret_unreadable"                // a stored second-factor secret does not decrypt with secrets_key
 	ReasonSessionExpired                Reason = "session_expired"                  // the session cookie names no live session
 	ReasonSmuggledIdentity              Reason = "smuggled_identity"                // identity headers were sent as trailers
@@ -93,6 +94,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonRegistrationOff:               http.StatusNotFound,
 	ReasonSecondFactorEnrolmentRequired: http.StatusForbidden,
 	ReasonSecondFactorExpired:           http.StatusUnauthorized,
+	ReasonSecondFactorRequired:          http.StatusUnauthorized,
 	ReasonSecretUnreadable:              http.StatusServiceUnavailable,
 	ReasonSessionExpired:                http.StatusUnauthorized,
 	ReasonSmuggledIdentity:              http.StatusBadRequest,

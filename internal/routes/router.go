@@ -62,6 +62,11 @@ func (h *Site) addRoutes() {
 	rt.add(get, api+"/tokens", withSession, acct.serveOwnTokens)
 	rt.add(post, api+"/tokens", withSession, acct.serveCreateToken)
 	rt.add(del, api+"/tokens/{id}", withSession, acct.serveRevokeToken)
+	rt.add(get, h.LoginPath+"/step-up", withSession, in.serveStepUpPage)
+	rt.add(post, h.LoginPath+"/step-up", withSession, in.serveStepUp)
+	rt.add(post, api+"/step-up", withSession, in.serveStepUp)
+	rt.add(post, api+"/passkeys/step-up/begin", withSession, in.serveStepUpPasskeyBegin)
+	rt.add(post, api+"/passkeys/step-up/finish", withSession, in.serveStepUpPasskeyFinish)
 	rt.add(get, h.AccountPath, anyone, acct.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, acct.serveAccountForm)
 
@@ -146,8 +151,7 @@ func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, pa
 			u := res.User()
 			c.session = &store.Session{User: store.User{ID: u.ID, Username: u.Username, IsAdmin: u.IsAdmin}}
 		}
-		user := res.User()
-		h.identify(r, &user)
+		h.identify(r, res.Session)
 	}
 	return rte.serve(w, r, c)
 }

@@ -195,20 +195,8 @@ func (h *signInRoutes) serveSecondFactor(w http.ResponseWriter, r *http.Request,
 		return refuse(ReasonSecondFactorExpired, msgPendingExpired)
 	}
 	user, ip := pending.User, clientIP(r)
-	limits := h.Throttle
-	limits.PerAccount = min(limits.PerAccount, maxCodeFailuresPerAccount)
-	attempt, err := h.store.ReserveLoginAttempt(r.Context(), user.Username, ip, limits)
+	attempt, step, right, err := h.reserveAndCheckCode(r, &user, b)
 	if err != nil {
-		return storeUnavailable(err)
-	}
-	if attempt.Throttled() {
-		h.logger.Warn("second factor throttled", zap.String("username", user.Username), zap.String("client_ip", ip))
-		h.signInAttempt(r, user.Username, &user, loginThrottled, "")
-		return tooManyAttempts(attempt, "Too many wrong codes, try again later")
-	}
-	step, right, err := h.checkSecondFactor(r, user.ID, b)
-	if err != nil {
-		h.releaseAttempt(attempt)
 		return err
 	}
 	factor := step.Factor
@@ -261,6 +249,42 @@ func (h *signInRoutes) serveSecondFactor(w http.ResponseWriter, r *http.Request,
 	http.SetCookie(w, h.pendingCookie(r, "", -1))
 	h.signInAttempt(r, user.Username, &user, loginSuccess, factor)
 	return h.signedIn(w, r, credentials{form: b.form, Redirect: b.Redirect}, http.StatusOK, &user)
+}
+
+// reserveCode reserves a check of user's code against the failed-login
+// limits, as a password check is, with the account's limit at most
+// maxCodeFailuresPerAccount; past them it refuses with 429. The second
+// step and a step-up both take it, so a code guessed at either counts for
+// both.
+func (h *attempts) reserveCode(r *http.Request, user *store.User) (store.Attempt, error) {
+	ip := clientIP(r)
+	limits := h.Throttle
+	limits.PerAccount = min(limits.PerAccount, maxCodeFailuresPerAccount)
+	attempt, err := h.store.ReserveLoginAttempt(r.Context(), user.Username, ip, limits)
+	if err != nil {
+		return attempt, storeUnavailable(err)
+	}
+	if attempt.Throttled() {
+		h.logger.Warn("second factor throttled", zap.String("username", user.Username), zap.String("client_ip", ip))
+		h.signInAttempt(r, user.Username, user, loginThrottled, "")
+		return attempt, tooManyAttempts(attempt, "Too many wrong codes, try again later")
+	}
+	return attempt, nil
+}
+
+// reserveAndCheckCode reserves a code's check against the limits, then
+// checks it (checkSecondFactor); a check that could not be made releases
+// its reservation, as it says nothing of the code.
+func (h *signInRoutes) reserveAndCheckCode(r *http.Request, user *store.User, b secondFactorBody) (store.Attempt, store.SecondStep, bool, error) {
+	attempt, err := h.reserveCode(r, user)
+	if err != nil {
+		return attempt, store.SecondStep{}, false, err
+	}
+	step, right, err := h.checkSecondFactor(r, user.ID, b)
+	if err != nil {
+		h.releaseAttempt(attempt)
+	}
+	return attempt, step, right, err
 }
 
 // checkSecondFactor checks what can be checked of a factor before the

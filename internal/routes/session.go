@@ -128,8 +128,14 @@ func (h *sessions) admit(r *http.Request, d Demand, res Resolved, now time.Time)
 	if d.Rules && h.Policy != nil {
 		// The user's groups travel with the session, so a decision costs
 		// no query; a refused request is no use of the session to renew.
-		decision := h.Policy.Decide(r, access.Subject{Username: user.Key, Groups: user.Groups, Admin: user.IsAdmin})
+		decision := h.Policy.Decide(r, access.Subject{Username: user.Key, Groups: user.Groups, Admin: user.IsAdmin,
+			SecondFactorDone: res.SecondFactorDone()})
 		if !decision.Allowed {
+			// A token can give no second factor: asking it for one would
+			// be asking for what cannot come.
+			if decision.StepUp && !res.APIToken() {
+				return res, refuse(ReasonSecondFactorRequired, "This path needs a second factor")
+			}
 			return res, forbidden(user.Username)
 		}
 	}
@@ -246,21 +252,24 @@ func (h *cookies) token(r *http.Request) (string, bool) {
 // identify makes the session's user known to the rest of Caddy: the
 // placeholders Caddy's own authentication sets (the access log shows user_id)
 // and the identity headers for an upstream.
-func (h *sessions) identify(r *http.Request, u *engine.User) {
-	Identify(r, u, new([3]string))
+func (h *sessions) identify(r *http.Request, sess engine.Session) {
+	Identify(r, sess, new([4]string))
 }
 
 // Identify is Site.identify with the headers' values kept in into, which
 // a request in flight has room for. The placeholders take the values boxed
-// once per user, so setting them allocates nothing.
-func Identify(r *http.Request, u *engine.User, into *[3]string) {
+// once per user (the method's once per method), so setting them allocates
+// nothing.
+func Identify(r *http.Request, sess engine.Session, into *[4]string) {
+	u := sess.User()
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
 		repl.Set("http.auth.user.id", u.IDValue)
 		repl.Set("http.auth.user.username", u.UsernameValue)
 		repl.Set("http.auth.user.groups", u.GroupsValue)
+		repl.Set("http.auth.user.method", sess.MethodValue())
 	}
-	into[0], into[1], into[2] = string(u.ID), u.Username, u.Groups
+	into[0], into[1], into[2], into[3] = string(u.ID), u.Username, u.Groups, sess.Method()
 	// As Header.Set would, under the canonical names, without a slice each;
 	// a full slice, so that adding a value copies rather than overwrites
 	// its neighbour.
@@ -270,6 +279,10 @@ func Identify(r *http.Request, u *engine.User, into *[3]string) {
 		// Absent, not empty, for a user in no group: the gate deleted any
 		// copy the client sent, so an upstream can trust either.
 		r.Header[HeaderGroups] = into[2:3:3]
+	}
+	if into[3] != "" {
+		// Absent for an API token, which no sign-in stands behind.
+		r.Header[HeaderMethod] = into[3:4:4]
 	}
 }
 

@@ -237,4 +237,7 @@ const (
 	// HeaderGroups names the user's groups, sorted, comma-separated; it
 	// is absent for a user in no group.
 	HeaderGroups = "X-Auth-Groups"
+	// HeaderMethod says how the session was signed in, or stepped up to
+	// since (store.MethodPassword, …); absent for an API token.
+	HeaderMethod = "X-Auth-Method"
 )

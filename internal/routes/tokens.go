@@ -79,12 +79,7 @@ func (h *accountRoutes) serveOwnTokens(w http.ResponseWriter, r *http.Request, c
 	if err != nil {
 		return storeUnavailable(err)
 	}
-	out := make([]tokenJSON, 0, len(tokens))
-	for _, t := range tokens {
-		out = append(out, toTokenJSON(t))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSONList(w, tokens, toTokenJSON)
 }
 
 // serveCreateToken makes an API token for the caller: POST {api}/tokens.
