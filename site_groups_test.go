@@ -156,3 +156,25 @@ func TestAdminAPIManagesGroups(t *testing.T) {
 	assert.Equal(t, "", b.get(c.url("/app")).body, "a deleted group is gone from its members' requests")
 	assert.Equal(t, http.StatusUnauthorized, sendRaw(t, http.MethodGet, c.url("/api/auth/admin/groups"), "").StatusCode)
 }
+
+// A user taken out of a group is refused by a rule for that group on every
+// server within a revocation's latency: memory keeps groups with the
+// session, and the change is announced like a revocation.
+func TestAUserRemovedFromAGroupIsRefusedOnTheOtherServer(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	alice := db.addUser(t, "alice", "correct horse battery")
+	db.joinGroups(t, "alice", "staff")
+	b := startSite(t, siteOptions{db: db.url, handler: "allow /internal/* group staff"})
+	token, _ := db.sessionInDB(t, alice)
+	status := func() int {
+		return sendRaw(t, http.MethodGet, b.url("/internal/plan"), "", "Cookie", cookieHeader(token)).StatusCode
+	}
+	require.Equal(t, http.StatusOK, status())
+	require.Equal(t, http.StatusOK, status(), "known to b")
+	start := time.Now()
+	require.NoError(t, db.store.RemoveFromGroups(t.Context(), alice.ID, "staff"))
+	require.Eventually(t, func() bool { return status() == http.StatusForbidden }, 5*time.Second, time.Millisecond,
+		"b kept letting a former member in")
+	t.Logf("b refused after %v", time.Since(start).Round(time.Millisecond))
+}
