@@ -58,19 +58,7 @@ func browserStepUpWithTOTP(t *testing.T, browser *chromium.Browser) {
 	site := startRulesDocs(t, "allow /docs/secret/* any_user second_factor")
 	tab := browser.NewTab(t)
 	signInAsAlice(tab, site)
-	tab.Do("set up an authenticator on the account page",
-		chromedp.Navigate(site.url("/account")),
-		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-setup"]) button`)),
-		chromedp.WaitVisible(chromedp.CSS(`.qr-box svg`)),
-	)
-	secret := text(tab, ".totp-secret")
-	code, err := totp.GenerateCode(secret, time.Now())
-	require.NoError(t, err)
-	tab.Do("type the app's code and turn it on",
-		chromedp.SendKeys(chromedp.CSS(`#totp-code`), code),
-		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-confirm"]) button`)),
-		chromedp.WaitVisible(chromedp.CSS(`.recovery-codes`)),
-	)
+	secret := turnOnAuthenticator(t, tab, site)
 	before := sessionCookie(tab, site)
 	require.NotNil(t, before)
 

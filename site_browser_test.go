@@ -285,19 +285,7 @@ func browserTwoStepSignIn(t *testing.T, browser *chromium.Browser) {
 	tab := browser.NewTab(t)
 	signInAsAlice(tab, site)
 
-	tab.Do("set up an authenticator on the account page",
-		chromedp.Navigate(site.url("/account")),
-		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-setup"]) button`)),
-		chromedp.WaitVisible(chromedp.CSS(`.qr-box svg`)),
-	)
-	secret := text(tab, ".totp-secret")
-	code, err := totp.GenerateCode(secret, time.Now())
-	require.NoError(t, err)
-	tab.Do("type the app's code and turn it on",
-		chromedp.SendKeys(chromedp.CSS(`#totp-code`), code),
-		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-confirm"]) button`)),
-		chromedp.WaitVisible(chromedp.CSS(`.recovery-codes`)),
-	)
+	secret := turnOnAuthenticator(t, tab, site)
 	codes := chromium.Run(tab, "read the recovery codes", chromedp.Evaluate[[]string](
 		`[...document.querySelectorAll(".recovery-codes code")].map(c => c.textContent)`))
 	assert.Len(t, codes, 10, "ten recovery codes, shown once")
@@ -315,6 +303,27 @@ func browserTwoStepSignIn(t *testing.T, browser *chromium.Browser) {
 		chromedp.WaitVisible(chromedp.CSS(protectedText)))
 	assert.Equal(t, site.url(docsPage), location(tab), "the person lands on the page asked for")
 	assert.NotNil(t, sessionCookie(tab, site))
+}
+
+// turnOnAuthenticator sets up an authenticator app on the account page of
+// the tab's signed-in user, as a person would, and returns its secret; the
+// page then shows the recovery codes.
+func turnOnAuthenticator(t *testing.T, tab *chromium.Tab, site *testSite) string {
+	t.Helper()
+	tab.Do("set up an authenticator on the account page",
+		chromedp.Navigate(site.url("/account")),
+		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-setup"]) button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.qr-box svg`)),
+	)
+	secret := text(tab, ".totp-secret")
+	code, err := totp.GenerateCode(secret, time.Now())
+	require.NoError(t, err)
+	tab.Do("type the app's code and turn it on",
+		chromedp.SendKeys(chromedp.CSS(`#totp-code`), code),
+		chromedp.Click(chromedp.CSS(`form:has(input[name="action"][value="totp-confirm"]) button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.recovery-codes`)),
+	)
+	return secret
 }
 
 // openLoginPage opens rawURL, as typed into the address bar, while signed
