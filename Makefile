@@ -43,7 +43,7 @@ demo:
 # with the fix, as a regression test. No -race: the targets are
 # single-goroutine functions, and the race detector would make each run
 # 25-50 times slower and need a build of its own.
-FUZZ_TARGETS = ./store:FuzzValidToken ./internal/request:FuzzSafeRedirect ./internal/request:FuzzDecodeLoginBody .:FuzzUnmarshalCaddyfile ./internal/access:FuzzParseRule ./internal/access:FuzzMatchesAsCaddy
+FUZZ_TARGETS = ./store:FuzzValidToken ./internal/request:FuzzSafeRedirect ./internal/request:FuzzSafeReturn ./internal/request:FuzzDecodeLoginBody .:FuzzUnmarshalCaddyfile ./internal/access:FuzzParseRule ./internal/access:FuzzMatchesAsCaddy
 FUZZTIME ?= 2m
 FUZZTIME_SHORT ?= 10s
 

@@ -246,7 +246,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.store, err = store.New(a.pool.pool, opts)
 	a.shared.Store, a.shared.KeepsHistory = a.store, opts.HistoryRetention > 0
 	a.shared.Metrics = routes.Metrics{Logins: a.metrics.logins, Factors: a.metrics.factors,
-		SessionsCreated: a.metrics.sessionsCreated}
+		SessionsCreated: a.metrics.sessionsCreated, Gate: a.metrics.countGate}
 	a.health.ConnectedTo = a.store.ConnectedTo
 	a.sessions.Check = a.store.CheckSession
 	a.tokens.Check = func(ctx context.Context, id store.SessionID) (store.LiveSession, bool, error) {

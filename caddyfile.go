@@ -131,6 +131,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    failed_login_window <duration>           # default 15m
 //	    max_registrations_per_ip <n>             # default 5 per failed_login_window
 //	    trusted_origins <origins...>             # other origins allowed to POST, e.g. https://app.example.com
+//	    cookie_domain  <domain>                  # e.g. example.com: one sign-in for it and its subdomains
+//	    login_url      <url>                     # e.g. https://auth.example.com/login: the portal that signs browsers in
 //	    cross_origin_protection on|off           # default on: refuse cross-origin writes to the site itself
 //	    clear_site_data_cache on|off             # default off: logout clears cookies only
 //	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
@@ -178,6 +180,8 @@ func (h *Handler) options() map[string]readOption {
 		"max_registrations_per_ip":      countArg(&h.MaxRegistrationsPerIP),
 		"failed_login_window":           durationArg(&h.FailedLoginWindow),
 		"trusted_origins":               listArg(&h.TrustedOrigins),
+		"cookie_domain":                 textArg(&h.CookieDomain),
+		"login_url":                     textArg(&h.LoginURL),
 		"cross_origin_protection":       onOffWordArg(&h.CrossOriginProtection),
 		"clear_site_data_cache":         onOffArg(&h.ClearSiteDataCache),
 		"cache_control":                 onOffWordArg(&h.CacheControl),

@@ -55,7 +55,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// One reading of the clock serves the look-up and the renewal.
 	now := time.Now()
 	sess, ref := h.site.Resolve(r, routes.Demand{From: routes.FromMemory, SameOrigin: h.guardSiteWrites, Rules: true, APITokens: true}, now)
-	h.countGate(r, sess.Token, ref)
+	h.app.metrics.countGate(r, sess.Token, ref)
 	if ref != nil {
 		if ref.Reason() == routes.ReasonSecondFactorRequired {
 			return h.site.StepUp(w, r, sess.Session)
@@ -73,8 +73,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // countGate counts the gate's outcome for a request in the
 // gate_requests_total metric, and a session found gone on renewal in
-// requests_ended_total.
-func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) {
+// requests_ended_total; the forward-auth check counts its decisions here
+// too (routes.Metrics.Gate).
+func (m *metrics) countGate(r *http.Request, token string, ref *routes.Refusal) {
 	outcome := gateAllowed
 	if ref != nil {
 		switch ref.Reason() {
@@ -97,7 +98,7 @@ func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) 
 			outcome = gateStoreError
 		case routes.ReasonSessionExpired:
 			if ref.EndedOnRenewal() {
-				h.app.metrics.ended[endedBefore].Inc()
+				m.ended[endedBefore].Inc()
 				break
 			}
 			// Only a refusal asks whether the token was well formed: a
@@ -108,7 +109,7 @@ func (h *Handler) countGate(r *http.Request, token string, ref *routes.Refusal) 
 			}
 		}
 	}
-	h.app.metrics.gate[outcome].Inc()
+	m.gate[outcome].Inc()
 }
 
 // pass hands the request to the site, registered in flight: it ends if its

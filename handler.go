@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -162,6 +163,21 @@ type Handler struct {
 	// make state-changing requests, e.g. a separate front-end domain.
 	TrustedOrigins []string `json:"trusted_origins,omitempty"`
 
+	// CookieDomain makes the session cookie valid for this domain and
+	// every subdomain of it (its Domain attribute), so one sign-in serves
+	// every site under it: single sign-on. Default: none, a cookie of the
+	// site's host only.
+	CookieDomain string `json:"cookie_domain,omitempty"`
+
+	// LoginURL is the login page of the portal, the one site under
+	// cookie_domain where browsers sign in, e.g.
+	// https://auth.example.com/login: a browser without a session is sent
+	// there, with the address to come back to. The site whose host it
+	// names is the portal and signs browsers in itself, so one snippet
+	// serves every site. Needs cookie_domain. Default: none, each site
+	// signs browsers in itself.
+	LoginURL string `json:"login_url,omitempty"`
+
 	// CrossOriginProtection refuses, with 403, a state-changing request
 	// (not GET, HEAD or OPTIONS) to a protected path that carries a session
 	// cookie but comes from another origin, before it reaches the site.
@@ -214,6 +230,7 @@ type Handler struct {
 	guardSiteWrites  bool // cross_origin_protection on
 	privateResponses bool // cache_control on
 	adminToken       []byte
+	loginURL         *url.URL
 }
 
 // CaddyModule returns the Caddy module information.
@@ -242,6 +259,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		keepKeysPerConnection(srv)
+		if err := h.checkSiteNames(srv); err != nil {
+			return err
+		}
 	}
 	// Tests give a logger of their own before provisioning.
 	if h.logger == nil {
@@ -280,6 +300,10 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.APIPath = strings.TrimSuffix(cmp.Or(h.APIPath, DefaultAPIPath), "/")
 	h.AccountPath = cmp.Or(h.AccountPath, DefaultAccountPath)
 	h.Home = cmp.Or(h.Home, "/")
+	if h.LoginURL != "" {
+		// Validate, next, says what is wrong with one that does not parse.
+		h.loginURL, _ = url.Parse(h.LoginURL)
+	}
 
 	var err error
 	if h.public, err = newPublicPaths(ctx, h.Public); err != nil {
@@ -316,6 +340,8 @@ func (h *Handler) routesConfig() (routes.Config, error) {
 		PasskeyRPID:        h.PasskeyRPID,
 		PasskeyOrigins:     h.PasskeyOrigins,
 		TrustedOrigins:     h.TrustedOrigins,
+		CookieDomain:       h.CookieDomain,
+		LoginURL:           h.loginURL,
 		Throttle: store.Throttle{
 			PerAccount:         cmp.Or(h.MaxFailedLoginsPerAccount, 10),
 			PerIP:              cmp.Or(h.MaxFailedLoginsPerIP, 50),
@@ -340,7 +366,7 @@ func (h *Handler) routesConfig() (routes.Config, error) {
 	// The one script the pages may run is the passkey script, which talks
 	// to this site only.
 	cfg.BuiltinPageCSP = "default-src 'none'; style-src " + web.StyleHash() + "; script-src " + web.ScriptHash() +
-		"; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		"; connect-src 'self'; form-action " + h.formTargets() + "; frame-ancestors 'none'; base-uri 'none'"
 	cfg.LoginPage, cfg.LoginPageCSP = web.DefaultLoginTemplate(), cfg.BuiltinPageCSP
 	if h.LoginTemplate != "" {
 		var err error
@@ -351,6 +377,17 @@ func (h *Handler) routesConfig() (routes.Config, error) {
 		cfg.LoginPageCSP = "frame-ancestors 'none'"
 	}
 	return cfg, nil
+}
+
+// formTargets is where the pages' forms may lead, as CSP's form-action
+// says: this site, and on a portal every site a sign-in may return to,
+// since browsers hold the redirect after a form to the same rule.
+func (h *Handler) formTargets() string {
+	targets := []string{"'self'"}
+	if h.CookieDomain != "" {
+		targets = append(targets, h.CookieDomain+":*", "*."+h.CookieDomain+":*")
+	}
+	return strings.Join(append(targets, h.TrustedOrigins...), " ")
 }
 
 // Interface guards

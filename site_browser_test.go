@@ -242,13 +242,8 @@ func browserBackAfterSignOutOnTheProtectedPage(t *testing.T, browser *chromium.B
 	// page restored from the cache never has; then wait for the next page.
 	signedOut := location(tab)
 	chromium.Run(tab, "press Back", chromedp.Evaluate[bool](`history.back(), true`))
-	// Each check may meet a page being replaced, which fails it: poll.
-	shown := chromedp.Evaluate[bool](`location.href !== ` + strconv.Quote(signedOut) +
+	waitUntil(t, tab, "a page after Back", `location.href !== `+strconv.Quote(signedOut)+
 		` && document.readyState === "complete" && document.querySelector("#protected, input[name=password]") !== null`)
-	require.Eventually(t, func() bool {
-		ok, err := chromium.Try(tab, shown)
-		return err == nil && ok
-	}, chromium.StepTimeout, 50*time.Millisecond, "no page after Back")
 	assert.False(t, present(tab, protectedText), "Back does not show the protected page")
 	assert.Equal(t, "/login", urlPath(t, location(tab)))
 }
@@ -362,11 +357,25 @@ func location(tab *chromium.Tab) string {
 	return chromium.Run(tab, "read the address", chromedp.Location())
 }
 
+// siteAt is the address of path on site by the host name host (which the
+// browser must resolve to 127.0.0.1), at the site's port.
+func siteAt(t *testing.T, site *testSite, host, path string) string {
+	t.Helper()
+	u := parseURL(t, site.url(path))
+	u.Host = host + ":" + u.Port()
+	return u.String()
+}
+
 func urlPath(t *testing.T, rawURL string) string {
+	t.Helper()
+	return parseURL(t, rawURL).Path
+}
+
+func parseURL(t *testing.T, rawURL string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	require.NoError(t, err)
-	return u.Path
+	return u
 }
 
 func text(tab *chromium.Tab, selector string) string {
@@ -375,6 +384,18 @@ func text(tab *chromium.Tab, selector string) string {
 
 func value(tab *chromium.Tab, selector string) string {
 	return chromium.Run(tab, "read the value of "+selector, chromedp.Value(chromedp.CSS(selector)))
+}
+
+// waitUntil waits until the script condition is true on the page shown.
+// Each check may meet a page being replaced, which fails it, so it polls
+// from here rather than with chromedp.Poll, which a navigation ends.
+func waitUntil(t *testing.T, tab *chromium.Tab, what, condition string) {
+	t.Helper()
+	check := chromedp.Evaluate[bool](condition)
+	require.Eventually(t, func() bool {
+		ok, err := chromium.Try(tab, check)
+		return err == nil && ok
+	}, chromium.StepTimeout, 20*time.Millisecond, "no %s", what)
 }
 
 // present reports whether the page shown has an element matching selector.
@@ -386,8 +407,15 @@ func present(tab *chromium.Tab, selector string) bool {
 // sessionCookie is the session cookie the tab's browser context holds for
 // site, or nil.
 func sessionCookie(tab *chromium.Tab, site *testSite) *network.Cookie {
+	return sessionCookieAt(tab, site.url("/"))
+}
+
+// sessionCookieAt is the session cookie the tab's browser context sends to
+// rawURL, or nil. The protocol's Network.getCookies sees HttpOnly cookies,
+// which a page's document.cookie does not.
+func sessionCookieAt(tab *chromium.Tab, rawURL string) *network.Cookie {
 	cookies := chromium.Run(tab, "read the cookies", func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
-		res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{site.url("/")}})
+		res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{rawURL}})
 		return res.Cookies, err
 	})
 	for _, c := range cookies {

@@ -2,12 +2,10 @@ package pgsession
 
 import (
 	"context"
-	"net/url"
 	"testing"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
@@ -54,10 +52,7 @@ func TestPasskeyBrowser(t *testing.T) {
 // localhost is the address of path on site by the name localhost.
 func localhost(t *testing.T, site *testSite, path string) string {
 	t.Helper()
-	u, err := url.Parse(site.url(path))
-	require.NoError(t, err)
-	u.Host = "localhost:" + u.Port()
-	return u.String()
+	return siteAt(t, site, "localhost", path)
 }
 
 // addAuthenticator gives the tab a virtual platform authenticator that
@@ -93,16 +88,8 @@ func authenticatorCredentials(tab *chromium.Tab, id webauthn.AuthenticatorID) []
 
 // hasSessionCookieAt reports whether the tab holds a session cookie for rawURL.
 func hasSessionCookieAt(tab *chromium.Tab, rawURL string) bool {
-	cookies := chromium.Run(tab, "read the cookies", func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
-		res, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{rawURL}})
-		return res.Cookies, err
-	})
-	for _, c := range cookies {
-		if c.Name == "session" && c.Value != "" {
-			return true
-		}
-	}
-	return false
+	c := sessionCookieAt(tab, rawURL)
+	return c != nil && c.Value != ""
 }
 
 // shown reports whether the first element matching selector is rendered.

@@ -58,6 +58,9 @@ type siteOptions struct {
 	// trustForwardedFor takes the client address from X-Forwarded-For, as
 	// Caddy does for a request from an address listed in trusted_proxies.
 	trustForwardedFor bool
+	// listener, when set, is where the site serves, so that its options
+	// can name its address before it starts.
+	listener net.Listener
 	// reloads is the site this one is a new config of, as after `caddy
 	// reload`: it keeps that site's memory. Without it, a site is a server
 	// of its own.
@@ -148,6 +151,10 @@ func (s *testSite) start() error {
 		return err
 	}
 	s.server = httptest.NewUnstartedServer(s)
+	if s.opts.listener != nil {
+		s.server.Listener.Close()
+		s.server.Listener = s.opts.listener
+	}
 	// What the handler registers with Caddy's server when it is provisioned.
 	s.server.Config.ConnContext = engine.WithLastKey
 	if s.opts.https || s.opts.http2 {

@@ -110,6 +110,9 @@ func (h *Handler) check() error {
 	if strings.ContainsFunc(h.SiteName, unicode.IsControl) {
 		return optionErrorf("site_name", "site_name must be one line of text, without control characters: %q", h.SiteName)
 	}
+	if err := h.checkSingleSignOn(); err != nil {
+		return err
+	}
 	if err := h.checkPasskeyOptions(); err != nil {
 		return err
 	}

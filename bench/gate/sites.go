@@ -49,6 +49,9 @@ type variant struct {
 	// in Lua for it, which costs the client a little more than a fixed
 	// request does.
 	manySessions bool
+	// forwardsAuth variants ask verifySite, which is then served beside
+	// them; there is one verifySite a run, so they must share appOptions.
+	forwardsAuth bool
 }
 
 // manySessionCount is how many sessions a manySessions variant rotates.
@@ -109,7 +112,27 @@ var variants = []variant{
 		},
 		guarded: true,
 	},
+	{
+		// Caddy's forward_auth asks the verify endpoint of a pg_session site
+		// in the same process, over loopback, before each request: the cost
+		// of a second HTTP hop and a session check from memory.
+		name: "forward_auth",
+		directives: func(env *environment) string {
+			return fmt.Sprintf("forward_auth 127.0.0.1:%d {\n\t\turi %s\n\t\tcopy_headers %s\n\t}",
+				env.verifyPort, verifyPath, "X-Auth-User-Id X-Auth-Username X-Auth-Groups X-Auth-Method")
+		},
+		header:       sessionHeader,
+		guarded:      true,
+		forwardsAuth: true,
+	},
 }
+
+// verifySite serves the verify endpoint forward_auth asks; it is not loaded
+// by itself, so it is not among the variants.
+var verifySite = variant{name: "verify endpoint", directives: func(*environment) string { return "pg_session" }}
+
+// verifyPath is pg_session's verify endpoint under the default api_path.
+const verifyPath = "/api/auth/verify"
 
 func sessionHeader(env *environment) string { return "Cookie: session=" + env.token }
 
@@ -163,6 +186,7 @@ type environment struct {
 	ports      map[string]int // the port of each site
 	pids       map[string]int // the Caddy process serving each site
 	admins     map[string]int // the admin port of the Caddy serving each site, with -profile
+	verifyPort int            // verifySite's, for the forwardsAuth variants
 	meter      cpuMeter       // the loaded Caddy's and PostgreSQL's CPU time
 }
 
@@ -200,9 +224,10 @@ func fileContent() []byte {
 
 // globalOptions starts every Caddyfile: no automatic HTTPS, since all sites
 // are plain HTTP on loopback, and the app pointed at the bench database.
-func (env *environment) globalOptions(admin, appOptions string) string {
-	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpg_session {\n\t\tdatabase_url %s\n\t\t%s\n\t}\n}\n",
-		admin, env.dbURL, appOptions)
+// servers are servers options, each ending in a newline, or "".
+func (env *environment) globalOptions(admin, appOptions, servers string) string {
+	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n%s\tpg_session {\n\t\tdatabase_url %s\n\t\t%s\n\t}\n}\n",
+		admin, servers, env.dbURL, appOptions)
 }
 
 func (env *environment) siteBlock(v variant, port int) string {
@@ -221,13 +246,15 @@ func (env *environment) siteBlock(v variant, port int) string {
 // app options of its own gets a process of its own (and the loaded
 // process's CPU time is what is measured for each).
 func (env *environment) startServerA(sites []string) ([]*caddyproc.Process, error) {
-	ports, err := caddyproc.FreePorts(2 * len(sites))
+	ports, err := caddyproc.FreePorts(2*len(sites) + 1)
 	if err != nil {
 		return nil, err
 	}
 	// The second half are admin ports, one per process, used only with
-	// -profile: otherwise the admin endpoint is off, as in production.
-	ports, adminPorts := ports[:len(sites)], ports[len(sites):]
+	// -profile: otherwise the admin endpoint is off, as in production. The
+	// last is verifySite's.
+	env.verifyPort = ports[2*len(sites)]
+	ports, adminPorts := ports[:len(sites)], ports[len(sites):2*len(sites)]
 	env.ports = make(map[string]int, len(sites))
 	env.pids = make(map[string]int, len(sites))
 	env.admins = make(map[string]int, len(sites))
@@ -247,11 +274,7 @@ func (env *environment) startServerA(sites []string) ([]*caddyproc.Process, erro
 		if env.cfg.profile != "" {
 			admin = fmt.Sprintf("127.0.0.1:%d", adminPorts[i])
 		}
-		caddyfile := env.globalOptions(admin, opts)
-		for _, name := range groups[opts] {
-			v, _ := variantByName(name)
-			caddyfile += env.siteBlock(v, env.ports[name])
-		}
+		caddyfile := env.processCaddyfile(admin, opts, groups[opts])
 		progress("starting Caddy with %s", strings.Join(groups[opts], ", "))
 		p, err := caddyproc.StartProcess(env.binary, caddyfile, siteURL(env.ports[groups[opts][0]]))
 		if err != nil {
@@ -269,6 +292,24 @@ func (env *environment) startServerA(sites []string) ([]*caddyproc.Process, erro
 	return procs, nil
 }
 
+// processCaddyfile is the Caddyfile of one process of server A, serving the
+// named variants with the app options opts. The verify site shares the
+// process, and so the session cache, of the variants that ask it, and
+// trusts them as proxies, so that it reads the method and URI forward_auth
+// forwards, as a deployment that has rules for them must.
+func (env *environment) processCaddyfile(admin, opts string, names []string) string {
+	var sites, servers string
+	for _, name := range names {
+		v, _ := variantByName(name)
+		sites += env.siteBlock(v, env.ports[name])
+		if v.forwardsAuth && servers == "" {
+			sites += env.siteBlock(verifySite, env.verifyPort)
+			servers = fmt.Sprintf("\tservers :%d {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n", env.verifyPort)
+		}
+	}
+	return env.globalOptions(admin, opts, servers) + sites
+}
+
 // serverB is the second Caddy: the gated site alone, on the same database,
 // with an admin endpoint so its Go heap can be read.
 type serverB struct {
@@ -282,7 +323,7 @@ func (env *environment) startServerB() (*serverB, error) {
 		return nil, err
 	}
 	v, _ := variantByName("gate_cache_on")
-	caddyfile := env.globalOptions(fmt.Sprintf("127.0.0.1:%d", ports[1]), "cache_size 200000") + env.siteBlock(v, ports[0])
+	caddyfile := env.globalOptions(fmt.Sprintf("127.0.0.1:%d", ports[1]), "cache_size 200000", "") + env.siteBlock(v, ports[0])
 	progress("starting a second Caddy (server B) with gate_cache_on")
 	p, err := caddyproc.StartProcess(env.binary, caddyfile, siteURL(ports[0]))
 	if err != nil {

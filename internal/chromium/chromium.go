@@ -7,6 +7,7 @@
 // so tests can run in parallel without seeing each other's sessions:
 //
 //	b := chromium.Start(t)           // stopped when t and its subtests end
+//	b := chromium.Start(t, chromium.HostResolverRules("MAP *.example.test 127.0.0.1"))
 //	tab := b.NewTab(t)               // closed when t ends
 //	tab.Do("open the page", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#x")))
 //	text := chromium.Run(tab, "read the title", chromedp.Title())
@@ -25,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,9 +77,10 @@ func Path() (string, error) {
 // and the flags that let Chromium run here. Without the ones that turn off
 // background networking, component updates, sync and QUIC, Chromium keeps
 // opening connections a closed network refuses; --no-sandbox is needed as
-// root, and --disable-gpu where there is no GPU.
-func options(path string) []chromedp.ExecAllocatorOption {
-	return append(chromedp.DefaultExecAllocatorOptions[:],
+// root, and --disable-gpu where there is no GPU. extra come last, so a
+// test's own flags add to these or override them.
+func options(path string, extra ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -88,6 +91,15 @@ func options(path string) []chromedp.ExecAllocatorOption {
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.WindowSize(1280, 800),
 	)
+	return append(opts, extra...)
+}
+
+// HostResolverRules is the flag that makes the browser resolve host names
+// as rules say (such as "MAP *.example.test 127.0.0.1", ports kept), so a
+// test can serve several host names, each its own site for cookies and
+// CSP, from servers on 127.0.0.1 without touching the system's resolver.
+func HostResolverRules(rules string) chromedp.ExecAllocatorOption {
+	return chromedp.Flag("host-resolver-rules", rules)
 }
 
 // Browser is one running Chromium.
@@ -95,16 +107,17 @@ type Browser struct {
 	ctx context.Context
 }
 
-// Start starts a headless Chromium, or fails tb with how to install one. It
-// is stopped when tb ends, after tb's subtests: start it once in a parent
+// Start starts a headless Chromium, or fails tb with how to install one,
+// with extra flags (such as HostResolverRules) after the usual ones. It is
+// stopped when tb ends, after tb's subtests: start it once in a parent
 // test and open a tab per subtest, as starting the browser is the slow part.
-func Start(tb testing.TB) *Browser {
+func Start(tb testing.TB, extra ...chromedp.ExecAllocatorOption) *Browser {
 	tb.Helper()
 	path, err := Path()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), options(path)...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), options(path, extra...)...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	tb.Cleanup(func() {
 		// Closing the browser context ends the process and waits for it;
@@ -205,6 +218,41 @@ func Try[T any](tab *Tab, action chromedp.Action[T]) (T, error) {
 // Context is the tab's chromedp context, for calling protocol commands with
 // chromedp.Call; derive a context with a timeout from it for each call.
 func (tab *Tab) Context() context.Context { return tab.ctx }
+
+// Console is what a tab's pages wrote to the console (calls of the console
+// API, uncaught exceptions, and the browser's own messages, such as a
+// Content Security Policy's refusals), from when WatchConsole was called.
+type Console struct {
+	mu       sync.Mutex
+	messages []chromedp.ConsoleMessage
+}
+
+// WatchConsole starts keeping the tab's console messages, until the tab is
+// closed; call it before the steps whose messages matter.
+func (tab *Tab) WatchConsole() *Console {
+	c := &Console{}
+	// Console subscribes now, so nothing the next step causes is missed;
+	// the loop ends when the tab's context does.
+	messages := chromedp.Console(tab.ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.messages = append(c.messages, m)
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// Messages are the messages kept so far, oldest first.
+func (c *Console) Messages() []chromedp.ConsoleMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]chromedp.ConsoleMessage(nil), c.messages...)
+}
 
 // ColorScheme makes the page see prefers-color-scheme as scheme ("light" or
 // "dark"), as a system set to that appearance does.

@@ -80,7 +80,7 @@ func (h *accountRoutes) serveEndOwnSession(w http.ResponseWriter, r *http.Reques
 	}
 	h.memory.ForgetUser(c.session.User.ID)
 	if sameHandle(handle, c.session.Handle) {
-		http.SetCookie(w, h.clearCookie(r))
+		h.dropCookie(w, r)
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil

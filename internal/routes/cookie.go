@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/pgsession/caddy-pgsession/internal/request"
 )
 
 // The session cookie: how it is read, set, cleared and kept from the site.
@@ -16,6 +18,7 @@ func (h *cookies) sessionCookie(r *http.Request, token string) *http.Cookie {
 		Name:     h.CookieName,
 		Value:    token,
 		Path:     "/",
+		Domain:   h.CookieDomain,
 		HttpOnly: true,
 		Secure:   h.secure(r),
 		SameSite: h.SameSiteMode,
@@ -27,6 +30,19 @@ func (h *cookies) clearCookie(r *http.Request) *http.Cookie {
 	c := h.sessionCookie(r, "")
 	c.MaxAge = -1
 	return c
+}
+
+// dropCookie clears the session cookie from w: with cookie_domain, both
+// the domain's cookie and any copy of this host only, which an older
+// config without cookie_domain left and which the browser would go on
+// sending beside the domain's.
+func (h *cookies) dropCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, h.clearCookie(r))
+	if h.CookieDomain != "" {
+		c := h.clearCookie(r)
+		c.Domain = ""
+		http.SetCookie(w, c)
+	}
 }
 
 func (h *cookies) secure(r *http.Request) bool {
@@ -44,6 +60,10 @@ func (h *cookies) secure(r *http.Request) bool {
 // __Host- or __Secure- cookie name needs HTTPS, and without this check the
 // login would seem to work and then not.
 func (h *cookies) cookieCanBeSet(r *http.Request) error {
+	if host := hostOnly(r.Host); h.CookieDomain != "" && !request.UnderDomain(host, h.CookieDomain) {
+		return refuse(ReasonSignInMisconfigured, "This site was reached as "+host+", which is not under cookie_domain "+
+			h.CookieDomain+": the browser would drop the session cookie")
+	}
 	if h.secure(r) || !NeedsSecure(h.CookieName) {
 		return nil
 	}

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
-	"github.com/pgsession/caddy-pgsession/internal/request"
 	"github.com/pgsession/caddy-pgsession/store"
 	"github.com/pgsession/caddy-pgsession/web"
 )
@@ -118,7 +117,7 @@ func (h *attempts) signInAttempt(r *http.Request, username string, user *store.U
 // goes where it was headed, a script gets the user.
 func (h *signInRoutes) signedIn(w http.ResponseWriter, r *http.Request, c credentials, status int, user *store.User) error {
 	if c.form {
-		http.Redirect(w, r, request.SafeRedirect(c.Redirect), http.StatusSeeOther)
+		http.Redirect(w, r, h.safeReturn(r, c.Redirect), http.StatusSeeOther)
 		return nil
 	}
 	writeJSON(w, status, toUserJSON(*user))
@@ -275,12 +274,21 @@ func (h *signInRoutes) startSessionWith(w http.ResponseWriter, r *http.Request, 
 func (h *signInRoutes) serveLogout(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var storeErr error
 	if token, ok := h.token(r); ok {
-		h.memory.Forget(engine.KeyOf(token))
-		if err := h.store.DeleteSession(r.Context(), token); err != nil {
-			if engine.ClientGone(r.Context(), err) {
-				return nil
+		// Every cookie of the name the browser sent is ended: with
+		// cookie_domain, a stale copy of this host may come before the
+		// live one, which the browser is about to forget.
+		tokens := []string{token}
+		if h.CookieDomain != "" {
+			tokens = append(tokens, h.otherTokens(r, token)...)
+		}
+		for _, token := range tokens {
+			h.memory.Forget(engine.KeyOf(token))
+			if err := h.store.DeleteSession(r.Context(), token); err != nil {
+				if engine.ClientGone(r.Context(), err) {
+					return nil
+				}
+				storeErr = err
 			}
-			storeErr = err
 		}
 	}
 	if storeErr == nil && r.URL.Path == h.LogoutPath {
@@ -300,7 +308,13 @@ func (h *signInRoutes) serveLogout(w http.ResponseWriter, r *http.Request, _ *ca
 // clearSession clears the session cookie, and with Clear-Site-Data what
 // scripts may have copied of the session.
 func (h *cookies) clearSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, h.clearCookie(r))
+	h.dropCookie(w, r)
+	if !trustworthy(r) {
+		// Browsers obey Clear-Site-Data only from a secure origin, and
+		// Chromium, given it on a plain-HTTP page of another name than
+		// localhost, also kept the cookie the response cleared.
+		return
+	}
 	if h.ClearSiteDataCache {
 		w.Header().Set("Clear-Site-Data", `"cookies", "cache"`)
 	} else {
@@ -375,17 +389,22 @@ func (h *signInRoutes) serveLogoutPage(w http.ResponseWriter, r *http.Request, _
 // logged in on to where they were going.
 func (h *signInRoutes) serveLoginPage(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	redirect := r.URL.Query().Get("redirect")
+	if problem := h.portalProblem(r); problem != "" {
+		return h.misconfigured(w, r, problem)
+	}
+	if !h.servesPortal(r) {
+		return h.toPortal(w, r, redirect)
+	}
 	sess, err := h.sessionRow(r)
 	if err == nil && sess != nil {
-		http.Redirect(w, r, request.SafeRedirect(redirect), http.StatusSeeOther)
-		return nil
+		return h.sendBack(w, r, h.safeReturn(r, redirect))
 	}
 	if _, hadCookie := h.token(r); err == nil && hadCookie {
 		// The end of a sign-out (see signedOut), or a session that ended.
 		if r.URL.Query().Get("done") == doneSignedOut {
 			h.clearSession(w, r)
 		} else {
-			http.SetCookie(w, h.clearCookie(r))
+			h.dropCookie(w, r)
 		}
 	}
 	// A database failure still shows the form: the login itself will say
@@ -398,7 +417,7 @@ func (h *signInRoutes) renderLoginPage(w http.ResponseWriter, r *http.Request, s
 		Title:      "Sign in",
 		SiteName:   h.SiteName,
 		Action:     h.LoginPath,
-		Redirect:   request.SafeRedirect(c.Redirect),
+		Redirect:   h.safeReturn(r, c.Redirect),
 		Username:   c.Username,
 		Error:      message,
 		Remember:   h.RememberFor > 0,

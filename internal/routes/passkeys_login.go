@@ -221,6 +221,6 @@ func (h *signInRoutes) completePasskeySignIn(w http.ResponseWriter, r *http.Requ
 		http.SetCookie(w, h.pendingCookie(r, "", -1))
 	}
 	h.signInAttempt(r, user.Username, user, loginSuccess, store.FactorPasskey)
-	writeJSON(w, http.StatusOK, passkeySignedIn{userJSON: toUserJSON(*user), Redirect: request.SafeRedirect(body.Redirect)})
+	writeJSON(w, http.StatusOK, passkeySignedIn{userJSON: toUserJSON(*user), Redirect: h.safeReturn(r, body.Redirect)})
 	return nil
 }

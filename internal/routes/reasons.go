@@ -46,6 +46,7 @@ const (
 	ReasonSecondFactorRequired          Reason = "second_factor_required"           // the path needs a session signed in, or stepped up, with a second factor
 	ReasonSecretUnreadable              Reason = "secret_unreadable"                // a stored second-factor secret does not decrypt with secrets_key
 	ReasonSessionExpired                Reason = "session_expired"                  // the session cookie names no live session
+	ReasonSignInMisconfigured           Reason = "sign_in_misconfigured"            // single sign-on cannot work for this address: the cookie would never reach it
 	ReasonSmuggledIdentity              Reason = "smuggled_identity"                // identity headers were sent as trailers
 	ReasonStoreUnavailable              Reason = "store_unavailable"                // PostgreSQL cannot be reached
 	ReasonThrottled                     Reason = "throttled"                        // too many failed attempts from the account or the address
@@ -97,6 +98,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonSecondFactorRequired:          http.StatusUnauthorized,
 	ReasonSecretUnreadable:              http.StatusServiceUnavailable,
 	ReasonSessionExpired:                http.StatusUnauthorized,
+	ReasonSignInMisconfigured:           http.StatusMisdirectedRequest,
 	ReasonSmuggledIdentity:              http.StatusBadRequest,
 	ReasonStoreUnavailable:              http.StatusServiceUnavailable,
 	ReasonThrottled:                     http.StatusTooManyRequests,

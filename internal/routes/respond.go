@@ -122,7 +122,7 @@ func (h *responder) Answer(w http.ResponseWriter, r *http.Request, err error) er
 		hdr.Set("Retry-After", strconv.Itoa(retrySeconds(ref.retryAfter)))
 	}
 	if ref.clearCookie {
-		http.SetCookie(w, h.clearCookie(r))
+		h.dropCookie(w, r)
 	}
 	if h.CaddyErrorPages {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -154,6 +154,7 @@ var refusalHeadings = map[int]string{
 	http.StatusConflict:              "Already taken",
 	http.StatusRequestEntityTooLarge: "Too much data",
 	http.StatusTooManyRequests:       "Too many attempts",
+	http.StatusMisdirectedRequest:    "Sign-in is misconfigured",
 	http.StatusServiceUnavailable:    "Temporarily unavailable",
 }
 
@@ -184,7 +185,7 @@ func (h *responder) refusalPage(w http.ResponseWriter, r *http.Request, ref *Ref
 	case http.StatusServiceUnavailable:
 		page.Links = []web.Link{{Href: back, Text: "Try again"}}
 	case http.StatusUnauthorized:
-		page.Links = []web.Link{{Href: h.loginLink(back), Text: "Sign in"}}
+		page.Links = []web.Link{{Href: h.signInURL(r, back), Text: "Sign in"}}
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
 		page.Links = []web.Link{{Href: back, Text: "Go back"}}
 	}
@@ -379,8 +380,7 @@ func (h *responder) RefuseGated(w http.ResponseWriter, r *http.Request, ref *Ref
 	switch ref.reason {
 	case ReasonNotAuthenticated, ReasonSessionExpired:
 		if wantsHTML(r) {
-			h.sendToLogin(w, r)
-			return nil
+			return h.sendToLogin(w, r)
 		}
 	case ReasonSecondFactorEnrolmentRequired:
 		return h.sendToEnrol(w, r)
@@ -401,8 +401,8 @@ func (h *responder) RefuseEnded(w http.ResponseWriter, r *http.Request) error {
 	}
 	if wantsHTML(r) {
 		hdr.Set("Cache-Control", "no-store")
-		http.SetCookie(w, h.clearCookie(r))
-		http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		h.dropCookie(w, r)
+		http.Redirect(w, r, h.signInURL(r, request.SafeRedirect(r.URL.RequestURI())), http.StatusSeeOther)
 		return nil
 	}
 	return h.Answer(w, r, sessionExpired())
@@ -420,10 +420,14 @@ var unsentResponseHeaders = []string{
 
 // sendToLogin redirects a browser without a live session to the login page,
 // dropping a stale cookie on the way.
-func (h *responder) sendToLogin(w http.ResponseWriter, r *http.Request) {
+func (h *responder) sendToLogin(w http.ResponseWriter, r *http.Request) error {
+	if problem := h.portalProblem(r); problem != "" {
+		return h.misconfigured(w, r, problem)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	if _, hadCookie := h.token(r); hadCookie {
-		http.SetCookie(w, h.clearCookie(r))
+		h.dropCookie(w, r)
 	}
-	http.Redirect(w, r, h.LoginPath+"?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+	http.Redirect(w, r, h.signInURL(r, request.SafeRedirect(r.URL.RequestURI())), http.StatusSeeOther)
+	return nil
 }

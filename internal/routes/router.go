@@ -42,6 +42,9 @@ func (h *Site) addRoutes() {
 	rt.add(post, api+"/logout", anyone, in.serveLogout)
 	rt.add(post, api+"/register", anyone, in.serveRegister)
 	rt.add(get, api+"/me", withSession, in.serveMe)
+	// The forward-auth check resolves the session of the request it is
+	// asked about, not its own.
+	rt.add(get, api+"/verify", anyone, h.verify.serveVerify)
 
 	rt.add(get, api+"/sessions", withSession, acct.serveOwnSessions)
 	rt.add(del, api+"/sessions/{id}", withSession, acct.serveEndOwnSession)

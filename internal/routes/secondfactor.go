@@ -128,10 +128,10 @@ func (h *signInRoutes) renderCodePage(w http.ResponseWriter, r *http.Request, st
 	page := web.SecondFactorPage{
 		SiteName:      h.SiteName,
 		Action:        h.LoginPath + "/second-factor",
-		Redirect:      request.SafeRedirect(redirect),
+		Redirect:      h.safeReturn(r, redirect),
 		Error:         message,
 		Recovery:      recovery,
-		LoginHref:     h.LoginPath + "?redirect=" + url.QueryEscape(request.SafeRedirect(redirect)),
+		LoginHref:     h.LoginPath + "?redirect=" + url.QueryEscape(h.safeReturn(r, redirect)),
 		TOTP:          factors.TOTP,
 		RecoveryCodes: factors.RecoveryCodes > 0,
 	}

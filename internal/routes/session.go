@@ -91,12 +91,38 @@ func (h *sessions) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, 
 			return res, refuse(ReasonCrossOrigin, "Cross-origin request refused")
 		}
 	}
+	if err := h.lookUp(r, d.From, &res, now); err != nil {
+		return res, storeUnavailable(err)
+	}
+	if res.IsZero() && h.CookieDomain != "" {
+		// A cookie of this host only, left by a config without
+		// cookie_domain, comes first and names no session: the domain's
+		// cookie after it may (see otherTokens).
+		for _, other := range h.otherTokens(r, token) {
+			next := Resolved{Token: other}
+			if err := h.lookUp(r, d.From, &next, now); err != nil {
+				return res, storeUnavailable(err)
+			}
+			if !next.IsZero() {
+				res = next
+				break
+			}
+		}
+	}
+	if res.IsZero() {
+		return res, sessionExpired()
+	}
+	return h.admit(r, d, res, now)
+}
+
+// lookUp finds the live session of res.Token from where d says, into res.
+func (h *sessions) lookUp(r *http.Request, from Source, res *Resolved, now time.Time) error {
 	var err error
-	switch d.From {
+	switch from {
 	case FromMemory:
-		res.Session, err = h.look(r.Context(), token, now)
+		res.Session, err = h.look(r.Context(), res.Token, now)
 	case FromDatabase:
-		res.row, err = h.store.GetSession(r.Context(), token)
+		res.row, err = h.store.GetSession(r.Context(), res.Token)
 		if err == nil {
 			h.memory.StoreOK()
 			if res.row != nil {
@@ -104,13 +130,7 @@ func (h *sessions) Resolve(r *http.Request, d Demand, now time.Time) (Resolved, 
 			}
 		}
 	}
-	if err != nil {
-		return res, storeUnavailable(err)
-	}
-	if res.IsZero() {
-		return res, sessionExpired()
-	}
-	return h.admit(r, d, res, now)
+	return err
 }
 
 // admit applies the rest of d to a live session found, and renews it when due.
@@ -247,6 +267,35 @@ func (h *cookies) token(r *http.Request) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// maxSessionCookies is how many cookies of the session's name a request's
+// session is looked for in: the first, and with cookie_domain, a couple of
+// stale copies before the live one.
+const maxSessionCookies = 3
+
+// otherTokens are the values of the session cookies after first, for a
+// request whose first names no session.
+func (h *cookies) otherTokens(r *http.Request, first string) []string {
+	var values []string
+	seen := false
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || name != h.CookieName {
+				continue
+			}
+			value = strings.Trim(value, `"`)
+			if !seen && value == first {
+				seen = true
+				continue
+			}
+			if value != "" && value != first && len(values) < maxSessionCookies-1 {
+				values = append(values, value)
+			}
+		}
+	}
+	return values
 }
 
 // identify makes the session's user known to the rest of Caddy: the

@@ -10,6 +10,7 @@ import (
 	"context"
 	"html/template"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -42,6 +43,12 @@ type Config struct {
 	PasskeyRPID        string
 	PasskeyOrigins     []string
 	TrustedOrigins     []string
+	// CookieDomain is cookie_domain: the session cookie's Domain, lower
+	// case; "" for a cookie of this host only.
+	CookieDomain string
+	// LoginURL is login_url, the portal's login page; nil when the site
+	// signs browsers in itself.
+	LoginURL           *url.URL
 	Throttle           store.Throttle
 	ClearSiteDataCache bool
 	// CaddyErrorPages hands refusals to the site's handle_errors.
@@ -96,6 +103,10 @@ type Metrics struct {
 	Logins          *prometheus.CounterVec // by outcome
 	Factors         *prometheus.CounterVec // by factor and outcome
 	SessionsCreated prometheus.Counter
+	// Gate counts a forward-auth check's decision as the gate counts its
+	// own, given the request asked about, its cookie's value and the
+	// refusal (nil: allowed); nil counts nothing.
+	Gate func(r *http.Request, token string, ref *Refusal)
 }
 
 // A site's parts. Each route group is a type that embeds only the parts
@@ -204,6 +215,7 @@ type Site struct {
 	signIn     *signInRoutes
 	account    *accountRoutes
 	admin      *adminRoutes
+	verify     *verifyRoutes
 }
 
 // New builds a site's routes from its options, once.
@@ -223,7 +235,8 @@ func New(cfg Config, shared *Shared, logger *zap.Logger) *Site {
 	s := &Site{base: b, sessions: ss, responder: rs, store: shared.Store,
 		signIn:  &signInRoutes{b, ck, rs, ss, at, fs, shared.Store, shared.Memory, shared.Metrics},
 		account: &accountRoutes{b, ck, rs, ss, at, fs, shared.Store, shared.Memory},
-		admin:   &adminRoutes{b, rs, ss, at, shared.Store, shared.Memory}}
+		admin:   &adminRoutes{b, rs, ss, at, shared.Store, shared.Memory},
+		verify:  &verifyRoutes{b, ck, rs, ss, shared.Metrics.Gate}}
 	s.addRoutes()
 	return s
 }

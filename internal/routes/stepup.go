@@ -71,7 +71,7 @@ func (h *signInRoutes) serveMe(w http.ResponseWriter, r *http.Request, c *caller
 func (h *signInRoutes) serveStepUpPage(w http.ResponseWriter, r *http.Request, c *caller) error {
 	redirect := r.URL.Query().Get("redirect")
 	if secondFactorDone(c.session) {
-		http.Redirect(w, r, request.SafeRedirect(redirect), http.StatusSeeOther)
+		http.Redirect(w, r, h.safeReturn(r, redirect), http.StatusSeeOther)
 		return nil
 	}
 	if !c.session.SecondFactor {
@@ -91,7 +91,7 @@ func (h *signInRoutes) renderStepUpPage(w http.ResponseWriter, r *http.Request, 
 		Title:         "Confirm with your second factor",
 		SiteName:      h.SiteName,
 		Action:        h.stepUpPath(),
-		Redirect:      request.SafeRedirect(redirect),
+		Redirect:      h.safeReturn(r, redirect),
 		Error:         message,
 		Recovery:      recovery,
 		Notice:        "Signed in as " + sess.User.Username + ": this page needs your second factor.",
@@ -181,7 +181,7 @@ func (h *signInRoutes) forgetStepped(sess *store.Session) {
 // headed, a script learns the method.
 func (h *signInRoutes) steppedUp(w http.ResponseWriter, r *http.Request, form bool, method, redirect string) error {
 	if form {
-		http.Redirect(w, r, request.SafeRedirect(redirect), http.StatusSeeOther)
+		http.Redirect(w, r, h.safeReturn(r, redirect), http.StatusSeeOther)
 		return nil
 	}
 	writeJSON(w, http.StatusOK, stepUpJSON{Method: method})
@@ -234,7 +234,7 @@ func (h *signInRoutes) serveStepUpPasskeyFinish(w http.ResponseWriter, r *http.R
 	}
 	sess := c.session
 	if secondFactorDone(sess) {
-		return h.steppedUpByPasskey(w, sess.Method, body.Redirect)
+		return h.steppedUpByPasskey(w, r, sess.Method, body.Redirect)
 	}
 	attempt, err := h.store.ReservePasskeyAttempt(r.Context(), clientIP(r), h.Throttle)
 	if err != nil {
@@ -261,11 +261,11 @@ func (h *signInRoutes) serveStepUpPasskeyFinish(w http.ResponseWriter, r *http.R
 	}
 	h.signInAttempt(r, sess.User.Username, &sess.User, loginSuccess, store.FactorPasskey)
 	h.forgetStepped(sess)
-	return h.steppedUpByPasskey(w, method, body.Redirect)
+	return h.steppedUpByPasskey(w, r, method, body.Redirect)
 }
 
-func (h *signInRoutes) steppedUpByPasskey(w http.ResponseWriter, method, redirect string) error {
-	writeJSON(w, http.StatusOK, stepUpJSON{Method: method, Redirect: request.SafeRedirect(redirect)})
+func (h *signInRoutes) steppedUpByPasskey(w http.ResponseWriter, r *http.Request, method, redirect string) error {
+	writeJSON(w, http.StatusOK, stepUpJSON{Method: method, Redirect: h.safeReturn(r, redirect)})
 	return nil
 }
 
