@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/internal/identity"
 	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
@@ -98,6 +99,11 @@ type App struct {
 	// Without it, TOTP is not offered. Default: none.
 	SecretsKey string `json:"secrets_key,omitempty"`
 
+	// IdentityProviders are the identity_provider blocks: OpenID Connect
+	// providers and GitHub, each a button of the login page, in order.
+	// Default: none.
+	IdentityProviders []identity.Config `json:"identity_providers,omitempty"`
+
 	zeroes []string // options JSON gave as 0 where 0 is refused (see rangeRules)
 
 	store        *store.Store
@@ -108,17 +114,23 @@ type App struct {
 	connString   string // database_url, expanded
 	listenTo     string
 	unexpanded   error // why the database URL could not be expanded at provision; Start reports it
-	logger       *zap.Logger
-	memory       *sharedMemory // the cache and requests in progress below, with their listener
-	memoryKey    string        // memory's key in memories; "" when memory is this config's own
-	instance     string        // tests: which in-process server this config belongs to; "" in Caddy
-	cache        *engine.Cache
-	lookups      *engine.Lookups // the database lookups of sessions under way
-	inflight     *engine.Flights
-	health       *engine.Health
-	sessions     engine.Sessions // the look-up of a cookie's session, over the four above
-	tokens       engine.Sessions // the same for API tokens, in the same memory
-	server       string          // names this server in the maintenance table
+	// unexpandedSecrets is why an identity provider's client_id or
+	// client_secret could not be expanded at provision; Start reports it.
+	unexpandedSecrets error
+	providers         []*identity.Provider // shared across reloads in providerPool, by providerKeys
+	providerKeys      []string
+	providerAt        []optionPositions // the Caddyfile's identity_provider blocks, while it is parsed
+	logger            *zap.Logger
+	memory            *sharedMemory // the cache and requests in progress below, with their listener
+	memoryKey         string        // memory's key in memories; "" when memory is this config's own
+	instance          string        // tests: which in-process server this config belongs to; "" in Caddy
+	cache             *engine.Cache
+	lookups           *engine.Lookups // the database lookups of sessions under way
+	inflight          *engine.Flights
+	health            *engine.Health
+	sessions          engine.Sessions // the look-up of a cookie's session, over the four above
+	tokens            engine.Sessions // the same for API tokens, in the same memory
+	server            string          // names this server in the maintenance table
 	// shared is what the app gives its handlers' routes: the keys, the
 	// metrics and the memory; the ceremony key is set at Start.
 	shared     *routes.Shared
@@ -176,6 +188,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.openSecrets(); err != nil {
 		return err
 	}
+	if err := a.provisionProviders(); err != nil {
+		return err
+	}
+	a.shared.Providers = a.providers
 
 	url, err := a.expand("database_url", a.DatabaseURL)
 	listenTo := url
@@ -262,6 +278,9 @@ func (a *App) Start() error {
 	if a.unexpanded != nil {
 		return fmt.Errorf("pg_session: %w (caddy validate does not connect to the database, so it does not need the URL and passes without it)", a.unexpanded)
 	}
+	if a.unexpandedSecrets != nil {
+		return fmt.Errorf("pg_session: %w (caddy validate signs nobody in, so it passes without them)", a.unexpandedSecrets)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := a.store.Ping(ctx); err != nil {
@@ -307,6 +326,9 @@ func (a *App) Start() error {
 	// store; the requests are the memory's, so one still running from the
 	// old config ends with its session too.
 	a.wg.Go(func() { a.inflight.Watch(loopCtx, 250*time.Millisecond, a.lookUpByID) })
+	// Last, once the start cannot fail: a provider that cannot be reached
+	// is tried again in the background, and the login page says so.
+	a.startProviders()
 	return nil
 }
 
@@ -363,6 +385,7 @@ func (a *App) Cleanup() error {
 		errs = append(errs, err)
 		a.poolKey = ""
 	}
+	errs = append(errs, a.cleanupProviders())
 	return errors.Join(errs...)
 }
 

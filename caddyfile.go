@@ -46,9 +46,26 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    offline_grace       <duration>   # default 1m; 0 turns it off
 //	    history_retention   <duration>   # default 90d of sign-in history; 0 keeps none
 //	    secrets_key         <key>        # encrypts TOTP secrets; 32+ characters; no default (no TOTP)
+//	    identity_provider   <name> {     # any number: a button each on the login page; name 1-32 of a-z 0-9 -
+//	        issuer              <url>            # OpenID Connect, by discovery; or else:
+//	        github                               # GitHub (OAuth 2 and its API)
+//	        client_id           <id>             # e.g. {env.GOOGLE_CLIENT_ID}
+//	        client_secret       <secret>         # e.g. {env.GOOGLE_CLIENT_SECRET}
+//	        label               <text>           # the button's text; default the name capitalised, or GitHub
+//	        scopes              <scopes...>      # default openid email profile; GitHub read:user user:email [read:org]
+//	        allow_domains       <domains...>     # verified emails at these domains may come in
+//	        allow_emails        <emails...>      # these verified emails may come in
+//	        allow_organizations <org[/team]...>  # GitHub: members of these may come in
+//	        groups_claim        <claim>          # OpenID Connect: the ID token's claim listing the groups
+//	        auto_create         on|off           # default off; on needs an allow list
+//	        trust_provider_mfa  on|off           # default off; on: amr/acr showing a second factor count as one
+//	        github_url          <url>            # default https://github.com (GitHub Enterprise: its address)
+//	        github_api_url      <url>            # default https://api.github.com
+//	    }
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	at, err := parseBlock(d, a.options())
+	at.providers, a.providerAt = a.providerAt, nil
 	if err != nil {
 		return err
 	}
@@ -70,6 +87,8 @@ func (a *App) options() map[string]readOption {
 		"offline_grace": optionalArg(&a.OfflineGrace, durationArg),
 		// Second factors.
 		"secrets_key": textArg(&a.SecretsKey),
+		// Identity providers.
+		"identity_provider": a.providerArg,
 	}
 }
 
@@ -238,6 +257,8 @@ type optionPositions struct {
 	block   caddyfile.Token
 	options map[string]caddyfile.Token
 	rules   []caddyfile.Token // where each access rule was written, in order
+	// providers are where each identity_provider block and its options were set, in order.
+	providers []optionPositions
 }
 
 // locate gives err, from the rules, the file and line of its option, or of
@@ -249,6 +270,8 @@ func (at optionPositions) locate(err error) error {
 	switch {
 	case errors.As(err, &ruleErr) && ruleErr.Index < len(at.rules):
 		token = at.rules[ruleErr.Index]
+	case errors.As(err, &optErr) && optErr.provider > 0 && optErr.provider <= len(at.providers):
+		return at.providers[optErr.provider-1].locate(&optionError{option: optErr.option, msg: optErr.msg})
 	case errors.As(err, &optErr):
 		var ok bool
 		if token, ok = at.options[optErr.option]; !ok {

@@ -26,6 +26,8 @@ import (
 	// The golden files adapt with the modules of the binary we ship (cmd/caddy), so directives such
 	// as file_server, reverse_proxy and basic_auth are known and ordered as users will see them.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/pgsession/caddy-pgsession/internal/identity"
 )
 
 // updateGolden rewrites the expected part of each golden file with today's output, for a deliberate
@@ -264,6 +266,8 @@ func documentedOptions(t *testing.T, path string) map[string]optionLists {
 
 // pgSessionOptions returns the option names set in every pg_session { ... } block of tokens,
 // walking them with a Dispenser as the parser does, so arguments are never taken for options.
+// An option of a block nested in an option, as identity_provider's, is named after both:
+// "identity_provider/issuer".
 func pgSessionOptions(tokens []caddyfile.Token) []string {
 	var options []string
 	d := caddyfile.NewDispenser(tokens)
@@ -272,16 +276,29 @@ func pgSessionOptions(tokens []caddyfile.Token) []string {
 			continue
 		}
 		for d.NextBlock(0) {
-			options = append(options, d.Val())
+			option := d.Val()
+			options = append(options, option)
 			d.RemainingArgs()
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				options = append(options, option+"/"+d.Val())
+				d.RemainingArgs()
+			}
 		}
 	}
 	return options
 }
 
-// parsedOptions returns, sorted, the options each UnmarshalCaddyfile reads, by receiver type name.
+// parsedOptions returns, sorted, the options each UnmarshalCaddyfile reads, by receiver type name,
+// with the options of nested blocks named as pgSessionOptions names them.
 var parsedOptions = map[string]func() []string{
-	"App":     func() []string { return slices.Sorted(maps.Keys(new(App).options())) },
+	"App": func() []string {
+		options := slices.Collect(maps.Keys(new(App).options()))
+		for sub := range maps.Keys(providerOptions(new(identity.Config))) {
+			options = append(options, "identity_provider/"+sub)
+		}
+		slices.Sort(options)
+		return options
+	},
 	"Handler": func() []string { return slices.Sorted(maps.Keys(new(Handler).options())) },
 }
 

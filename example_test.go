@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -66,7 +67,10 @@ func TestCaddyfileExampleNamesEveryGlobalOption(t *testing.T) {
 	if len(options) == 0 {
 		t.Fatal("found no JSON options on App")
 	}
+	// A list in JSON is a block repeated in the Caddyfile, under its singular name.
+	caddyfileName := map[string]string{"identity_providers": "identity_provider"}
 	for _, option := range options {
+		option = cmp.Or(caddyfileName[option], option)
 		// A line of its own, as set or as a commented-out example: "\tcache_size 10000" or "\t# cache_size 10000".
 		if !regexp.MustCompile(`(?m)^\s*(# )?` + regexp.QuoteMeta(option) + ` \S`).Match(raw) {
 			t.Errorf("%s does not show the global option's %s (set, or commented out)", examplePath, option)

@@ -44,6 +44,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"admin_token {env.ADMIN_TOKEN}\ncross_origin_protection off",
 		"database_url {env.DATABASE_URL}\nschema pgsession\ncleanup_interval 1h\nmax_connections 8",
 		"database_url postgres://u:p@db/app\nlisten_database_url postgres://db/app\ncache_size 0\noffline_grace 0",
+		"identity_provider google {\nissuer https://accounts.google.com\nclient_id a\nclient_secret {env.X}\nallow_domains example.com\nauto_create on\n}",
+		"identity_provider github {\ngithub\nclient_id a\nclient_secret b\nallow_organizations org/team\n}\nidentity_provider github {\n}",
 		"public {\n}",
 		"}\n{",
 	} {

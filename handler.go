@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -386,6 +387,14 @@ func (h *Handler) formTargets() string {
 	targets := []string{"'self'"}
 	if h.CookieDomain != "" {
 		targets = append(targets, h.CookieDomain+":*", "*."+h.CookieDomain+":*")
+	}
+	// The account page's "Link" form leads to the provider's sign-in page.
+	if h.app != nil {
+		for _, p := range h.app.IdentityProviders {
+			if origin := providerOrigin(p); origin != "" && !slices.Contains(targets, origin) {
+				targets = append(targets, origin)
+			}
+		}
 	}
 	return strings.Join(append(targets, h.TrustedOrigins...), " ")
 }

@@ -16,8 +16,9 @@ import (
 // The packages are layers, and imports point one way: cmd/caddy uses the
 // root, the root (Caddy's glue) uses the rest, the routes use the engine and
 // the layers below it and of Caddy only its request-time values (the
-// replacer, caddyhttp.Error), and the session engine, the sealing, the store
-// and the migrations know nothing of Caddy or of the layers above them.
+// replacer, caddyhttp.Error), and the session engine, the sealing, the
+// identity providers' client, the store and the migrations know nothing of
+// Caddy or of the layers above them.
 func TestPackagesImportOneWay(t *testing.T) {
 	t.Parallel()
 	const module = "github.com/pgsession/caddy-pgsession"
@@ -51,13 +52,20 @@ func TestPackagesImportOneWay(t *testing.T) {
 		"internal/engine":  {"store"},
 		"internal/sealed":  nil,
 		"internal/request": nil,
-		"store":            {"migrations"},
-		"migrations":       nil,
-		"web":              nil,
+		// The identity providers' client: OAuth 2 and OpenID Connect, no Caddy, no store.
+		"internal/identity": nil,
+		"store":             {"migrations", "internal/sealed"},
+		"migrations":        nil,
+		"web":               nil,
+		// The test providers know nothing of the plugin, so its tests meet
+		// a provider that was not written to fit it.
+		"internal/oidctest":          {"internal/caddyproc", "internal/oidctest/control"},
+		"internal/oidctest/provider": {"internal/oidctest/control"},
+		"internal/oidctest/control":  nil,
 	}
 	for _, dep := range imports["internal/routes"] {
 		if own, ok := strings.CutPrefix(dep, module+"/"); ok {
-			assert.True(t, slices.Contains([]string{"internal/engine", "internal/access", "internal/sealed", "internal/request", "store", "web"}, own),
+			assert.True(t, slices.Contains([]string{"internal/engine", "internal/access", "internal/sealed", "internal/request", "internal/identity", "store", "web"}, own),
 				"internal/routes imports %s, above or beside it", own)
 		}
 		if strings.HasPrefix(dep, "github.com/caddyserver/") {

@@ -30,13 +30,20 @@ func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 	t.Run("options", func(t *testing.T) {
 		for receiver, lists := range documentedOptions(t, "caddyfile.go") {
 			for _, option := range lists.doc {
+				// An option of a nested block (identity_provider/issuer) is defined by its own
+				// name, and its syntax line is indented once more, inside its block's.
+				syntax, name := "\t"+regexp.QuoteMeta(option)+" ", option
+				if _, sub, nested := strings.Cut(option, "/"); nested {
+					// A flag such as github stands alone on its line.
+					syntax, name = "\t\t"+regexp.QuoteMeta(sub)+"( |$)", sub
+				}
 				// Each option has its definition under its block's syntax, as on Caddy's
 				// directive pages: "- **name** is …".
-				if !regexp.MustCompile(`(?m)^- \*\*` + regexp.QuoteMeta(option) + `\*\*[ :]`).MatchString(readme) {
-					t.Errorf("option %s of (*%s).UnmarshalCaddyfile has no definition (- **%s** …) in %s", option, receiver, option, referencePath)
+				if !regexp.MustCompile(`(?m)^- \*\*` + regexp.QuoteMeta(name) + `\*\*[ :]`).MatchString(readme) {
+					t.Errorf("option %s of (*%s).UnmarshalCaddyfile has no definition (- **%s** …) in %s", option, receiver, name, referencePath)
 				}
 				// And it is in the block's syntax: a line of a caddyfile code block.
-				if !regexp.MustCompile("(?m)^\t" + regexp.QuoteMeta(option) + " ").MatchString(readme) {
+				if !regexp.MustCompile("(?m)^" + syntax).MatchString(readme) {
 					t.Errorf("option %s of (*%s).UnmarshalCaddyfile is not in a syntax block of %s", option, receiver, referencePath)
 				}
 			}

@@ -27,8 +27,9 @@ import (
 
 // optionError is a rule an option breaks.
 type optionError struct {
-	option string // the option at fault, as the Caddyfile and JSON name it
-	msg    string
+	option   string // the option at fault, as the Caddyfile and JSON name it
+	provider int    // 1 + the index of the identity_provider whose option it is; 0 for none
+	msg      string
 }
 
 func (e *optionError) Error() string { return e.msg }
@@ -214,7 +215,7 @@ func (a *App) check() error {
 			}
 		}
 	}
-	return nil
+	return a.checkProviders()
 }
 
 // checkOrigin accepts an origin as browsers send it in the Origin header:

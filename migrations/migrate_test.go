@@ -46,9 +46,9 @@ func TestMigrateInstallsSchemaOnce(t *testing.T) {
 		require.NoError(t, rows.Scan(&name))
 		tables = append(tables, name)
 	}
-	assert.Equal(t, []string{"api_tokens", "ceremony_keys", "groups", "login_attempts", "maintenance", "passkeys", "pending_logins",
-		"recovery_codes", "schema_migrations", "sessions", "sign_in_history", "totp_secrets", "used_challenges", "user_groups",
-		"users"}, tables)
+	assert.Equal(t, []string{"api_tokens", "ceremony_keys", "groups", "identities", "identity_flows", "identity_invitations",
+		"login_attempts", "maintenance", "passkeys", "pending_logins", "recovery_codes", "schema_migrations", "sessions",
+		"sign_in_history", "totp_secrets", "used_challenges", "user_groups", "users"}, tables)
 
 	var indexes int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'pgsession'
@@ -171,10 +171,41 @@ func TestSessionAuthMethodDefaultsToPasswordAndIsChecked(t *testing.T) {
 	var method string
 	require.NoError(t, pool.QueryRow(ctx, `SELECT auth_method FROM pgsession.sessions`).Scan(&method))
 	assert.Equal(t, "password", method)
-	for _, ok := range []string{"password+totp", "password+recovery_code", "passkey", "password"} {
+	for _, ok := range []string{"password+totp", "password+recovery_code", "passkey", "provider", "provider+mfa",
+		"provider+totp", "provider+recovery_code", "password"} {
 		_, err = pool.Exec(ctx, `UPDATE pgsession.sessions SET auth_method = $1`, ok)
 		assert.NoError(t, err, ok)
 	}
 	_, err = pool.Exec(ctx, `UPDATE pgsession.sessions SET auth_method = 'api_token'`)
 	assert.ErrorContains(t, err, "sessions_auth_method_check")
+}
+
+// The identity tables hold their rules themselves, for hand-written SQL
+// too: a provider's name has one spelling, a user has one identity of a
+// provider, a subject is one user's, and a user may have no password.
+func TestIdentityTablesHoldTheirRules(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, pgtest.NewDatabase(t))
+	_, err := migrations.Migrate(ctx, pool, "pgsession")
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO pgsession.users (username, password_hash) VALUES ('alice', 'x'), ('bob', NULL)`)
+	require.NoError(t, err, "a user without a password")
+	link := func(user, provider, subject string) error {
+		_, err := pool.Exec(ctx, `INSERT INTO pgsession.identities (provider, subject, user_id)
+			SELECT $2, $3, id FROM pgsession.users WHERE username = $1`, user, provider, subject)
+		return err
+	}
+	require.NoError(t, link("alice", "google", "1"))
+	assert.ErrorContains(t, link("bob", "google", "1"), "identities_pkey", "a subject is one user's")
+	assert.ErrorContains(t, link("alice", "google", "2"), "identities_one_per_provider")
+	for _, bad := range []string{"Google", "", "key_cloak", strings.Repeat("a", 33)} {
+		assert.ErrorContains(t, link("bob", bad, "3"), "identity_provider_check", "%q", bad)
+	}
+	assert.ErrorContains(t, link("bob", "github", ""), "identities_subject_check")
+	_, err = pool.Exec(ctx, `INSERT INTO pgsession.identity_flows (id, binding, provider, nonce, pkce_verifier, expires_at)
+		VALUES ('a', 'b', 'GitHub', '', '', now())`)
+	assert.ErrorContains(t, err, "identity_provider_check", "every table names providers alike")
+	_, err = pool.Exec(ctx, `INSERT INTO pgsession.sign_in_history (user_id, outcome, factor)
+		SELECT id, 'success', 'provider' FROM pgsession.users WHERE username = 'bob'`)
+	assert.NoError(t, err, "the history names a provider's sign-in")
 }

@@ -14,6 +14,10 @@ type Cleanup struct {
 	PendingLogins int64 // logins that waited for a second factor too long
 	// UsedChallenges are finished passkey ceremonies whose cookies expired.
 	UsedChallenges int64
+	// IdentityFlows are sign-ins with a provider whose callback never came.
+	IdentityFlows int64
+	// IdentityInvitations are admins' permissions to link that expired unused.
+	IdentityInvitations int64
 }
 
 // RunCleanup runs one cleanup round, unless another server sharing the
@@ -39,6 +43,12 @@ func (s *Store) RunCleanup(ctx context.Context, server string, every time.Durati
 		return c, true, err
 	}
 	if c.UsedChallenges, err = s.CleanupUsedChallenges(ctx); err != nil {
+		return c, true, err
+	}
+	if c.IdentityFlows, err = s.CleanupIdentityFlows(ctx); err != nil {
+		return c, true, err
+	}
+	if c.IdentityInvitations, err = s.CleanupIdentityInvitations(ctx); err != nil {
 		return c, true, err
 	}
 	c.SignIns, err = s.TrimSignInHistory(ctx)

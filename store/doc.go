@@ -29,4 +29,14 @@
 //     that does not exist is not an error.
 //   - Revoking one API token returns ErrTokenNotFound, since its caller
 //     names a token it was shown (RevokeAllAPITokens counts, as above).
+//   - An identity is named by its provider and subject, never its email:
+//     finding a user by one nobody linked (UserByIdentity) or unlinking
+//     one the user does not have returns ErrIdentityNotFound, which tells
+//     the caller to ask for an invitation (ErrInvitationNotFound when
+//     there is none) or to create the user. Taking a sign-in's flow
+//     returns ErrFlowNotFound for every flow it cannot take (unknown,
+//     expired, taken, of another provider or another browser), since the
+//     browser is told the same in each case: start again.
+//   - Listing what a user has (Identities, IdentityInvitations) returns
+//     none for an unknown user, as ListAPITokens does.
 package store

@@ -84,7 +84,9 @@ func groupQueries(r *strings.Replacer, q *queries) {
 	// joinGroups and leaveGroups change nothing unless the user and every
 	// group named exist, and say in the same round trip whether the user
 	// does and which group, if any, does not. A membership the user already
-	// has is kept as it is, so joining twice is joining once.
+	// has is kept as it is, so joining twice is joining once, except that
+	// one a provider's groups claim made becomes the admin's, which the
+	// claim no longer ends (SyncProviderGroups).
 	const known = `WITH wanted AS (SELECT DISTINCT unnest($2::text[]) AS name),
 			missing AS (SELECT min(w.name COLLATE "C") AS name FROM wanted w
 				WHERE NOT EXISTS (SELECT FROM {groups} g WHERE g.name = w.name)),
@@ -94,7 +96,7 @@ func groupQueries(r *strings.Replacer, q *queries) {
 	q.joinGroups = r.Replace(known + `,
 			joined AS (INSERT INTO {user_groups} (user_id, group_name)
 				SELECT $1, name FROM wanted WHERE (SELECT ok FROM known)
-				ON CONFLICT DO NOTHING)
+				ON CONFLICT (user_id, group_name) DO UPDATE SET provider = NULL WHERE {user_groups}.provider IS NOT NULL)
 		` + answer)
 	q.leaveGroups = r.Replace(known + `,
 			left_groups AS (DELETE FROM {user_groups}
@@ -148,7 +150,8 @@ func (s *Store) ListGroups(ctx context.Context) ([]Group, error) {
 }
 
 // AddToGroups makes the user a member of each of groups; groups they are
-// already in stay as they were. It changes nothing when one name is wrong:
+// already in stay as they were, but for being the admin's now when a
+// provider's groups claim made them (see SyncProviderGroups). It changes nothing when one name is wrong:
 // an *InputError for a name outside the profile, a *GroupNotFoundError for
 // the first (by name) that no group has, ErrUserNotFound for an unknown
 // user. Every server drops the user's sessions from memory, so the new

@@ -35,6 +35,8 @@ const (
 	FactorPasskey      = "passkey"
 	// FactorAPIToken is the use of an expired API token by a script.
 	FactorAPIToken = "api_token"
+	// FactorProvider is a sign-in with an identity provider.
+	FactorProvider = "provider"
 )
 
 // SignInAttempt is one attempt to sign in, to record.

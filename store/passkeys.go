@@ -142,16 +142,26 @@ func (s *Store) UserPasskeys(ctx context.Context, userID UserID) ([]Passkey, err
 }
 
 // DeletePasskey removes the passkey id of userID and reports whether there
-// was one: another user's passkey is not removed.
+// was one: another user's passkey is not removed. It refuses with
+// ErrLastSignInMethod, removing nothing, the last passkey of a user who
+// has no password and no identity, who could not sign in again.
 func (s *Store) DeletePasskey(ctx context.Context, userID UserID, id []byte) (bool, error) {
 	if !validUUID(string(userID)) || len(id) == 0 {
 		return false, nil
 	}
-	tag, err := s.pool.Exec(ctx, s.q.deletePasskey, id, string(userID))
-	if err != nil {
+	removed, err := s.keepingASignInWay(ctx, userID, func(tx pgx.Tx) (bool, error) {
+		tag, err := tx.Exec(ctx, s.q.deletePasskey, id, string(userID))
+		return tag.RowsAffected() == 1, err
+	})
+	switch {
+	case errors.Is(err, ErrUserNotFound):
+		return false, nil
+	case errors.Is(err, ErrLastSignInMethod):
+		return false, err
+	case err != nil:
 		return false, fmt.Errorf("removing a passkey: %w", err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return removed, nil
 }
 
 // UsePasskey records a sign-in with passkey id whose authenticator reported

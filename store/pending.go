@@ -38,12 +38,23 @@ type PendingLogin struct {
 // cookie; the database keeps its hash. ErrCredentialsChanged when the
 // user's credentials moved on since they were read.
 func (s *Store) CreatePendingLogin(ctx context.Context, user User, remember bool) (string, error) {
+	return s.CreatePendingLoginAfter(ctx, user, MethodPassword, remember)
+}
+
+// CreatePendingLoginAfter is CreatePendingLogin for a sign-in whose first
+// step was first, MethodPassword or MethodProvider (user as read when the
+// provider's sign-in was checked), so that the session it becomes names
+// it (MethodProviderTOTP, not MethodPasswordTOTP).
+func (s *Store) CreatePendingLoginAfter(ctx context.Context, user User, first string, remember bool) (string, error) {
+	if first != MethodPassword && first != MethodProvider {
+		return "", fmt.Errorf("a pending login follows a password or a provider, not %q", first)
+	}
 	if !validUUID(string(user.ID)) {
 		return "", ErrUserNotFound
 	}
 	token := newToken()
 	tag, err := s.pool.Exec(ctx, s.q.createPending, string(HashToken(token)), string(user.ID), remember,
-		user.CredentialVersion, PendingLoginLifetime.Seconds())
+		user.CredentialVersion, PendingLoginLifetime.Seconds(), first)
 	if err != nil {
 		return "", fmt.Errorf("recording a pending login: %w", err)
 	}
@@ -98,25 +109,30 @@ type SecondStep struct {
 // and then finds no row. It returns ErrNoPendingLogin when the pending
 // login is gone, ErrFactorRefused when the factor is wrong or used (the
 // pending login is then kept, to count the failure), and CreateSession's
-// errors. The session's method is the step's (SecondStep.Method), whatever
-// p.Method says.
+// errors. The session's method is the step's after the pending login's
+// first (SecondStep.MethodAfter), whatever p.Method says.
 func (s *Store) FinishPendingLogin(ctx context.Context, token string, step SecondStep, p SessionParams) (string, *Session, error) {
 	if !ValidToken(token) {
 		return "", nil, ErrNoPendingLogin
 	}
-	p.Method = step.Method()
-	sessionToken, args, err := newSessionArgs(p)
-	if err != nil {
-		return "", nil, err
+	if step.Method() == "" {
+		return "", nil, fmt.Errorf("unknown second factor %q", step.Factor)
 	}
 	var sess *Session
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.q.finishPending, string(HashToken(token)), string(p.User.ID))
+	var sessionToken string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var first string
+		err := tx.QueryRow(ctx, s.q.finishPending, string(HashToken(token)), string(p.User.ID)).Scan(&first)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNoPendingLogin
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return ErrNoPendingLogin
+		p.Method = step.MethodAfter(first)
+		var args []any
+		if sessionToken, args, err = newSessionArgs(p); err != nil {
+			return err
 		}
 		if used, err := s.useSecondStep(ctx, tx, p.User.ID, step); err != nil || !used {
 			return cmp.Or(err, ErrFactorRefused)

@@ -373,6 +373,7 @@ type sessionRow struct {
 	UserCreatedAt      time.Time  `db:"user_created_at"`
 	UserUpdatedAt      time.Time  `db:"user_updated_at"`
 	CredentialVersion  int64      `db:"credential_version"`
+	HasPassword        bool       `db:"has_password"`
 	CheckedAt          time.Time  `db:"checked_at"`
 	SecondFactor       bool       `db:"second_factor"`
 	Groups             []string   `db:"groups"`
@@ -385,7 +386,7 @@ func (r sessionRow) session() Session {
 		CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, UserAgent: r.UserAgent, IP: r.IP, CheckedAt: r.CheckedAt,
 		SecondFactor: r.SecondFactor, Method: r.Method,
 		User: User{ID: r.UserID, Username: r.Username, IsAdmin: r.IsAdmin, CreatedAt: r.UserCreatedAt,
-			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion, Groups: r.Groups},
+			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion, HasPassword: r.HasPassword, Groups: r.Groups},
 	}
 	if r.IdleTimeoutSeconds != nil {
 		sess.IdleTimeout = time.Duration(*r.IdleTimeoutSeconds) * time.Second

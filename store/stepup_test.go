@@ -25,12 +25,14 @@ func methodOf(t *testing.T, s *store.Store, token string) string {
 }
 
 // Each way of signing in records its method: the password alone, each
-// second step, and a passkey alone.
+// second step after a password or a provider, and a passkey alone. A
+// provider's sign-in stays a provider's through this site's second step,
+// so the upstream is never told a password was typed.
 func TestSessionsRecordHowTheyWereSignedIn(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t, store.Options{})
-	user := twoStepUser(t, s, "alice", []string{"code one"})
+	user := twoStepUser(t, s, "alice", []string{"code one", "code two"})
 	params := store.SessionParams{User: *user, Lifetime: time.Hour}
 
 	assert.Equal(t, store.MethodPassword, methodOf(t, s, login(t, s, user)), "no method named is a password session")
@@ -41,14 +43,20 @@ func TestSessionsRecordHowTheyWereSignedIn(t *testing.T) {
 	assert.Equal(t, store.MethodPasskey, methodOf(t, s, token))
 
 	for _, tc := range []struct {
-		step store.SecondStep
-		want string
+		first string
+		step  store.SecondStep
+		want  string
 	}{
-		{store.SecondStep{Factor: store.FactorTOTP, TOTPStep: 101}, store.MethodPasswordTOTP},
-		{store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: codeHash("code one")}, store.MethodPasswordRecoveryCode},
-		{store.SecondStep{Factor: store.FactorPasskey}, store.MethodPasskey},
+		{store.MethodPassword, store.SecondStep{Factor: store.FactorTOTP, TOTPStep: 101}, store.MethodPasswordTOTP},
+		{store.MethodPassword, store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: codeHash("code one")},
+			store.MethodPasswordRecoveryCode},
+		{store.MethodPassword, store.SecondStep{Factor: store.FactorPasskey}, store.MethodPasskey},
+		{store.MethodProvider, store.SecondStep{Factor: store.FactorTOTP, TOTPStep: 102}, store.MethodProviderTOTP},
+		{store.MethodProvider, store.SecondStep{Factor: store.FactorRecoveryCode, RecoveryCodeHash: codeHash("code two")},
+			store.MethodProviderRecoveryCode},
+		{store.MethodProvider, store.SecondStep{Factor: store.FactorPasskey}, store.MethodPasskey},
 	} {
-		pending, err := s.CreatePendingLogin(ctx, *user, false)
+		pending, err := s.CreatePendingLoginAfter(ctx, *user, tc.first, false)
 		require.NoError(t, err)
 		// What the caller says is overruled by the step that finished it.
 		token, sess, err := s.FinishPendingLogin(ctx, pending, tc.step, params)
@@ -142,4 +150,40 @@ func TestStepUpIsAnnounced(t *testing.T) {
 	})
 	assert.Equal(t, []store.Invalidation{{Sessions: []store.SessionID{store.HashToken(marker)}}}, h.all(),
 		"a renewal, and a step-up that changes no method, announce nothing")
+}
+
+// A provider's session steps up as a provider's, and the methods that
+// count as a second factor are the store's to say.
+func TestProviderSessionsStepUpAsProviders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, store.Options{})
+	user := twoStepUser(t, s, "alice", nil)
+	params := store.SessionParams{User: *user, Lifetime: time.Hour}
+
+	_, err := s.CreatePendingLoginAfter(ctx, *user, store.MethodPasskey, false)
+	assert.Error(t, err, "a passkey is a whole sign-in, with nothing pending after it")
+
+	providerParams := params
+	providerParams.Method = store.MethodProvider
+	token, _, err := s.CreateSession(ctx, providerParams)
+	require.NoError(t, err)
+	assert.Equal(t, store.MethodProvider, methodOf(t, s, token))
+	method, err := s.StepUpSession(ctx, store.HashToken(token), user.ID, store.SecondStep{Factor: store.FactorTOTP, TOTPStep: 102})
+	require.NoError(t, err)
+	assert.Equal(t, store.MethodProviderTOTP, method)
+	assert.Equal(t, store.MethodProviderTOTP, methodOf(t, s, token))
+
+	providerParams.Method = store.MethodProviderMFA
+	token, _, err = s.CreateSession(ctx, providerParams)
+	require.NoError(t, err)
+	assert.Equal(t, store.MethodProviderMFA, methodOf(t, s, token))
+
+	for method, second := range map[string]bool{
+		store.MethodPassword: false, store.MethodProvider: false, "": false, "something newer": false,
+		store.MethodPasswordTOTP: true, store.MethodPasswordRecoveryCode: true, store.MethodPasskey: true,
+		store.MethodProviderMFA: true, store.MethodProviderTOTP: true, store.MethodProviderRecoveryCode: true,
+	} {
+		assert.Equal(t, second, store.MethodHasSecondFactor(method), method)
+	}
 }

@@ -211,21 +211,27 @@ type queries struct {
 	checkAPIToken, touchAPIToken, cleanupAPITokens, apiTokenOwner     string
 	// Step-up (stepup.go).
 	stepUpSession string
+	// Identity providers (identities.go, invitations.go, identity_flows.go, identity_users.go).
+	lockSignInWays, otherSignInWays, linkIdentity, userByIdentity, listIdentities string
+	unlinkIdentity, leaveProviderGroups, syncProviderGroups                       string
+	allowIdentity, takeInvitation, listInvitations, withdrawInvitations           string
+	cleanupInvitations, beginFlow, takeFlow, cleanupFlows                         string
 }
 
 // userColumns are what userRow reads from users, by name.
 const userColumns = `id::text AS id, username, is_admin, created_at, updated_at, credential_version,
-	{groups_of_users} AS groups`
+	password_hash IS NOT NULL AS has_password, {groups_of_users} AS groups`
 
 // userColumnsOfU are userColumns of a users table named u in a join.
 const userColumnsOfU = `u.id::text AS id, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version,
-	{groups_of_u} AS groups`
+	u.password_hash IS NOT NULL AS has_password, {groups_of_u} AS groups`
 
 // sessionColumns are what sessionRow reads, by name, from sessions s joined
 // with users u.
 const sessionColumns = `s.id, s.handle::text AS handle, s.expires_at, s.idle_expires_at, s.idle_timeout_seconds,
 	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text AS user_id, u.username, u.is_admin,
-	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version, now() AS checked_at,
+	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version,
+	u.password_hash IS NOT NULL AS has_password, now() AS checked_at,
 	{has_second_factor} AS second_factor, {groups_of_u} AS groups, s.auth_method`
 
 // liveSession is the condition a session row s, joined with its user u, must
@@ -263,6 +269,9 @@ func newQueries(schema string) queries {
 		"{ceremony_keys}", pgx.Identifier{schema, "ceremony_keys"}.Sanitize(),
 		"{used_challenges}", pgx.Identifier{schema, "used_challenges"}.Sanitize(),
 		"{api_tokens}", pgx.Identifier{schema, "api_tokens"}.Sanitize(),
+		"{identities}", pgx.Identifier{schema, "identities"}.Sanitize(),
+		"{identity_invitations}", pgx.Identifier{schema, "identity_invitations"}.Sanitize(),
+		"{identity_flows}", pgx.Identifier{schema, "identity_flows"}.Sanitize(),
 		"{user_columns}", inner.Replace(userColumns),
 		"{user_columns_u}", inner.Replace(userColumnsOfU),
 		"{live}", liveSession,
@@ -344,7 +353,8 @@ func newQueries(schema string) queries {
 		// meanwhile; the password is the same, so the sessions stay.
 		setPasswordHash: r.Replace(`UPDATE {users} SET password_hash = $3 WHERE id = $1 AND password_hash = $2`),
 		setAdmin:        r.Replace(`UPDATE {users} SET is_admin = $2, updated_at = now() WHERE id = $1`),
-		getUserCredential: r.Replace(`SELECT {user_columns}, password_hash FROM {users} WHERE {by_name}
+		// getUserCredential reads a user without a password as an empty hash.
+		getUserCredential: r.Replace(`SELECT {user_columns}, coalesce(password_hash, '') AS password_hash FROM {users} WHERE {by_name}
 			ORDER BY username_key IS NULL LIMIT 1`),
 		unkeyedUsers:   r.Replace(`SELECT id::text AS id, username FROM {users} WHERE username_key IS NULL ORDER BY created_at, id`),
 		setUsernameKey: r.Replace(`UPDATE {users} SET username_key = $2 WHERE id = $1 AND username_key IS NULL`),
@@ -390,6 +400,7 @@ func newQueries(schema string) queries {
 	groupQueries(r, &q)
 	apiTokenQueries(r, &q)
 	stepUpQueries(r, &q)
+	identityQueries(r, &q)
 	return q
 }
 

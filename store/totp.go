@@ -69,8 +69,8 @@ func secondFactorQueries(r *strings.Replacer, q *queries) {
 		EXISTS (SELECT 1 FROM {totp} WHERE user_id = $1 AND confirmed),
 		(SELECT count(*) FROM {recovery_codes} WHERE user_id = $1 AND used_at IS NULL),
 		(SELECT count(*) FROM {passkeys} WHERE user_id = $1)`)
-	q.createPending = r.Replace(`INSERT INTO {pending} (id, user_id, credential_version, remember, expires_at)
-		SELECT $1, u.id, u.credential_version, $3, now() + make_interval(secs => $5)
+	q.createPending = r.Replace(`INSERT INTO {pending} (id, user_id, credential_version, remember, expires_at, first_method)
+		SELECT $1, u.id, u.credential_version, $3, now() + make_interval(secs => $5), $6
 		FROM {users} u WHERE u.id = $2 AND u.credential_version = $4`)
 	q.getPending = r.Replace(`SELECT {user_columns_u}, p.remember, p.failures
 		FROM {pending} p JOIN {users} u ON u.id = p.user_id
@@ -82,10 +82,12 @@ func secondFactorQueries(r *strings.Replacer, q *queries) {
 	q.deletePending = r.Replace(`DELETE FROM {pending} WHERE id = $1`)
 	// finishPending takes the pending login that a second factor finishes,
 	// while it still counts; of logins racing to finish it, the first
-	// takes the row and the others, waiting on its lock, find none.
+	// takes the row and the others, waiting on its lock, find none. It
+	// returns the sign-in's first method.
 	q.finishPending = r.Replace(`DELETE FROM {pending} p USING {users} u
 		WHERE p.id = $1 AND p.user_id = $2 AND u.id = p.user_id AND p.expires_at > now()
-			AND p.credential_version = u.credential_version`)
+			AND p.credential_version = u.credential_version
+		RETURNING p.first_method`)
 	q.cleanupPending = r.Replace(`DELETE FROM {pending} WHERE id IN (
 		SELECT id FROM {pending} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`)
 }

@@ -33,6 +33,9 @@ type User struct {
 	// CredentialVersion counts the times the password was set; a session
 	// counts only while it matches the one it was created under.
 	CredentialVersion int64 `db:"credential_version"`
+	// HasPassword is false for a user created by an identity provider's
+	// first sign-in, who has none until they set one: no password matches.
+	HasPassword bool `db:"has_password"`
 	// Groups are the names of the groups the user is in, sorted, read with
 	// the user.
 	Groups []string `db:"groups"`
@@ -177,8 +180,10 @@ func (s *Store) SetAdmin(ctx context.Context, userID UserID, isAdmin bool) error
 // no account has the name). Every failure takes as long as
 // the slowest password check seen lately, whatever the user's hash and
 // whether the user exists, so timing tells neither which names exist nor
-// how their passwords are hashed. A bcrypt or weaker argon2id hash is
-// upgraded after a successful login.
+// how their passwords are hashed. A user without a password (HasPassword)
+// is ErrInvalidCredentials, checked as an unknown name is, so that timing
+// tells no account without a password from one with. A bcrypt or weaker
+// argon2id hash is upgraded after a successful login.
 func (s *Store) VerifyPassword(ctx context.Context, username, password string) (*User, error) {
 	var u User
 	var hash string
@@ -196,8 +201,10 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 			return nil, fmt.Errorf("looking up user: %w", err)
 		}
 	}
-	if !found {
-		// An unknown user waits for a turn and hashes like a known one.
+	noPassword := found && hash == ""
+	if !found || noPassword {
+		// An unknown user, or one without a password, waits for a turn and
+		// hashes like a known one.
 		hash, password = s.fakeHash(), trimUTF8(password, MaxPasswordLength)
 	}
 	ok, rehash, err := s.comparePassword(ctx, hash, password)
@@ -207,7 +214,8 @@ func (s *Store) VerifyPassword(ctx context.Context, username, password string) (
 	if !found {
 		return nil, ErrUnknownUser
 	}
-	if !ok {
+	if !ok || noPassword {
+		// The fake hash's own password must not open an account without one.
 		return nil, ErrInvalidCredentials
 	}
 	if rehash {

@@ -50,6 +50,9 @@ type LoginPage struct {
 	// with a passkey", shown by the page's script once the browser can use
 	// passkeys. Empty leaves it out.
 	PasskeyAPI string
+	// Providers are the identity providers to sign in with, each a
+	// "Sign in with <Label>" link after the password form (identity.go).
+	Providers []ProviderButton
 }
 
 // AccountPage is what the account template is executed with.
@@ -97,6 +100,17 @@ type AccountPage struct {
 
 	// Tokens is the "API tokens" section (tokens.go); nil leaves it out.
 	Tokens *AccountTokens
+
+	// The "Linked accounts" section, shown when either list has one
+	// (identity.go): the identities the user signs in with, each with an
+	// unlink form, and the providers to link, each a form with
+	// action=link-identity and provider=<Name>.
+	Identities      []LinkedIdentity
+	LinkProviders   []ProviderButton
+	IdentitiesError string // by the list, e.g. "That account had already been unlinked"
+	// NoPassword is a user who has none, such as one an identity provider
+	// created: the password form sets one, without the current password.
+	NoPassword bool
 }
 
 // AccountTwoStep is the account page's "Two-step sign-in" section. Its
@@ -153,8 +167,8 @@ type AccountSignIn struct {
 	// or "second_factor_required" (the password was right, a code was asked).
 	Outcome string
 	// Factor is what the attempt checked: "password", "totp",
-	// "recovery_code", "passkey", "api_token" (an expired token used), or
-	// "" for none.
+	// "recovery_code", "passkey", "api_token" (an expired token used),
+	// "provider" (an identity provider), or "" for none.
 	Factor string
 }
 
@@ -165,7 +179,8 @@ type AccountSignIn struct {
 //   - action=revoke, handle=<Handle>: end one other session;
 //   - action=revoke-others: end every session but the current one;
 //   - action=password, current_password, new_password (and username, for
-//     password managers): change the password.
+//     password managers): change the password; a user with NoPassword
+//     sends no current_password, and sets one.
 type AccountSession struct {
 	Handle     string // opaque id, sent back in the revoke form
 	Device     string // short description, e.g. from DescribeUserAgent: "Firefox on Linux"
@@ -394,6 +409,10 @@ func ParseLoginTemplate(path string) (*template.Template, error) {
 			Remember:       true,
 			Remembered:     true,
 			PasskeyAPI:     "/api/auth",
+			Providers: []ProviderButton{
+				{Name: "google", Label: "Google", Href: "/login/with/google?redirect=%2F"},
+				{Name: "github", Label: "GitHub", Unavailable: true, Reason: "Try again in a few minutes."},
+			},
 		},
 	}
 	for _, p := range samples {

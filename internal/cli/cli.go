@@ -226,6 +226,7 @@ every Caddy server sharing the database.`,
 	revoke.Flags().StringVar(&revokeID, "id", "", "end only the session with this ID (from 'sessions list')")
 	sessions.AddCommand(revoke)
 	c.addTokenCommands(cmd)
+	c.addIdentityCommands(cmd)
 	c.addCheckAccessCommand(cmd)
 
 	cmd.AddCommand(&cobra.Command{

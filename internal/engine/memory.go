@@ -94,8 +94,7 @@ func (s Session) id() store.SessionID { return store.SessionID(hex.EncodeToStrin
 func (s Session) User() User { return s.user.Value() }
 
 // Method is how the session was signed in, or stepped up to since: one
-// of store.MethodPassword, MethodPasswordTOTP, MethodPasswordRecoveryCode
-// and MethodPasskey, or "" for an API token.
+// of the store's Method names, or "" for an API token.
 func (s Session) Method() string { return methodNames[s.method] }
 
 // MethodValue is Method boxed, for a placeholder, without allocating.
@@ -104,9 +103,7 @@ func (s Session) MethodValue() any { return methodValues[s.method] }
 // SecondFactorDone reports whether the session was signed in, or stepped
 // up, with more than a password: a path that needs a second factor lets
 // it through.
-func (s Session) SecondFactorDone() bool {
-	return s.method == methodPasswordTOTP || s.method == methodPasswordRecoveryCode || s.method == methodPasskey
-}
+func (s Session) SecondFactorDone() bool { return methodSecondFactor[s.method] }
 
 // LastSeen is the use of the session the database last recorded.
 func (s Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen) }

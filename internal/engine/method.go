@@ -12,6 +12,10 @@ const (
 	methodPasswordTOTP
 	methodPasswordRecoveryCode
 	methodPasskey
+	methodProvider
+	methodProviderMFA
+	methodProviderTOTP
+	methodProviderRecoveryCode
 )
 
 // methodNames are the methods' names, and methodValues the same boxed
@@ -19,10 +23,19 @@ const (
 var (
 	methodNames = [...]string{methodNone: "", methodPassword: store.MethodPassword,
 		methodPasswordTOTP: store.MethodPasswordTOTP, methodPasswordRecoveryCode: store.MethodPasswordRecoveryCode,
-		methodPasskey: store.MethodPasskey}
+		methodPasskey: store.MethodPasskey, methodProvider: store.MethodProvider, methodProviderMFA: store.MethodProviderMFA,
+		methodProviderTOTP: store.MethodProviderTOTP, methodProviderRecoveryCode: store.MethodProviderRecoveryCode}
 	methodValues = func() (v [len(methodNames)]any) {
 		for i, name := range methodNames {
 			v[i] = name
+		}
+		return v
+	}()
+	// methodSecondFactor is store.MethodHasSecondFactor of each method,
+	// read once, so the store says which methods count in one place.
+	methodSecondFactor = func() (v [len(methodNames)]bool) {
+		for i, name := range methodNames {
+			v[i] = store.MethodHasSecondFactor(name)
 		}
 		return v
 	}()

@@ -23,6 +23,10 @@ func TestSessionsKeepTheirMethod(t *testing.T) {
 		{store.MethodPasswordTOTP, true},
 		{store.MethodPasswordRecoveryCode, true},
 		{store.MethodPasskey, true},
+		{store.MethodProvider, false},
+		{store.MethodProviderMFA, true},
+		{store.MethodProviderTOTP, true},
+		{store.MethodProviderRecoveryCode, true},
 		{"", false},                // an API token's
 		{"something newer", false}, // a method this server does not know is no second factor
 	} {

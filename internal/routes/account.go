@@ -134,8 +134,12 @@ func (h *accountRoutes) changePassword(r *http.Request, c *caller, body password
 			return 0, badInput(inputErr)
 		}
 	}
-	if err := h.checkCurrentPassword(r, c, body.CurrentPassword); err != nil {
-		return 0, err
+	// A user made by an identity provider has no password to give; the
+	// row read for this request says so, from the database.
+	if c.session.User.HasPassword || body.CurrentPassword != "" {
+		if err := h.checkCurrentPassword(r, c, body.CurrentPassword); err != nil {
+			return 0, err
+		}
 	}
 	username := c.session.User.Username
 	n, err := h.store.ChangePassword(r.Context(), c.session.User.ID, body.NewPassword, c.token)
@@ -225,6 +229,8 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 			page.PasswordError, page.PasswordErrorField = e.text, e.field
 		case "passkeys":
 			page.PasskeysError = e.text
+		case "identities":
+			page.IdentitiesError = e.text
 		case "tokens":
 			// addTokens shows it by the create form.
 		default:
@@ -249,6 +255,9 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 	if err := h.addTokens(r, &page, sess.User); err != nil {
 		return page, err
 	}
+	if err := h.addIdentities(r, &page, sess.User); err != nil {
+		return page, err
+	}
 	if err := h.addSignIns(r, &page, sess.User.ID); err != nil {
 		return page, err
 	}
@@ -266,29 +275,36 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 // page never echoes text from the query string.
 var (
 	accountNotices = map[string]string{
-		"revoked":         "Session signed out",
-		"revoked-others":  "All other sessions signed out",
-		"password":        "Password changed; your other sessions were signed out",
-		"totp-off":        "Two-step sign-in is off; your other sessions were signed out",
-		"passkey-added":   "Passkey added; your other sessions were signed out",
-		"passkey-removed": "Passkey removed; your other sessions were signed out",
-		"token-revoked":   "API token revoked",
+		"revoked":           "Session signed out",
+		"revoked-others":    "All other sessions signed out",
+		"password":          "Password changed; your other sessions were signed out",
+		"totp-off":          "Two-step sign-in is off; your other sessions were signed out",
+		"passkey-added":     "Passkey added; your other sessions were signed out",
+		"passkey-removed":   "Passkey removed; your other sessions were signed out",
+		"token-revoked":     "API token revoked",
+		"identity-linked":   "Account linked: you can sign in with it",
+		"identity-unlinked": "Account unlinked",
 	}
 	accountErrors = map[string]accountError{
-		"no-session":       {"That session had already ended", "sessions", ""},
-		"wrong-password":   {"Current password is wrong", "password", "current_password"},
-		"invalid-password": {"The new password must be 8 to 1024 characters long", "password", "new_password"},
-		"unknown-action":   {"Unknown action", "", ""},
-		"wrong-code":       {"That code is not right: check the app's clock and try the next one", "two-step", ""},
-		"no-totp-setup":    {"No authenticator is being set up: start again", "two-step", ""},
-		"totp-password":    {"Current password is wrong", "two-step", ""},
-		"no-passkey":       {"That passkey had already been removed", "passkeys", ""},
-		"no-token":         {"That API token had already been revoked", "tokens", ""},
-		"token-name":       {"A token's name must be 1 to 64 printable characters, without spaces at either end", "tokens", "token_name"},
-		"token-name-taken": {"You already have an API token of that name", "tokens", "token_name"},
-		"token-paths":      {"Each path must start with / or * and be at most 256 bytes, and a token takes at most 32", "tokens", "token_paths"},
-		"token-expiry":     {"Choose when the token expires from the list", "tokens", ""},
-		"token-admin":      {"Only an admin can create a token with admin rights", "tokens", ""},
+		"no-session":           {"That session had already ended", "sessions", ""},
+		"wrong-password":       {"Current password is wrong", "password", "current_password"},
+		"invalid-password":     {"The new password must be 8 to 1024 characters long", "password", "new_password"},
+		"unknown-action":       {"Unknown action", "", ""},
+		"wrong-code":           {"That code is not right: check the app's clock and try the next one", "two-step", ""},
+		"no-totp-setup":        {"No authenticator is being set up: start again", "two-step", ""},
+		"totp-password":        {"Current password is wrong", "two-step", ""},
+		"no-passkey":           {"That passkey had already been removed", "passkeys", ""},
+		"passkey-last":         {"That passkey is your only way to sign in: set a password or link an account first", "passkeys", ""},
+		"no-token":             {"That API token had already been revoked", "tokens", ""},
+		"token-name":           {"A token's name must be 1 to 64 printable characters, without spaces at either end", "tokens", "token_name"},
+		"token-name-taken":     {"You already have an API token of that name", "tokens", "token_name"},
+		"token-paths":          {"Each path must start with / or * and be at most 256 bytes, and a token takes at most 32", "tokens", "token_paths"},
+		"token-expiry":         {"Choose when the token expires from the list", "tokens", ""},
+		"token-admin":          {"Only an admin can create a token with admin rights", "tokens", ""},
+		"no-provider":          {"No such identity provider", "identities", ""},
+		"provider-unavailable": {"That identity provider is unavailable right now: try again in a few minutes", "identities", ""},
+		"last-sign-in":         {"That is your only way to sign in: set a password or link another account first", "identities", ""},
+		"no-identity":          {"That account had already been unlinked", "identities", ""},
 	}
 )
 
@@ -354,6 +370,8 @@ func (h *accountRoutes) serveAccountForm(w http.ResponseWriter, r *http.Request,
 		return h.serveTwoStepForm(w, r, c, back)
 	case "token-create", "token-revoke":
 		return h.serveTokenForm(w, r, c, back)
+	case "link-identity", "unlink-identity":
+		return h.serveIdentityForm(w, r, c, back)
 	case "remove-passkey":
 		_, err := h.removePasskey(r, c, r.PostFormValue("passkey"))
 		var ref *Refusal
@@ -362,6 +380,8 @@ func (h *accountRoutes) serveAccountForm(w http.ResponseWriter, r *http.Request,
 			return back("done", "passkey-removed")
 		case errors.As(err, &ref) && ref.status == http.StatusNotFound:
 			return back("error", "no-passkey")
+		case errors.As(err, &ref) && ref.reason == ReasonLastSignInMethod:
+			return back("error", "passkey-last")
 		default:
 			return err
 		}

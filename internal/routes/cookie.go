@@ -71,6 +71,16 @@ func (h *cookies) cookieCanBeSet(r *http.Request) error {
 	return refuse(ReasonNeedsHttps, "The session cookie "+h.CookieName+" needs HTTPS: use https:// for this site")
 }
 
+// scopedCookieName names a cookie of the plugin's sent to some paths only,
+// after the session cookie: a __Host- cookie must have Path=/, so such a
+// cookie takes the __Secure- prefix instead, which keeps it to HTTPS.
+func (h *cookies) scopedCookieName(suffix string) string {
+	if name, ok := strings.CutPrefix(h.CookieName, "__Host-"); ok {
+		return "__Secure-" + name + suffix
+	}
+	return h.CookieName + suffix
+}
+
 // NeedsSecure reports whether browsers accept a cookie of this name only
 // with the Secure attribute.
 func NeedsSecure(cookieName string) bool {

@@ -433,6 +433,7 @@ func (h *signInRoutes) renderLoginPage(w http.ResponseWriter, r *http.Request, s
 	if h.Registration {
 		page.RegisterAction = h.APIPath + "/register"
 	}
+	page.Providers = h.providerButtons(page.Redirect)
 	return renderPage(w, r, status, h.LoginPage, h.LoginPageCSP, page)
 }
 

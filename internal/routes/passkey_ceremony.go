@@ -173,7 +173,7 @@ func (h *factors) throttleBegin(r *http.Request) error {
 	}
 	if wait, ok := h.shared.BeginLimit.allow(clientAddress(clientIP(r)), time.Now()); !ok {
 		return &Refusal{status: ReasonStatus[ReasonThrottled], reason: ReasonThrottled,
-			message: "Too many passkey sign-ins from this address, try again shortly", retryAfter: wait}
+			message: "Too many sign-ins begun from this address, try again shortly", retryAfter: wait}
 	}
 	return nil
 }

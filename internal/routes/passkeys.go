@@ -126,12 +126,7 @@ func (h *factors) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 // _passkey, as the pending sign-in's has _pending. A __Host- name turns
 // __Secure-, because __Host- demands Path=/ and this cookie goes only to
 // the passkey routes; browsers still insist that it be Secure.
-func (h *factors) ceremonyCookieName() string {
-	if name, ok := strings.CutPrefix(h.CookieName, "__Host-"); ok {
-		return "__Secure-" + name + "_passkey"
-	}
-	return h.CookieName + "_passkey"
-}
+func (h *factors) ceremonyCookieName() string { return h.scopedCookieName("_passkey") }
 
 // ceremonyCookie is the cookie of a ceremony's sealed state, sent only to
 // the passkey routes; maxAge -1 clears it.
@@ -291,6 +286,9 @@ func (h *accountRoutes) removePasskey(r *http.Request, c *caller, id string) (in
 		return 0, notFound
 	}
 	removed, err := h.store.DeletePasskey(r.Context(), c.session.User.ID, raw)
+	if errors.Is(err, store.ErrLastSignInMethod) {
+		return 0, refuse(ReasonLastSignInMethod, "That passkey is your only way to sign in: set a password or link an account first")
+	}
 	if err != nil {
 		return 0, storeUnavailable(err)
 	}

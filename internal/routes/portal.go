@@ -163,7 +163,7 @@ func (h *responder) toPortal(w http.ResponseWriter, r *http.Request, redirect st
 
 // loopCookieName marks, on the portal, the last page it sent a signed-in
 // browser back to.
-func (h *responder) loopCookieName() string { return h.CookieName + "_return" }
+func (h *responder) loopCookieName() string { return h.scopedCookieName("_return") }
 
 // sendBack sends a signed-in browser from the portal's login page on to
 // target, unless it was sent there moments ago: then the site did not get

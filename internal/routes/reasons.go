@@ -23,11 +23,13 @@ const (
 	ReasonInvalidCode                   Reason = "invalid_code"                     // the second-factor code or recovery code is wrong
 	ReasonInvalidCredentials            Reason = "invalid_credentials"              // the username or password is wrong
 	ReasonInvalidPasskey                Reason = "invalid_passkey"                  // a sign-in with a passkey did not verify
+	ReasonLastSignInMethod              Reason = "last_sign_in_method"              // removing it would leave the user no way to sign in
 	ReasonMethodNotAllowed              Reason = "method_not_allowed"               // the route does not take this method
 	ReasonNeedsHttps                    Reason = "needs_https"                      // the route works only over HTTPS
 	ReasonNoAdmin                       Reason = "no_admin"                         // the admin API is off: no admin token is set
 	ReasonNoPasskeyCeremony             Reason = "no_passkey_ceremony"              // a passkey answer came without the request it answers, or after it expired
 	ReasonNoSuchPasskey                 Reason = "no_such_passkey"                  // no passkey of the user has that id
+	ReasonNoSuchProvider                Reason = "no_such_provider"                 // no identity provider has that name
 	ReasonNoSuchGroup                   Reason = "no_such_group"                    // no group has that name
 	ReasonNoSuchSession                 Reason = "no_such_session"                  // no session of the user has that handle
 	ReasonNoSuchToken                   Reason = "no_such_token"                    // no API token of the user has that id
@@ -75,10 +77,12 @@ var ReasonStatus = map[Reason]int{
 	ReasonInvalidCode:                   http.StatusUnauthorized,
 	ReasonInvalidCredentials:            http.StatusUnauthorized,
 	ReasonInvalidPasskey:                http.StatusUnauthorized,
+	ReasonLastSignInMethod:              http.StatusConflict,
 	ReasonMethodNotAllowed:              http.StatusMethodNotAllowed,
 	ReasonNeedsHttps:                    http.StatusBadRequest,
 	ReasonNoAdmin:                       http.StatusNotFound,
 	ReasonNoPasskeyCeremony:             http.StatusBadRequest,
+	ReasonNoSuchProvider:                http.StatusNotFound,
 	ReasonNoSuchPasskey:                 http.StatusNotFound,
 	ReasonNoSuchSession:                 http.StatusNotFound,
 	ReasonNoSuchToken:                   http.StatusNotFound,

@@ -70,6 +70,8 @@ func (h *Site) addRoutes() {
 	rt.add(post, api+"/step-up", withSession, in.serveStepUp)
 	rt.add(post, api+"/passkeys/step-up/begin", withSession, in.serveStepUpPasskeyBegin)
 	rt.add(post, api+"/passkeys/step-up/finish", withSession, in.serveStepUpPasskeyFinish)
+	rt.add(get, h.LoginPath+"/with/{provider}", anyone, in.serveProviderStart)
+	rt.add(get, h.LoginPath+"/callback/{provider}", anyone, in.serveProviderCallback)
 	rt.add(get, h.AccountPath, anyone, acct.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, acct.serveAccountForm)
 

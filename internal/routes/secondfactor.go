@@ -103,7 +103,14 @@ func (h *signInRoutes) pendingCookie(r *http.Request, token string, maxAge int) 
 // a pending login, its cookie, and the code page or a JSON answer naming
 // the methods the user can use.
 func (h *signInRoutes) askSecondFactor(w http.ResponseWriter, r *http.Request, c credentials, user *store.User, factors store.Factors) error {
-	token, err := h.store.CreatePendingLogin(r.Context(), *user, c.Remember && h.RememberFor > 0)
+	return h.askSecondFactorAfter(w, r, c, user, factors, store.MethodPassword)
+}
+
+// askSecondFactorAfter is askSecondFactor after a first step other than
+// the password (store.MethodProvider), which the session's method keeps.
+func (h *signInRoutes) askSecondFactorAfter(w http.ResponseWriter, r *http.Request, c credentials, user *store.User,
+	factors store.Factors, first string) error {
+	token, err := h.store.CreatePendingLoginAfter(r.Context(), *user, first, c.Remember && h.RememberFor > 0)
 	if errors.Is(err, store.ErrCredentialsChanged) {
 		h.signInAttempt(r, c.Username, nil, loginFailure, store.FactorPassword)
 		return h.refuseLogin(w, r, c)
@@ -112,7 +119,11 @@ func (h *signInRoutes) askSecondFactor(w http.ResponseWriter, r *http.Request, c
 		return storeUnavailable(err)
 	}
 	http.SetCookie(w, h.pendingCookie(r, token, int(store.PendingLoginLifetime/time.Second)))
-	h.signInAttempt(r, c.Username, user, loginSecondFactorRequired, store.FactorPassword)
+	factor := store.FactorPassword
+	if first == store.MethodProvider {
+		factor = store.FactorProvider
+	}
+	h.signInAttempt(r, c.Username, user, loginSecondFactorRequired, factor)
 	h.logger.Info("login awaits a second factor", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
 	if c.form {
 		return h.renderCodePage(w, r, http.StatusOK, c.Redirect, "", false, factors)

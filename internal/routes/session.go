@@ -136,7 +136,7 @@ func (h *sessions) lookUp(r *http.Request, from Source, res *Resolved, now time.
 // admit applies the rest of d to a live session found, and renews it when due.
 func (h *sessions) admit(r *http.Request, d Demand, res Resolved, now time.Time) (Resolved, *Refusal) {
 	user := res.User()
-	if h.RequireSecondFactor && !user.SecondFactor && !d.BeforeSecondFactor {
+	if h.RequireSecondFactor && !user.SecondFactor && !res.SecondFactorDone() && !d.BeforeSecondFactor {
 		return res, enrolmentRequired()
 	}
 	if d.Admin && !user.IsAdmin {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgsession/caddy-pgsession/internal/access"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/internal/identity"
 	"github.com/pgsession/caddy-pgsession/store"
 )
 
@@ -79,7 +80,9 @@ type Shared struct {
 	Ceremonies   *CeremonySeal
 	BeginLimit   *AddressLimiter
 	KeepsHistory bool // whether sign-in attempts are recorded
-	Metrics      Metrics
+	// Providers are the identity providers of the global option, in order.
+	Providers []*identity.Provider
+	Metrics   Metrics
 }
 
 // Memory is what the routes change in the server's memory, and what they
@@ -175,6 +178,7 @@ type signInRoutes struct {
 	*sessions
 	*attempts
 	*factors
+	*providers
 	store   *store.Store
 	memory  Memory
 	metrics Metrics
@@ -190,6 +194,7 @@ type accountRoutes struct {
 	*sessions
 	*attempts
 	*factors
+	*providers
 	store  *store.Store
 	memory Memory
 }
@@ -232,9 +237,10 @@ func New(cfg Config, shared *Shared, logger *zap.Logger) *Site {
 	}
 	at := &attempts{b, shared.Store, shared.Metrics, shared.KeepsHistory}
 	fs := &factors{b, ck, shared.Store, shared.Secrets, shared}
+	pv := &providers{b, ck, shared.Store, shared.Providers}
 	s := &Site{base: b, sessions: ss, responder: rs, store: shared.Store,
-		signIn:  &signInRoutes{b, ck, rs, ss, at, fs, shared.Store, shared.Memory, shared.Metrics},
-		account: &accountRoutes{b, ck, rs, ss, at, fs, shared.Store, shared.Memory},
+		signIn:  &signInRoutes{b, ck, rs, ss, at, fs, pv, shared.Store, shared.Memory, shared.Metrics},
+		account: &accountRoutes{b, ck, rs, ss, at, fs, pv, shared.Store, shared.Memory},
 		admin:   &adminRoutes{b, rs, ss, at, shared.Store, shared.Memory},
 		verify:  &verifyRoutes{b, ck, rs, ss, shared.Metrics.Gate}}
 	s.addRoutes()

@@ -12,8 +12,9 @@ import (
 // wider receiver.
 func TestRouteGroupsGetOnlyTheirParts(t *testing.T) {
 	for group, want := range map[reflect.Type][]string{
-		reflect.TypeFor[signInRoutes]():  {"base", "*cookies", "*responder", "*sessions", "*attempts", "*factors", "store", "memory", "metrics"},
-		reflect.TypeFor[accountRoutes](): {"base", "*cookies", "*responder", "*sessions", "*attempts", "*factors", "store", "memory"},
+		reflect.TypeFor[signInRoutes]():  {"base", "*cookies", "*responder", "*sessions", "*attempts", "*factors", "*providers", "store", "memory", "metrics"},
+		reflect.TypeFor[accountRoutes](): {"base", "*cookies", "*responder", "*sessions", "*attempts", "*factors", "*providers", "store", "memory"},
+		reflect.TypeFor[providers]():     {"base", "*cookies", "store", "list"},
 		reflect.TypeFor[adminRoutes]():   {"base", "*responder", "*sessions", "*attempts", "store", "memory"},
 		reflect.TypeFor[responder]():     {"base", "*cookies", "memory"},
 		reflect.TypeFor[cookies]():       {"base"},

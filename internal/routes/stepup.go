@@ -47,11 +47,7 @@ func (s *Site) StepUp(w http.ResponseWriter, r *http.Request, sess engine.Sessio
 // secondFactorDone reports whether a session row was signed in, or
 // stepped up, with more than a password.
 func secondFactorDone(sess *store.Session) bool {
-	switch sess.Method {
-	case store.MethodPasswordTOTP, store.MethodPasswordRecoveryCode, store.MethodPasskey:
-		return true
-	}
-	return false
+	return store.MethodHasSecondFactor(sess.Method)
 }
 
 // meJSON is the answer of /me: the user, and how the session was signed in.
