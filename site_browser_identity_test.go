@@ -52,7 +52,7 @@ func browserIdentitySignInAndDeny(t *testing.T, browser *chromium.Browser) {
 	p.AddUser(t, oidctest.User{Subject: "dave-sub", Email: "dave@example.com", EmailVerified: true, PreferredUsername: "dave"})
 	p.AddUser(t, oidctest.User{Subject: "carol-sub", Email: "carol@example.com", EmailVerified: true, PreferredUsername: "carol"})
 	db := newTestDB(t)
-	s := providerSite(t, db, p, "allow_domains example.com\n\tauto_create on")
+	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com\n\tauto_create on")
 	docs := s.url("/docs/")
 
 	tab := browser.NewTab(t)

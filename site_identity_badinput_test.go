@@ -90,12 +90,7 @@ func TestAnUnverifiedEmailOrARefusalAtTheProviderSignsNobodyIn(t *testing.T) {
 
 func TestAProviderThatIsDownLeavesThePasswordFormWorking(t *testing.T) {
 	t.Parallel()
-	p := oidctest.StartProvider(t, oidctest.Options{})
-	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
-	db := newTestDB(t)
-	alice := db.addUser(t, "alice", "correct horse battery")
-	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
-	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
+	p, _, s := linkedAlice(t, "allow_domains example.com")
 
 	t.Run("down when the button is pressed", func(t *testing.T) {
 		p.Stop()
@@ -170,12 +165,7 @@ func TestAProviderDownWhenTheSiteStartsIsTriedAgain(t *testing.T) {
 
 func TestAProviderRotatesItsKeysBetweenTwoSignIns(t *testing.T) {
 	t.Parallel()
-	p := oidctest.StartProvider(t, oidctest.Options{})
-	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
-	db := newTestDB(t)
-	alice := db.addUser(t, "alice", "correct horse battery")
-	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
-	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
+	p, _, s := linkedAlice(t, "allow_domains example.com")
 
 	for i, rotate := range []func(testing.TB) string{nil, p.RotateKeys, p.RotateKeysKeepingOld, p.RotateKeys} {
 		before := p.Requests(t)["jwks"]

@@ -17,12 +17,7 @@ import (
 
 func TestAProviderSignInBegunOnOneServerFinishesOnAnother(t *testing.T) {
 	t.Parallel()
-	p := oidctest.StartProvider(t, oidctest.Options{})
-	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
-	db := newTestDB(t)
-	alice := db.addUser(t, "alice", "correct horse battery")
-	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
-	first := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
+	p, db, first := linkedAlice(t, "allow_domains example.com")
 	// The same provider config, but for its label, which says what the
 	// default says: in one process, providers of the same config are one
 	// object (shared across reloads), and two servers share nothing.
@@ -55,12 +50,7 @@ func TestAProviderSignInBegunOnOneServerFinishesOnAnother(t *testing.T) {
 
 func TestTwoTabsSignInWithAProviderAtOnce(t *testing.T) {
 	t.Parallel()
-	p := oidctest.StartProvider(t, oidctest.Options{})
-	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
-	db := newTestDB(t)
-	alice := db.addUser(t, "alice", "correct horse battery")
-	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
-	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
+	_, db, s := linkedAlice(t, "allow_domains example.com")
 
 	// Both tabs press the button before either signs in at the provider;
 	// they finish in the order they began.
@@ -83,12 +73,7 @@ func TestTwoTabsSignInWithAProviderAtOnce(t *testing.T) {
 
 func TestASlowSignInAtAProviderExpires(t *testing.T) {
 	t.Parallel()
-	p := oidctest.StartProvider(t, oidctest.Options{})
-	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
-	db := newTestDB(t)
-	alice := db.addUser(t, "alice", "correct horse battery")
-	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
-	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
+	_, db, s := linkedAlice(t, "allow_domains example.com")
 
 	b := newBrowser(t)
 	callback := oidctest.SignIn(t, nil, b.begin(s, "test", "/docs/"), "alice-sub")
@@ -115,12 +100,7 @@ func TestASlowSignInAtAProviderExpires(t *testing.T) {
 
 func TestBackAfterSigningInWithAProvider(t *testing.T) {
 	t.Parallel()
-	p := oidctest.StartProvider(t, oidctest.Options{})
-	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
-	db := newTestDB(t)
-	alice := db.addUser(t, "alice", "correct horse battery")
-	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
-	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
+	_, _, s := linkedAlice(t, "allow_domains example.com")
 
 	b := newBrowser(t)
 	callback := oidctest.SignIn(t, nil, b.begin(s, "test", "/docs/"), "alice-sub")

@@ -37,6 +37,19 @@ func startProviderSite(t *testing.T, opts siteOptions, p *oidctest.Provider, mor
 	return s
 }
 
+// linkedAlice is a provider knowing alice-sub (alice@example.com,
+// verified), a database whose alice is linked to it, and a site with the
+// provider as identity_provider test and more lines of its block.
+func linkedAlice(t *testing.T, more string) (*oidctest.Provider, *testDB, *testSite) {
+	t.Helper()
+	p := oidctest.StartProvider(t, oidctest.Options{})
+	p.AddUser(t, oidctest.User{Subject: "alice-sub", Email: "alice@example.com", EmailVerified: true})
+	db := newTestDB(t)
+	alice := db.addUser(t, "alice", "correct horse battery")
+	db.linkIdentity(t, alice, "alice-sub", "alice@example.com")
+	return p, db, startProviderSite(t, siteOptions{db: db.url}, p, more)
+}
+
 // oidcBlock is the identity_provider test block of p, with more lines.
 func oidcBlock(p *oidctest.Provider, more string) string {
 	return "identity_provider test {\n\tissuer " + p.Issuer() + "\n\tclient_id " + p.ClientID() +
@@ -78,7 +91,7 @@ func (b *browser) begin(s *testSite, provider, redirect string) string {
 	return resp.Header.Get("Location")
 }
 
-// signInWith is signInAt for any provider of the site: the button, the
+// signInWith signs in with a provider of the site: the button, the
 // provider's login form as user (a subject, or a GitHub login), and the
 // site's answer to the callback.
 func (b *browser) signInWith(s *testSite, provider, user, redirect string) reply {

@@ -3,10 +3,8 @@ package pgsession
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,32 +17,6 @@ import (
 // provider process (internal/oidctest): the whole way from the login
 // page's button through the provider's login form and back.
 
-// providerSite starts a site whose global option holds the provider as
-// identity_provider test, with more lines of that block, and lets the
-// provider send browsers back to the site's callback.
-func providerSite(t *testing.T, db *testDB, p *oidctest.Provider, more string) *testSite {
-	t.Helper()
-	s := startSite(t, siteOptions{db: db.url, app: "identity_provider test {\n\tissuer " + p.Issuer() +
-		"\n\tclient_id " + p.ClientID() + "\n\tclient_secret " + p.ClientSecret() + "\n\t" + more + "\n}"})
-	p.AllowRedirectURI(t, s.url("/login/callback/test"))
-	require.Eventually(t, func() bool {
-		ok, _ := s.app.Providers()[0].Available()
-		return ok
-	}, 10*time.Second, 10*time.Millisecond, "the provider never became available")
-	return s
-}
-
-// signInAt begins a sign-in with the provider from the site's button, signs
-// in at the provider's login form as user, and returns the site's answer to
-// the callback.
-func (b *browser) signInAt(s *testSite, p *oidctest.Provider, user, redirect string) reply {
-	b.t.Helper()
-	resp := b.getPage(s.url("/login/with/test?redirect=" + url.QueryEscape(redirect)))
-	require.Equal(b.t, http.StatusSeeOther, resp.StatusCode, resp.body)
-	callback := oidctest.SignIn(b.t, nil, resp.Header.Get("Location"), user)
-	return b.getPage(callback.String())
-}
-
 func TestSignInWithAnOpenIDProvider(t *testing.T) {
 	t.Parallel()
 	p := oidctest.StartProvider(t, oidctest.Options{})
@@ -52,13 +24,13 @@ func TestSignInWithAnOpenIDProvider(t *testing.T) {
 		PreferredUsername: "alice"})
 	db := newTestDB(t)
 	alice := db.addUser(t, "alice", "correct horse battery")
-	s := providerSite(t, db, p, "allow_domains example.com")
+	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com")
 
 	page := newBrowser(t).getPage(s.url("/login"))
 	assert.Contains(t, page.body, `href="/login/with/test?redirect=%2F"`, "the login page's button")
 
 	b := newBrowser(t)
-	resp := b.signInAt(s, p, "alice-at-provider", "/docs/")
+	resp := b.signInWith(s, "test", "alice-at-provider", "/docs/")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "no account is linked to it yet")
 	assert.Contains(t, resp.body, "No account of this site is linked to it")
 
@@ -66,7 +38,7 @@ func TestSignInWithAnOpenIDProvider(t *testing.T) {
 	_, err := db.store.AllowIdentity(context.Background(), store.IdentityInvitation{Provider: "test",
 		Email: "alice@example.com", UserID: alice.ID})
 	require.NoError(t, err)
-	resp = b.signInAt(s, p, "alice-at-provider", "/docs/")
+	resp = b.signInWith(s, "test", "alice-at-provider", "/docs/")
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, resp.body)
 	assert.Equal(t, "/docs/", resp.Header.Get("Location"))
 	assert.Equal(t, "hello alice", b.getPage(s.url("/docs/")).body)
@@ -76,7 +48,7 @@ func TestSignInWithAnOpenIDProvider(t *testing.T) {
 	// The link holds by subject: another browser signs in without any
 	// invitation left.
 	other := newBrowser(t)
-	resp = other.signInAt(s, p, "alice-at-provider", "/")
+	resp = other.signInWith(s, "test", "alice-at-provider", "/")
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, resp.body)
 	assert.Equal(t, "hello alice", other.getPage(s.url("/")).body)
 }
@@ -86,7 +58,7 @@ func TestAProviderCallbackWorksOnceInTheBrowserThatBeganIt(t *testing.T) {
 	p := oidctest.StartProvider(t, oidctest.Options{})
 	p.AddUser(t, oidctest.User{Subject: "bob-sub", Email: "bob@example.com", EmailVerified: true, PreferredUsername: "bob"})
 	db := newTestDB(t)
-	s := providerSite(t, db, p, "allow_domains example.com\n\tauto_create on")
+	s := startProviderSite(t, siteOptions{db: db.url}, p, "allow_domains example.com\n\tauto_create on")
 
 	b := newBrowser(t)
 	// Two tabs begin a sign-in at once; both finish.

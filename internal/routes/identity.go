@@ -217,20 +217,15 @@ func (h *signInRoutes) signInWithProvider(w http.ResponseWriter, r *http.Request
 				factors, store.MethodProvider)
 		}
 	}
-	if old, ok := h.token(r); ok {
-		if err := h.store.DeleteSession(r.Context(), old); err != nil {
-			return storeUnavailable(err)
-		}
+	// The password's way to a session, with the provider's method.
+	create := func(ctx context.Context, sp store.SessionParams) (string, *store.Session, error) {
+		sp.Method = method
+		return h.store.CreateSession(ctx, sp)
 	}
-	token, _, err := h.store.CreateSession(r.Context(), store.SessionParams{User: *user, Lifetime: h.Lifetime,
-		IdleTimeout: h.IdleTimeout, MaxPerUser: h.MaxSessionsPerUser, UserAgent: r.UserAgent(), IP: clientIP(r), Method: method})
-	if err != nil {
+	if err := h.startSessionWith(w, r, user, false, create); err != nil {
 		return storeUnavailable(err)
 	}
-	h.metrics.SessionsCreated.Inc()
-	http.SetCookie(w, h.sessionCookie(r, token))
 	h.signInAttempt(r, user.Username, user, loginSuccess, store.FactorProvider)
-	h.logger.Info("login", zap.String("username", user.Username), zap.String("provider", p.Name()), zap.String("client_ip", clientIP(r)))
 	return h.sendBack(w, r, h.safeReturn(r, redirect))
 }
 

@@ -129,8 +129,8 @@ func trustworthy(r *http.Request) bool {
 
 // hostOnly is a Host header's host, without its port.
 func hostOnly(host string) string {
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
-		return host[:i]
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
 	}
 	return host
 }

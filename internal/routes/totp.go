@@ -7,7 +7,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -54,11 +53,7 @@ func (h *factors) issuer(r *http.Request) string {
 	if h.SiteName != "" {
 		return h.SiteName
 	}
-	host, _, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host = r.Host
-	}
-	return host
+	return hostOnly(r.Host)
 }
 
 // totpKey describes a user's secret as an otpauth:// URI, for the QR code.
