@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgsession/caddy-pgsession/internal/engine"
 	"github.com/pgsession/caddy-pgsession/internal/identity"
+	"github.com/pgsession/caddy-pgsession/internal/mail"
 	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/migrations"
 	"github.com/pgsession/caddy-pgsession/store"
@@ -92,6 +93,8 @@ type App struct {
 	// the cleanup job deletes older entries. 0 keeps none, and nothing is
 	// recorded. Default: 90d.
 	HistoryRetention *caddy.Duration `json:"history_retention,omitempty"`
+	// AuditRetention is how long admin actions are kept; 0 keeps them forever. Default: 365d.
+	AuditRetention *caddy.Duration `json:"audit_retention,omitempty"`
 
 	// SecretsKey encrypts the secrets stored for second factors (TOTP);
 	// placeholders such as {env.PGSESSION_SECRETS_KEY} are expanded. At
@@ -103,6 +106,10 @@ type App struct {
 	// providers and GitHub, each a button of the login page, in order.
 	// Default: none.
 	IdentityProviders []identity.Config `json:"identity_providers,omitempty"`
+	// SMTP is the mail server of password resets, address checks and
+	// invitations; placeholders are expanded in its host, username,
+	// password and from. Default: none, and no mail is sent.
+	SMTP *mail.Config `json:"smtp,omitempty"`
 
 	zeroes []string // options JSON gave as 0 where 0 is refused (see rangeRules)
 
@@ -136,6 +143,8 @@ type App struct {
 	shared     *routes.Shared
 	metrics    *metrics
 	countEvery time.Duration // countInterval; tests count sooner
+	mail       appMail       // the smtp block's sender, and what parsing and provisioning it keep (smtp.go)
+	adminAPI   *adminAPISite // the routes of Caddy's admin endpoint (adminapi.go)
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -185,6 +194,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.server = host + "/" + hex.EncodeToString(nonce[:])
 
 	a.shared = &routes.Shared{Look: a.sessions.Look, Tokens: &a.tokens, Memory: appMemory{a}}
+	a.adminAPI = new(adminAPISite)
 	if err := a.openSecrets(); err != nil {
 		return err
 	}
@@ -256,6 +266,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	if err := a.provisionMail(); err != nil {
+		return err
+	}
 	opts := a.storeOptions
 	opts.Schema = a.Schema
 	opts.HistoryRetention = historyRetention(a.HistoryRetention)
@@ -280,6 +293,9 @@ func (a *App) Start() error {
 	}
 	if a.unexpandedSecrets != nil {
 		return fmt.Errorf("pg_session: %w (caddy validate signs nobody in, so it passes without them)", a.unexpandedSecrets)
+	}
+	if a.mail.unexpanded != nil {
+		return fmt.Errorf("pg_session: %w (caddy validate sends no mail, so it passes without them)", a.mail.unexpanded)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
@@ -329,6 +345,8 @@ func (a *App) Start() error {
 	// Last, once the start cannot fail: a provider that cannot be reached
 	// is tried again in the background, and the login page says so.
 	a.startProviders()
+	a.mail.start(a.logger)
+	runningApps.started(a)
 	return nil
 }
 
@@ -360,6 +378,7 @@ func (a *App) useMemory(m *sharedMemory) {
 // progress. The listener goes on: the memory it keeps up to date may be
 // the next config's, which started before this one stops.
 func (a *App) Stop() error {
+	runningApps.stopped(a)
 	if a.cancel != nil {
 		a.cancel()
 		a.wg.Wait()
@@ -371,7 +390,7 @@ func (a *App) Stop() error {
 // memory first, as its listener sends pings through the pool; it is safe
 // after a partial Provision.
 func (a *App) Cleanup() error {
-	var errs []error
+	errs := []error{a.mail.cleanup()} // first: a queue that ends here gets a few seconds to go out
 	switch {
 	case a.memoryKey != "":
 		_, err := memories.Delete(a.memoryKey)

@@ -45,6 +45,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	    cache_size          <n>          # default 10000 sessions in memory; 0 turns it off
 //	    offline_grace       <duration>   # default 1m; 0 turns it off
 //	    history_retention   <duration>   # default 90d of sign-in history; 0 keeps none
+//	    audit_retention     <duration>   # default 365d of admin actions; 0 keeps them forever
 //	    secrets_key         <key>        # encrypts TOTP secrets; 32+ characters; no default (no TOTP)
 //	    identity_provider   <name> {     # any number: a button each on the login page; name 1-32 of a-z 0-9 -
 //	        issuer              <url>            # OpenID Connect, by discovery; or else:
@@ -62,10 +63,19 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	        github_url          <url>            # default https://github.com (GitHub Enterprise: its address)
 //	        github_api_url      <url>            # default https://api.github.com
 //	    }
+//	    smtp {                           # the mail server for resets, address checks, invitations; no default (no mail)
+//	        host     <host>              # required, e.g. smtp.example.com
+//	        port     <n>                 # default 587 for starttls, 465 for tls, 25 for off
+//	        username <name>              # AUTH PLAIN; default none
+//	        password <password>          # e.g. {env.SMTP_PASSWORD}; needs username
+//	        from     <address>           # required: site@example.com or "Example <site@example.com>"
+//	        tls      starttls|tls|off    # default starttls; off with a password only to localhost
+//	    }
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	at, err := parseBlock(d, a.options())
 	at.providers, a.providerAt = a.providerAt, nil
+	a.locateSMTP(at)
 	if err != nil {
 		return err
 	}
@@ -82,6 +92,7 @@ func (a *App) options() map[string]readOption {
 		"max_connections":     countArg(&a.MaxConnections),
 		"cleanup_interval":    durationArg(&a.CleanupInterval),
 		"history_retention":   optionalArg(&a.HistoryRetention, durationArg),
+		"audit_retention":     optionalArg(&a.AuditRetention, durationArg),
 		// Sessions in memory.
 		"cache_size":    optionalArg(&a.CacheSize, countArg),
 		"offline_grace": optionalArg(&a.OfflineGrace, durationArg),
@@ -89,6 +100,8 @@ func (a *App) options() map[string]readOption {
 		"secrets_key": textArg(&a.SecretsKey),
 		// Identity providers.
 		"identity_provider": a.providerArg,
+		// Mail.
+		"smtp": a.smtpArg,
 	}
 }
 
@@ -140,6 +153,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    remember_lifetime <duration>|0           # default 30d; 0 turns remember me off
 //	    max_sessions_per_user <n>                # default 0: unlimited
 //	    account_path   <path>                    # default /account
+//	    admin_path     <path>|off                # default /admin: the admin page, for admins
 //	    site_name      <name>                    # e.g. "Example Docs": "Sign in to Example Docs"; default none
 //	    home           <path>                    # default /: where the pages link back to the site
 //	    passkey_rp_id  <domain>                  # default: the request's host; e.g. example.com for its subdomains
@@ -157,6 +171,9 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    cache_control  on|off                    # default on: gated responses are private, HTML no-store
 //	    error_pages    builtin|caddy             # default builtin (a page for browsers, else JSON); caddy: handle_errors
 //	    second_factor  optional|required         # default optional; required: users must set one up first
+//	    invitation_lifetime <duration>           # default 7d: how long an invitation's link works
+//	    verify_email   on|off                    # default off; on: a new account signs in once its address is verified (needs smtp)
+//	    reset_link_lifetime <duration>           # default 30m: how long a "forgot password" link works (needs smtp)
 //	    allow <paths...> [method <methods...>] <subjects...> [second_factor]  # access rules, in order
 //	    deny  <paths...> [method <methods...>] [<subjects...>]                # first match wins
 //	}
@@ -192,6 +209,7 @@ func (h *Handler) options() map[string]readOption {
 		"remember_lifetime":             optionalArg(&h.RememberLifetime, durationArg),
 		"max_sessions_per_user":         countArg(&h.MaxSessionsPerUser),
 		"account_path":                  textArg(&h.AccountPath),
+		"admin_path":                    textArg(&h.AdminPath),
 		"site_name":                     siteNameArg(&h.SiteName),
 		"home":                          textArg(&h.Home),
 		"max_failed_logins_per_account": countArg(&h.MaxFailedLoginsPerAccount),
@@ -209,6 +227,9 @@ func (h *Handler) options() map[string]readOption {
 		"admin_token":                   textArg(&h.AdminToken),
 		"error_pages":                   textArg(&h.ErrorPages),
 		"second_factor":                 textArg(&h.SecondFactor),
+		"invitation_lifetime":           durationArg(&h.InvitationLifetime),
+		"verify_email":                  onOffArg(&h.VerifyEmail),
+		"reset_link_lifetime":           durationArg(&h.ResetLinkLifetime),
 		"allow":                         h.ruleArg,
 		"deny":                          h.ruleArg,
 	}

@@ -28,6 +28,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/pgsession/caddy-pgsession/internal/identity"
+	"github.com/pgsession/caddy-pgsession/internal/mail"
 )
 
 // updateGolden rewrites the expected part of each golden file with today's output, for a deliberate
@@ -295,6 +296,9 @@ var parsedOptions = map[string]func() []string{
 		options := slices.Collect(maps.Keys(new(App).options()))
 		for sub := range maps.Keys(providerOptions(new(identity.Config))) {
 			options = append(options, "identity_provider/"+sub)
+		}
+		for sub := range maps.Keys(smtpOptions(new(mail.Config))) {
+			options = append(options, "smtp/"+sub)
 		}
 		slices.Sort(options)
 		return options

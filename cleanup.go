@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
 
@@ -49,12 +50,18 @@ func (a *App) cleanupRound(ctx context.Context) {
 	// A round counts as taken for most of an interval, so the server that
 	// ran it runs the next one, and another takes over if it is gone.
 	c, ran, err := a.store.RunCleanup(ctx, a.server, interval*9/10)
+	if ran && err == nil {
+		// The audit trail's retention is the app's option, not the store's,
+		// so the server that ran the round applies it here.
+		c.AuditEntries, err = a.store.CleanupAudit(ctx, auditRetention(a.AuditRetention))
+	}
 	a.metrics.cleaned(c)
 	deleted := []zap.Field{zap.Int64("deleted", c.Sessions),
 		zap.Int64("login_attempts_deleted", c.LoginAttempts),
 		zap.Int64("sign_ins_deleted", c.SignIns),
 		zap.Int64("pending_logins_deleted", c.PendingLogins),
 		zap.Int64("used_challenges_deleted", c.UsedChallenges),
+		zap.Int64("audit_entries_deleted", c.AuditEntries),
 		zap.Duration("took", time.Since(start).Round(time.Millisecond))}
 	switch {
 	case err != nil && ctx.Err() == nil:
@@ -71,4 +78,23 @@ func (a *App) cleanupRound(ctx context.Context) {
 	default:
 		a.logger.Info("deleted expired sessions", deleted...)
 	}
+}
+
+// defaultAuditRetention keeps a year of admin actions: long enough to look
+// back at who changed an account after a yearly review or a late-found
+// breach, short enough that the table does not grow without end.
+const defaultAuditRetention = 365 * 24 * time.Hour
+
+// auditRetention is the audit_retention option: unset is the default, and 0
+// keeps the trail forever. Unlike history_retention, no value stops the
+// recording: a setting that turned the audit off would hide what an admin
+// did, so the way to keep less is a shorter retention.
+func auditRetention(opt *caddy.Duration) time.Duration {
+	switch {
+	case opt == nil:
+		return defaultAuditRetention
+	case *opt <= 0:
+		return 0
+	}
+	return time.Duration(*opt)
 }

@@ -29,8 +29,14 @@ const (
 	DefaultLogoutPath  = "/logout"
 	DefaultAPIPath     = "/api/auth"
 	DefaultAccountPath = "/account"
+	// DefaultResetLinkLifetime is how long a password reset link works.
+	DefaultResetLinkLifetime = 30 * time.Minute
+	// DefaultAdminPath is where the admin page is, unless admin_path says otherwise.
+	DefaultAdminPath = "/admin"
 	// DefaultRememberLifetime is how long a "remember me" session lasts.
 	DefaultRememberLifetime = 30 * 24 * time.Hour
+	// DefaultInvitationLifetime is how long an invitation's link works.
+	DefaultInvitationLifetime = 7 * 24 * time.Hour
 	// minAdminTokenLength keeps the admin token beyond guessing.
 	minAdminTokenLength = 32
 )
@@ -112,6 +118,11 @@ type Handler struct {
 	// AccountPath is the page where a user sees and ends their sessions
 	// and changes their password. Default: /account.
 	AccountPath string `json:"account_path,omitempty"`
+
+	// AdminPath is the admin page in the browser, for signed-in admins:
+	// users, their sessions and groups, invitations and the audit trail.
+	// "off" turns the page off (the admin API stays). Default: /admin.
+	AdminPath string `json:"admin_path,omitempty"`
 
 	// SiteName names the site on the plugin's pages: the login page says
 	// "Sign in to <name>", and the other pages' titles end with it.
@@ -211,6 +222,20 @@ type Handler struct {
 	// secrets_key in the pg_session global option. Default: optional.
 	SecondFactor string `json:"second_factor,omitempty"`
 
+	// InvitationLifetime is how long an invitation to create an account
+	// stays open when the admin who makes it does not say, at least 1s and
+	// at most 366d. Default: 7d.
+	InvitationLifetime caddy.Duration `json:"invitation_lifetime,omitempty"`
+	// VerifyEmail asks a registration for an email address and keeps the
+	// account from signing in until the link mailed to it is opened; a
+	// user with an unverified address cannot sign in, one with none is not
+	// affected. Needs smtp in the pg_session global option. Default: false.
+	VerifyEmail bool `json:"verify_email,omitempty"`
+	// ResetLinkLifetime is how long a password reset link sent by mail
+	// works (the site needs the global smtp option to send one); a newer
+	// link or any password change ends it sooner. Default: 30m.
+	ResetLinkLifetime caddy.Duration `json:"reset_link_lifetime,omitempty"`
+
 	// Rules decide who may see which gated path, in order: the first whose
 	// paths and methods match a request decides it (see internal/access).
 	// A path no rule matches is open to any signed-in user, as without
@@ -300,6 +325,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.LogoutPath = cmp.Or(h.LogoutPath, DefaultLogoutPath)
 	h.APIPath = strings.TrimSuffix(cmp.Or(h.APIPath, DefaultAPIPath), "/")
 	h.AccountPath = cmp.Or(h.AccountPath, DefaultAccountPath)
+	h.AdminPath = cmp.Or(h.AdminPath, DefaultAdminPath)
 	h.Home = cmp.Or(h.Home, "/")
 	if h.LoginURL != "" {
 		// Validate, next, says what is wrong with one that does not parse.
@@ -352,7 +378,13 @@ func (h *Handler) routesConfig() (routes.Config, error) {
 		ClearSiteDataCache:  h.ClearSiteDataCache,
 		CaddyErrorPages:     h.ErrorPages == "caddy",
 		RequireSecondFactor: h.SecondFactor == "required",
+		VerifyEmail:         h.VerifyEmail,
 		AdminToken:          h.adminToken,
+		InvitationLifetime:  time.Duration(cmp.Or(h.InvitationLifetime, caddy.Duration(DefaultInvitationLifetime))),
+		ResetLinkLifetime:   time.Duration(cmp.Or(h.ResetLinkLifetime, caddy.Duration(DefaultResetLinkLifetime))),
+	}
+	if h.AdminPath != "off" {
+		cfg.AdminPath = strings.TrimSuffix(h.AdminPath, "/")
 	}
 	if len(h.Rules) > 0 {
 		policy, err := access.Compile(h.Rules, ruleOptions(true))

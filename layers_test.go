@@ -62,6 +62,11 @@ func TestPackagesImportOneWay(t *testing.T) {
 		"internal/oidctest":          {"internal/caddyproc", "internal/oidctest/control"},
 		"internal/oidctest/provider": {"internal/oidctest/control"},
 		"internal/oidctest/control":  nil,
+		"internal/smtptest":          {"internal/caddyproc", "internal/smtptest/control"},
+		"internal/smtptest/server":   {"internal/smtptest/control"},
+		"internal/smtptest/control":  nil,
+		// The mail sender knows SMTP, not the plugin: the app hands it its options.
+		"internal/mail": nil,
 	}
 	for _, dep := range imports["internal/routes"] {
 		if own, ok := strings.CutPrefix(dep, module+"/"); ok {

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pgsession/caddy-pgsession/internal/mail"
 	"github.com/pgsession/caddy-pgsession/internal/routes"
 	"github.com/pgsession/caddy-pgsession/store"
 )
@@ -66,7 +67,7 @@ var endedWhenNames = [endedWhens]string{"before_response", "during_response"}
 
 // cleanupKinds are what a cleanup round deletes, as cleanup_deleted_total's
 // kind label names them.
-var cleanupKinds = []string{"sessions", "login_attempts", "sign_ins", "pending_logins", "used_challenges"}
+var cleanupKinds = []string{"sessions", "login_attempts", "sign_ins", "pending_logins", "used_challenges", "audit_entries"}
 
 // metrics are the plugin's collectors. The counters of the request path
 // are made with their labels once, so counting is one atomic add.
@@ -82,6 +83,7 @@ type metrics struct {
 	expiredSessions prometheus.Gauge
 	queryDuration   *prometheus.HistogramVec
 	pool            *poolCollector
+	mail            mail.Metrics // the smtp sender's
 
 	collectors []prometheus.Collector
 }
@@ -113,7 +115,7 @@ func newMetrics() *metrics {
 	m.sessionsCreated = prometheus.NewCounter(counterOpts("sessions_created_total",
 		"Sessions created by logins and registrations on this server."))
 	m.cleanupDeleted, _ = labelled("cleanup_deleted_total",
-		"Rows the cleanup rounds run by this server deleted, by kind: sessions (expired), login_attempts, sign_ins, pending_logins, used_challenges.",
+		"Rows the cleanup rounds run by this server deleted, by kind: sessions (expired), login_attempts, sign_ins, pending_logins, used_challenges, audit_entries.",
 		"kind", cleanupKinds)
 	m.activeSessions = prometheus.NewGauge(prometheus.GaugeOpts(counterOpts("active_sessions",
 		"Live sessions in the database, counted every minute and after each cleanup round.")))
@@ -127,7 +129,25 @@ func newMetrics() *metrics {
 	}, []string{"statement"})
 	m.collectors = []prometheus.Collector{gate, cache, ended, m.logins, m.factors, m.sessionsCreated, m.cleanupDeleted,
 		m.activeSessions, m.expiredSessions, m.queryDuration, m.pool}
+	m.collectors = append(m.collectors, newMailMetrics(&m.mail)...)
 	return m
+}
+
+// newMailMetrics makes the smtp sender's collectors: one set per pool, as
+// the others, which the senders of overlapping configs count in together.
+func newMailMetrics(m *mail.Metrics) []prometheus.Collector {
+	m.Sent, _ = labelled("mail_sent_total", "Mail delivered to the SMTP server, by kind (reset, verify_email, "+
+		"email_changed, invitation).", "kind", mail.Kinds)
+	m.Failed, _ = labelled("mail_failed_total", "Mail given up on, by kind: refused for good (5xx) or still failing "+
+		"after the last retry; each is logged once.", "kind", mail.Kinds)
+	m.Retries = prometheus.NewCounter(counterOpts("mail_retries_total",
+		"Delivery attempts after a message's first, after a temporary refusal (4xx) or a connection that failed."))
+	m.Dropped, _ = labelled("mail_dropped_total", "Mail never delivered nor given up on, by reason: queue_full, "+
+		"bad_message (a line break in the recipient or subject), stopped (still queued when Caddy stopped, or a reload changed the smtp block).",
+		"reason", mail.DropReasons)
+	m.Queued = prometheus.NewGauge(prometheus.GaugeOpts(counterOpts("mail_queue_length",
+		"Mail waiting to be sent: for a first attempt or a retry.")))
+	return []prometheus.Collector{m.Sent, m.Failed, m.Retries, m.Dropped, m.Queued}
 }
 
 func counterOpts(name, help string) prometheus.CounterOpts {
@@ -187,6 +207,8 @@ func (m *metrics) cleaned(c store.Cleanup) {
 	m.cleanupDeleted.WithLabelValues("sign_ins").Add(float64(c.SignIns))
 	m.cleanupDeleted.WithLabelValues("pending_logins").Add(float64(c.PendingLogins))
 	m.cleanupDeleted.WithLabelValues("used_challenges").Add(float64(c.UsedChallenges))
+	m.cleanupDeleted.WithLabelValues("account_tokens").Add(float64(c.AccountTokens))
+	m.cleanupDeleted.WithLabelValues("audit_entries").Add(float64(c.AuditEntries))
 }
 
 // poolCollector reads the pool's connection counts when /metrics is

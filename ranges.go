@@ -30,6 +30,7 @@ var rangeRules = map[string]rangeRule{
 	"cache_size":        {zero: "0 turns the cache off"},
 	"offline_grace":     {duration: true, zero: "0 turns it off", examples: "30s, 1m"},
 	"history_retention": {duration: true, zero: "0 keeps no history", examples: "30d, 2160h"},
+	"audit_retention":   {duration: true, zero: "0 keeps the audit trail forever", examples: "365d, 8760h"},
 
 	"lifetime":                      {duration: true, oneSecond: true},
 	"idle_timeout":                  {duration: true, oneSecond: true, zero: "0 turns it off"},
@@ -40,6 +41,8 @@ var rangeRules = map[string]rangeRule{
 	"max_failed_logins_per_ip":      {},
 	"max_registrations_per_ip":      {},
 	"failed_login_window":           {duration: true},
+	"invitation_lifetime":           {duration: true, oneSecond: true},
+	"reset_link_lifetime":           {duration: true, oneSecond: true, examples: "15m, 30m, 2h"},
 }
 
 // check refuses v, the option's value (in nanoseconds for a duration), when
@@ -108,7 +111,7 @@ func pointerNumber[T ~int | ~int64](option string, v *T) numberOption {
 func (a *App) numbers() []numberOption {
 	return []numberOption{plainNumber("cleanup_interval", a.CleanupInterval), plainNumber("max_connections", a.MaxConnections),
 		pointerNumber("cache_size", a.CacheSize), pointerNumber("offline_grace", a.OfflineGrace),
-		pointerNumber("history_retention", a.HistoryRetention)}
+		pointerNumber("history_retention", a.HistoryRetention), pointerNumber("audit_retention", a.AuditRetention)}
 }
 
 func (h *Handler) numbers() []numberOption {
@@ -117,7 +120,9 @@ func (h *Handler) numbers() []numberOption {
 		plainNumber("max_sessions_per_user", h.MaxSessionsPerUser),
 		plainNumber("max_failed_logins_per_account", h.MaxFailedLoginsPerAccount),
 		plainNumber("max_failed_logins_per_ip", h.MaxFailedLoginsPerIP),
-		plainNumber("max_registrations_per_ip", h.MaxRegistrationsPerIP), plainNumber("failed_login_window", h.FailedLoginWindow)}
+		plainNumber("max_registrations_per_ip", h.MaxRegistrationsPerIP), plainNumber("failed_login_window", h.FailedLoginWindow),
+		plainNumber("invitation_lifetime", h.InvitationLifetime),
+		plainNumber("reset_link_lifetime", h.ResetLinkLifetime)}
 }
 
 // checkRanges applies rangeRules to numbers; zeroes are the options JSON

@@ -51,7 +51,8 @@ func TestREADMEDocumentsEveryOptionRouteAndCommand(t *testing.T) {
 	})
 
 	t.Run("routes", func(t *testing.T) {
-		site := routes.New(routes.Config{LoginPath: "/login", LogoutPath: "/logout", AccountPath: "/account", APIPath: "/api/auth"},
+		site := routes.New(routes.Config{LoginPath: "/login", LogoutPath: "/logout", AccountPath: "/account", APIPath: "/api/auth",
+			AdminPath: "/admin"},
 			&routes.Shared{}, zap.NewNop())
 		for _, route := range site.Routes() {
 			if !strings.Contains(readme, "`"+route+"`") {

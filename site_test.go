@@ -29,6 +29,7 @@ import (
 
 	"github.com/pgsession/caddy-pgsession/internal/caddyproc"
 	"github.com/pgsession/caddy-pgsession/internal/engine"
+	"github.com/pgsession/caddy-pgsession/internal/smtptest"
 )
 
 // The end-to-end tests of the site_*_test.go files run in process and in
@@ -65,6 +66,9 @@ type siteOptions struct {
 	// reload`: it keeps that site's memory. Without it, a site is a server
 	// of its own.
 	reloads *testSite
+	// smtp is the mail server of the app's smtp option, where Shared.Mail
+	// delivers: tls off, no auth, from site@example.com (see smtpBlock).
+	smtp *smtptest.Server
 }
 
 // testSite is one running server: the pg_session app and one site's handler.
@@ -115,12 +119,13 @@ func openSite(t *testing.T, opts siteOptions) *testSite {
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(s.log), zapcore.DebugLevel))
 
 	s.app = new(App)
-	appBlock := "pg_session {\n\tdatabase_url " + opts.db + "\n" + opts.app + "\n}"
+	appBlock := "pg_session {\n\tdatabase_url " + opts.db + "\n" + opts.app + "\n" + smtpBlock(opts) + "\n}"
 	require.NoError(t, s.app.UnmarshalCaddyfile(caddyfile.NewTestDispenser(appBlock)), "%s", appBlock)
 	s.handler = new(Handler)
 	handlerBlock := "pg_session {\n" + opts.handler + "\n}"
 	require.NoError(t, s.handler.UnmarshalCaddyfile(caddyfile.NewTestDispenser(handlerBlock)), "%s", handlerBlock)
 	cheapHashing(s.app)
+	quickMail(s.app, opts.smtp)
 	var of *App
 	if opts.reloads != nil {
 		of = opts.reloads.app

@@ -67,6 +67,10 @@ func (h *Handler) check() error {
 	if routes.NeedsSecure(h.CookieName) && secure == "off" {
 		return optionErrorf("cookie_name", "cookie_name %s needs a Secure cookie, but secure is off: browsers would drop it", h.CookieName)
 	}
+	if time.Duration(h.InvitationLifetime) > store.MaxInvitationLifetime {
+		return optionErrorf("invitation_lifetime", "invitation_lifetime %s is more than %d days: a link forgotten for longer is one nobody revokes",
+			time.Duration(h.InvitationLifetime), store.MaxInvitationLifetime/(24*time.Hour))
+	}
 	// A session is written back at most once per renewal interval, so with
 	// a longer one a user active all along would still reach the idle
 	// timeout between two write-backs and be logged out.
@@ -102,6 +106,11 @@ func (h *Handler) check() error {
 	// the site's own /me, /sessions, /admin/….
 	if h.APIPath != "" && strings.Trim(h.APIPath, "/") == "" {
 		return optionErrorf("api_path", "api_path must be a path below the root, such as /api/auth, not %q", h.APIPath)
+	}
+	// The admin page is off, or a page of its own below the root, where it
+	// would otherwise take over every path of the site.
+	if h.AdminPath != "" && h.AdminPath != "off" && (!strings.HasPrefix(h.AdminPath, "/") || strings.Trim(h.AdminPath, "/") == "") {
+		return optionErrorf("admin_path", "admin_path must be off or a path below the root, such as /admin, not %q", h.AdminPath)
 	}
 	// The pages link to home, so it is held to the rule of the redirect
 	// after login: a path that stays on the site.
@@ -171,6 +180,10 @@ func (h *Handler) checkWith(app *App) error {
 		return optionErrorf("second_factor", "second_factor required needs secrets_key in the pg_session global option: "+
 			"without it no second factor can be set up")
 	}
+	if h.VerifyEmail && app.SMTP == nil {
+		return optionErrorf("verify_email", "verify_email on needs smtp in the pg_session global option: "+
+			"without it no verification link can be sent, and no new account could sign in")
+	}
 	// A second factor is a TOTP code, which needs secrets_key, or a passkey,
 	// which a site that names its relying party has set out to offer.
 	_, err := access.Compile(h.Rules, ruleOptions(app.SecretsKey != "" || h.PasskeyRPID != "" || len(h.PasskeyOrigins) > 0))
@@ -214,6 +227,9 @@ func (a *App) check() error {
 				return optionErrorf(o.option, "%s: %v", o.option, err)
 			}
 		}
+	}
+	if err := checkSMTP(a.SMTP); err != nil {
+		return err
 	}
 	return a.checkProviders()
 }

@@ -126,6 +126,7 @@ func TestCaddyfileErrorsNameFileLineAndOption(t *testing.T) {
 		// knows the line; at provisioning the error would have none.
 		{"second_factor required without secrets_key", "second_factor required",
 			"second_factor required needs secrets_key in the pg_session global option"},
+		{"verify_email without smtp", "verify_email on", "verify_email on needs smtp in the pg_session global option"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -53,6 +53,8 @@ func TestAccessRulesThroughCaddy(t *testing.T) {
 http://127.0.0.1:%d {
 	pg_session {
 		site_name "Intranet"
+		# The site's own pages are under /admin: no admin page there.
+		admin_path off
 		public /assets/*
 		allow /admin/* admin
 		allow /internal/* group staff

@@ -46,9 +46,9 @@ func TestMigrateInstallsSchemaOnce(t *testing.T) {
 		require.NoError(t, rows.Scan(&name))
 		tables = append(tables, name)
 	}
-	assert.Equal(t, []string{"api_tokens", "ceremony_keys", "groups", "identities", "identity_flows", "identity_invitations",
+	assert.Equal(t, []string{"account_links_sent", "account_tokens", "api_tokens", "audit_log", "ceremony_keys", "groups", "identities", "identity_flows", "identity_invitations",
 		"login_attempts", "maintenance", "passkeys", "pending_logins", "recovery_codes", "schema_migrations", "sessions",
-		"sign_in_history", "totp_secrets", "used_challenges", "user_groups", "users"}, tables)
+		"sign_in_history", "totp_secrets", "used_challenges", "user_groups", "user_invitations", "users"}, tables)
 
 	var indexes int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = 'pgsession'

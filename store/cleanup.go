@@ -18,6 +18,14 @@ type Cleanup struct {
 	IdentityFlows int64
 	// IdentityInvitations are admins' permissions to link that expired unused.
 	IdentityInvitations int64
+	// UserInvitations are invitations to create an account used or
+	// expired more than InvitationRetention ago.
+	UserInvitations int64
+	// AccountTokens are mailed links (reset, verification) that expired unused.
+	AccountTokens int64
+	// AuditEntries are admin actions older than audit_retention, which the
+	// app deletes after the round (CleanupAudit).
+	AuditEntries int64
 }
 
 // RunCleanup runs one cleanup round, unless another server sharing the
@@ -49,6 +57,12 @@ func (s *Store) RunCleanup(ctx context.Context, server string, every time.Durati
 		return c, true, err
 	}
 	if c.IdentityInvitations, err = s.CleanupIdentityInvitations(ctx); err != nil {
+		return c, true, err
+	}
+	if c.UserInvitations, err = s.CleanupInvitations(ctx); err != nil {
+		return c, true, err
+	}
+	if c.AccountTokens, err = s.CleanupAccountTokens(ctx); err != nil {
 		return c, true, err
 	}
 	c.SignIns, err = s.TrimSignInHistory(ctx)

@@ -59,8 +59,11 @@ type IdentityFlow struct {
 	// LinkUserID is the signed-in user who asked to link the provider;
 	// empty for a sign-in.
 	LinkUserID UserID
-	CreatedAt  time.Time
-	ExpiresAt  time.Time
+	// InvitationID is the invitation to create an account that the
+	// sign-in began on (see AcceptInvitationWithIdentity); empty for none.
+	InvitationID string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
 }
 
 // flowKeyPurpose names the key a flow's secrets are sealed under.
@@ -95,8 +98,9 @@ func validVerifier(v string) bool {
 }
 
 func flowQueries(r *strings.Replacer, q *queries) {
-	q.beginFlow = r.Replace(`INSERT INTO {identity_flows} (id, binding, provider, nonce, pkce_verifier, redirect, link_user_id, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+	q.beginFlow = r.Replace(`INSERT INTO {identity_flows} (id, binding, provider, nonce, pkce_verifier, redirect, link_user_id, expires_at,
+			invitation_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9)
 		RETURNING created_at, expires_at`)
 	// takeFlow deletes the flow as it reads it: of callbacks racing with
 	// one state, the first takes the row and the others, waiting on its
@@ -104,7 +108,8 @@ func flowQueries(r *strings.Replacer, q *queries) {
 	// cannot spoil the sign-in of the browser the flow belongs to.
 	q.takeFlow = r.Replace(`DELETE FROM {identity_flows}
 		WHERE id = $1 AND binding = $2 AND provider = $3 AND expires_at > now()
-		RETURNING nonce, pkce_verifier, redirect, coalesce(link_user_id::text, '') AS link_user_id, created_at, expires_at`)
+		RETURNING nonce, pkce_verifier, redirect, coalesce(link_user_id::text, '') AS link_user_id,
+			coalesce(invitation_id::text, '') AS invitation_id, created_at, expires_at`)
 	q.cleanupFlows = r.Replace(`DELETE FROM {identity_flows} WHERE id IN (
 		SELECT id FROM {identity_flows} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)`)
 }
@@ -114,7 +119,8 @@ func flowQueries(r *strings.Replacer, q *queries) {
 // state, binding, nonce and verifier: the caller sends the first and the
 // last two to the provider and sets the flow cookie to the binding. It
 // returns an *InputError for a bad provider, redirect or given secret, and
-// ErrUserNotFound when f.LinkUserID names no user.
+// ErrUserNotFound when f.LinkUserID names no user, ErrInvitationUnknown when
+// f.InvitationID names no invitation.
 func (s *Store) BeginIdentityFlow(ctx context.Context, f IdentityFlow) (*IdentityFlow, error) {
 	if err := ValidProviderName(f.Provider); err != nil {
 		return nil, err
@@ -135,6 +141,13 @@ func (s *Store) BeginIdentityFlow(ctx context.Context, f IdentityFlow) (*Identit
 		}
 		link = string(f.LinkUserID)
 	}
+	var invitation any
+	if f.InvitationID != "" {
+		if !validUUID(f.InvitationID) {
+			return nil, ErrInvitationUnknown
+		}
+		invitation = f.InvitationID
+	}
 	if !ValidToken(f.Binding) {
 		f.Binding = newToken()
 	}
@@ -152,7 +165,10 @@ func (s *Store) BeginIdentityFlow(ctx context.Context, f IdentityFlow) (*Identit
 	id := HashToken(f.State)
 	err = s.pool.QueryRow(ctx, s.q.beginFlow, string(id), string(HashToken(f.Binding)), f.Provider,
 		box.Seal([]byte(f.Nonce), flowAD(id, "nonce")), box.Seal([]byte(f.PKCEVerifier), flowAD(id, "pkce_verifier")),
-		f.Redirect, link, IdentityFlowLifetime.Seconds()).Scan(&f.CreatedAt, &f.ExpiresAt)
+		f.Redirect, link, IdentityFlowLifetime.Seconds(), invitation).Scan(&f.CreatedAt, &f.ExpiresAt)
+	if pgErrorCode(err) == pgerrcode.ForeignKeyViolation && pgConstraint(err) == "identity_flows_invitation_id_fkey" {
+		return nil, ErrInvitationUnknown
+	}
 	if pgErrorCode(err) == pgerrcode.ForeignKeyViolation {
 		return nil, ErrUserNotFound
 	}
@@ -177,6 +193,7 @@ func (s *Store) TakeIdentityFlow(ctx context.Context, provider, state, binding s
 		PKCEVerifier []byte    `db:"pkce_verifier"`
 		Redirect     string    `db:"redirect"`
 		LinkUserID   UserID    `db:"link_user_id"`
+		InvitationID string    `db:"invitation_id"`
 		CreatedAt    time.Time `db:"created_at"`
 		ExpiresAt    time.Time `db:"expires_at"`
 	}
@@ -205,7 +222,7 @@ func (s *Store) TakeIdentityFlow(ctx context.Context, provider, state, binding s
 	}
 	return &IdentityFlow{Binding: binding, State: state, Provider: provider, Nonce: string(nonce),
 		PKCEVerifier: string(verifier), Redirect: r.Redirect, LinkUserID: r.LinkUserID,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
+		InvitationID: r.InvitationID, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}, nil
 }
 
 // CleanupIdentityFlows deletes flows that expired without their callback,

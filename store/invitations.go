@@ -48,10 +48,10 @@ func (r invitationRow) invitation() IdentityInvitation {
 	return inv
 }
 
-// NormalizeEmail is an email as invitations compare it: lower-cased, so
-// that Alice@Example.com as a provider says it is the alice@example.com an
-// admin allowed.
-func NormalizeEmail(email string) string { return strings.ToLower(email) }
+// NormalizeEmail is an email as invitations and users' addresses compare
+// it: trimmed and lower-cased, so that " Alice@Example.com" as a form or a
+// provider says it is the alice@example.com an admin allowed or a user has.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 // validEmail reports, as an *InputError, why an admin cannot allow email.
 // It asks for a name, one @ and a domain, nothing more: the provider says

@@ -86,28 +86,51 @@ func lookalikeQueries(r *strings.Replacer, q *queries) {
 		ORDER BY u.created_at, u.id`)
 }
 
-// createUserRow inserts a user unless an account looks like the name.
-func (s *Store) createUserRow(ctx context.Context, name Username, hash string, isAdmin bool) (*User, error) {
-	key, display := name.skeletons()
+// createUserRow inserts a user unless an account looks like the name;
+// then, when given, runs in the same transaction, so what it sets is there
+// from the user's first moment (an address to verify: CreateUserWithEmail).
+func (s *Store) createUserRow(ctx context.Context, name Username, hash string, isAdmin bool,
+	then ...func(pgx.Tx, *User) (*User, error)) (*User, error) {
 	var u *User
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, s.q.lockUsernames, usernamesLockKey(s.schema)); err != nil {
-			return err
-		}
 		var err error
-		u, err = collectUser(tx.Query(ctx, s.q.createUser, key, display, name.Display, name.Key, hash, isAdmin))
+		u, err = s.insertUser(ctx, tx, name, hash, isAdmin)
+		for _, f := range then {
+			if err != nil {
+				break
+			}
+			u, err = f(tx, u)
+		}
 		return err
 	})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, s.lookalikeError(ctx, name.Display)
-	case pgErrorCode(err) == pgerrcode.UniqueViolation:
-		// An account from before the check with the same key.
-		return nil, ErrUserExists
-	case err != nil:
-		return nil, fmt.Errorf("creating user: %w", err)
+	if err != nil {
+		return nil, s.createUserError(ctx, name, err)
 	}
 	return u, nil
+}
+
+// insertUser takes the usernames lock in tx and inserts the user unless
+// an account looks like the name (pgx.ErrNoRows then), so that a larger
+// change (an invitation used) creates users as createUserRow does.
+func (s *Store) insertUser(ctx context.Context, tx pgx.Tx, name Username, hash string, isAdmin bool) (*User, error) {
+	if _, err := tx.Exec(ctx, s.q.lockUsernames, usernamesLockKey(s.schema)); err != nil {
+		return nil, err
+	}
+	key, display := name.skeletons()
+	return collectUser(tx.Query(ctx, s.q.createUser, key, display, name.Display, name.Key, hash, isAdmin))
+}
+
+// createUserError is the error of an insertUser that failed with err,
+// read after its transaction ended.
+func (s *Store) createUserError(ctx context.Context, name Username, err error) error {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return s.lookalikeError(ctx, name.Display)
+	case pgErrorCode(err) == pgerrcode.UniqueViolation:
+		// An account from before the check with the same key.
+		return ErrUserExists
+	}
+	return fmt.Errorf("creating user: %w", err)
 }
 
 // LookalikeOf returns the name of the oldest account whose name looks like

@@ -378,6 +378,8 @@ type sessionRow struct {
 	SecondFactor       bool       `db:"second_factor"`
 	Groups             []string   `db:"groups"`
 	Method             string     `db:"auth_method"`
+	Email              string     `db:"email"`
+	EmailVerified      bool       `db:"email_verified"`
 }
 
 func (r sessionRow) session() Session {
@@ -386,7 +388,8 @@ func (r sessionRow) session() Session {
 		CreatedAt: r.CreatedAt, LastSeenAt: r.LastSeenAt, UserAgent: r.UserAgent, IP: r.IP, CheckedAt: r.CheckedAt,
 		SecondFactor: r.SecondFactor, Method: r.Method,
 		User: User{ID: r.UserID, Username: r.Username, IsAdmin: r.IsAdmin, CreatedAt: r.UserCreatedAt,
-			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion, HasPassword: r.HasPassword, Groups: r.Groups},
+			UpdatedAt: r.UserUpdatedAt, CredentialVersion: r.CredentialVersion, HasPassword: r.HasPassword, Groups: r.Groups,
+			Email: r.Email, EmailVerified: r.EmailVerified},
 	}
 	if r.IdleTimeoutSeconds != nil {
 		sess.IdleTimeout = time.Duration(*r.IdleTimeoutSeconds) * time.Second

@@ -216,15 +216,27 @@ type queries struct {
 	unlinkIdentity, leaveProviderGroups, syncProviderGroups                       string
 	allowIdentity, takeInvitation, listInvitations, withdrawInvitations           string
 	cleanupInvitations, beginFlow, takeFlow, cleanupFlows                         string
+	// Invitations to create an account (user_invitations.go).
+	missingGroup, createUserInvitation, peekUserInvitation, userInvitationByID string
+	useInvitation, useInvitationByID, invitationUsedBy, joinInvitedGroups      string
+	listUserInvitations, revokeUserInvitation, cleanupUserInvitations          string
+	// The audit trail (audit.go).
+	recordAudit, auditLog, cleanupAudit string
+	// Email addresses and their links (email.go, account_tokens.go).
+	setEmail, userByVerifiedEmail, userByEmail, verifyEmail, lockUserVersion, deleteAccountTokens, createAccountToken string
+	peekAccountToken, takeAccountToken, countLinksSent, recordLinkSent                                                string
+	cleanupAccountTokens, cleanupLinksSent                                                                            string
 }
 
 // userColumns are what userRow reads from users, by name.
 const userColumns = `id::text AS id, username, is_admin, created_at, updated_at, credential_version,
-	password_hash IS NOT NULL AS has_password, {groups_of_users} AS groups`
+	password_hash IS NOT NULL AS has_password, {groups_of_users} AS groups,
+	coalesce(email, '') AS email, email_verified_at IS NOT NULL AS email_verified`
 
 // userColumnsOfU are userColumns of a users table named u in a join.
 const userColumnsOfU = `u.id::text AS id, u.username, u.is_admin, u.created_at, u.updated_at, u.credential_version,
-	u.password_hash IS NOT NULL AS has_password, {groups_of_u} AS groups`
+	u.password_hash IS NOT NULL AS has_password, {groups_of_u} AS groups,
+	coalesce(u.email, '') AS email, u.email_verified_at IS NOT NULL AS email_verified`
 
 // sessionColumns are what sessionRow reads, by name, from sessions s joined
 // with users u.
@@ -232,7 +244,8 @@ const sessionColumns = `s.id, s.handle::text AS handle, s.expires_at, s.idle_exp
 	s.created_at, s.last_seen_at, s.user_agent, s.ip, u.id::text AS user_id, u.username, u.is_admin,
 	u.created_at AS user_created_at, u.updated_at AS user_updated_at, u.credential_version,
 	u.password_hash IS NOT NULL AS has_password, now() AS checked_at,
-	{has_second_factor} AS second_factor, {groups_of_u} AS groups, s.auth_method`
+	{has_second_factor} AS second_factor, {groups_of_u} AS groups, s.auth_method,
+	coalesce(u.email, '') AS email, u.email_verified_at IS NOT NULL AS email_verified`
 
 // liveSession is the condition a session row s, joined with its user u, must
 // meet to count: not expired, not idle too long, and created under the user's
@@ -272,6 +285,9 @@ func newQueries(schema string) queries {
 		"{identities}", pgx.Identifier{schema, "identities"}.Sanitize(),
 		"{identity_invitations}", pgx.Identifier{schema, "identity_invitations"}.Sanitize(),
 		"{identity_flows}", pgx.Identifier{schema, "identity_flows"}.Sanitize(),
+		"{user_invitations}", pgx.Identifier{schema, "user_invitations"}.Sanitize(),
+		"{account_tokens}", pgx.Identifier{schema, "account_tokens"}.Sanitize(),
+		"{account_links_sent}", pgx.Identifier{schema, "account_links_sent"}.Sanitize(),
 		"{user_columns}", inner.Replace(userColumns),
 		"{user_columns_u}", inner.Replace(userColumnsOfU),
 		"{live}", liveSession,
@@ -401,6 +417,9 @@ func newQueries(schema string) queries {
 	apiTokenQueries(r, &q)
 	stepUpQueries(r, &q)
 	identityQueries(r, &q)
+	userInvitationQueries(r, &q)
+	emailQueries(r, &q)
+	auditQueries(schema, &q)
 	return q
 }
 

@@ -33,8 +33,9 @@ var NoExpiry = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 const apiTokenExpiredKept = 7 * 24 * time.Hour
 
 var (
-	// ErrTokenNotFound means the user has no API token by that handle.
-	ErrTokenNotFound = errors.New("API token not found")
+	// ErrTokenNotFound means the user has no API token by that handle, or
+	// (account_tokens.go) a mailed link is unknown, used or replaced.
+	ErrTokenNotFound = errors.New("token not found")
 	// ErrTokenNameTaken means the user already has an API token of that name.
 	ErrTokenNameTaken = errors.New("the user already has an API token of that name")
 	// ErrNotAdmin means an admin-scoped token was asked for a user who is no admin.

@@ -39,6 +39,11 @@ type User struct {
 	// Groups are the names of the groups the user is in, sorted, read with
 	// the user.
 	Groups []string `db:"groups"`
+	// Email is the user's address, normalised (NormalizeEmail), "" for
+	// none; EmailVerified says whether its owner showed it is theirs (a
+	// link used, or an admin set it).
+	Email         string `db:"email"`
+	EmailVerified bool   `db:"email_verified"`
 }
 
 // userWithHash is a user as a password check reads them.

@@ -40,6 +40,8 @@ type LoginPage struct {
 	// visitor create an account by POSTing username, password and redirect
 	// to this path. Empty hides it.
 	RegisterAction string
+	// RegisterEmail asks the registration form for an email address (verify_email on).
+	RegisterEmail bool
 	// Remember shows a "Keep me signed in" checkbox in the sign-in form,
 	// submitted as remember=on when ticked. False hides it.
 	Remember bool
@@ -50,6 +52,9 @@ type LoginPage struct {
 	// with a passkey", shown by the page's script once the browser can use
 	// passkeys. Empty leaves it out.
 	PasskeyAPI string
+	// ForgotHref, when non-empty, shows a "Forgot password?" link to this
+	// path, e.g. "/login/forgot": the site can send reset links by mail.
+	ForgotHref string
 	// Providers are the identity providers to sign in with, each a
 	// "Sign in with <Label>" link after the password form (identity.go).
 	Providers []ProviderButton
@@ -100,6 +105,8 @@ type AccountPage struct {
 
 	// Tokens is the "API tokens" section (tokens.go); nil leaves it out.
 	Tokens *AccountTokens
+	// Email is the "Email address" section (email.go); nil leaves it out.
+	Email *AccountEmail
 
 	// The "Linked accounts" section, shown when either list has one
 	// (identity.go): the identities the user signs in with, each with an
@@ -111,6 +118,9 @@ type AccountPage struct {
 	// NoPassword is a user who has none, such as one an identity provider
 	// created: the password form sets one, without the current password.
 	NoPassword bool
+
+	// AdminPage, for an admin, links to the admin page, e.g. "/admin"; "" hides the link.
+	AdminPage string
 }
 
 // AccountTwoStep is the account page's "Two-step sign-in" section. Its
@@ -190,58 +200,6 @@ type AccountSession struct {
 	LastSeenAt time.Time // shown as "last active"; the zero time hides it
 	ExpiresAt  time.Time // shown as "expires"; the zero time hides it
 	Current    bool      // the session viewing the page: marked, and has no sign-out button
-}
-
-// MessagePage is what the message template is executed with: a short page
-// that says one thing and offers a way on, such as a refused request or the
-// question whether to sign out.
-type MessagePage struct {
-	Heading  string // the h1, and the start of the <title>, e.g. "Temporarily unavailable"
-	SiteName string // the site's name, added to the <title>: "Temporarily unavailable · Example Docs"
-	Status   int    // an HTTP error status, shown small above the heading ("Error 503"); 0 hides it
-	Message  string // a paragraph under the heading; empty hides it
-	Detail   string // a second paragraph, e.g. "Try again in 4 minutes."; empty hides it
-	// Action, when non-empty, shows a form that POSTs to this path with
-	// one button labelled Button, e.g. "/logout" and "Sign out".
-	Action string
-	Button string
-	// Links are the ways on, local paths only; the first is shown as a
-	// button when there is no form.
-	Links []Link
-}
-
-// SecondFactorPage is what the second step of a sign-in is executed with:
-// a form for the authenticator's code, and one for a recovery code.
-type SecondFactorPage struct {
-	Title    string // default "Two-step sign-in"
-	SiteName string
-	Action   string // where both forms POST: code=… or recovery_code=…, with redirect
-	Redirect string // carried in a hidden input named "redirect"
-	Error    string // e.g. "Invalid code" (role="alert")
-	Recovery bool   // the error is the recovery code's: open that form and focus it
-	// Notice says why the page asks, above the forms: a step-up names who
-	// is signed in.
-	Notice    string
-	LoginHref string // the login page, to start over
-	// BackText is the words of the link to LoginHref; default "Start over".
-	BackText string
-	// What the user can finish with: TOTP shows the code form, RecoveryCodes
-	// the recovery code form, and PasskeyAPI (the plugin's API path) a
-	// "Use a passkey" button, which the page's script shows once the
-	// browser can use passkeys.
-	TOTP          bool
-	RecoveryCodes bool
-	PasskeyAPI    string
-	// PasskeyFlow is the passkey routes the button uses, under
-	// {PasskeyAPI}/passkeys/: "login" by default, "step-up" to step up the
-	// session the browser has.
-	PasskeyFlow string
-}
-
-// Link is a link of a MessagePage.
-type Link struct {
-	Href string // a path on this site, e.g. "/"
-	Text string // e.g. "Try again"
 }
 
 var (
@@ -329,8 +287,15 @@ func titled(title, siteName string) string {
 }
 
 func funcs() template.FuncMap {
-	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime, "titled": titled, "passkeyScript": passkeyScript}
+	return template.FuncMap{"styles": styles, "when": when, "datetime": datetime, "titled": titled, "passkeyScript": passkeyScript,
+		"headOf": headOf}
 }
+
+// pageHead is what the pages' shared <head> shows: the title, and the
+// referrer policy, no-referrer for a page whose address carries a token.
+type pageHead struct{ Title, Referrer string }
+
+func headOf(title, referrer string) pageHead { return pageHead{title, referrer} }
 
 // page parses one of the built-in pages with the head they share.
 func page(name, text string) *template.Template {
@@ -409,6 +374,7 @@ func ParseLoginTemplate(path string) (*template.Template, error) {
 			Remember:       true,
 			Remembered:     true,
 			PasskeyAPI:     "/api/auth",
+			ForgotHref:     "/login/forgot",
 			Providers: []ProviderButton{
 				{Name: "google", Label: "Google", Href: "/login/with/google?redirect=%2F"},
 				{Name: "github", Label: "GitHub", Unavailable: true, Reason: "Try again in a few minutes."},

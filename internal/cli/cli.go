@@ -6,6 +6,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pgsession/caddy-pgsession/migrations"
+	"github.com/pgsession/caddy-pgsession/store"
 )
 
 // timeout bounds each stretch of database work a command does (connecting
@@ -78,6 +80,10 @@ type state struct {
 	// applied is how many migrations opening the database applied, which only
 	// the migrate command reports.
 	applied int
+	// store and stderr are the opened store and the command's stderr, for
+	// recording a change in the audit trail (audit.go).
+	store  *store.Store
+	stderr io.Writer
 }
 
 // configure adds the flags and subcommands of pg-session to cmd.
@@ -197,6 +203,7 @@ Attempts are kept for the history_retention of the pg_session global option
 	user.AddCommand(history)
 
 	c.addGroupCommands(cmd, user)
+	c.addEmailCommands(user)
 
 	sessions := &cobra.Command{
 		Use:   "sessions",
@@ -228,6 +235,8 @@ every Caddy server sharing the database.`,
 	c.addTokenCommands(cmd)
 	c.addIdentityCommands(cmd)
 	c.addCheckAccessCommand(cmd)
+	c.addInviteCommands(cmd)
+	c.addAuditCommand(cmd)
 
 	cmd.AddCommand(&cobra.Command{
 		Use:   "secrets-key",

@@ -129,6 +129,7 @@ func (c *state) open(cmd *cobra.Command) (*store.Store, *pgxpool.Pool, error) {
 		pool.Close()
 		return nil, nil, err
 	}
+	c.store, c.stderr = s, cmd.ErrOrStderr()
 	return s, pool, nil
 }
 

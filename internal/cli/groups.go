@@ -65,7 +65,7 @@ nothing changes. The change holds from each of the user's sessions' next
 request, on every Caddy server sharing the database.`,
 		Args: nameAndGroupsArgs,
 		RunE: c.run(func(cmd *cobra.Command, args []string) error {
-			return c.changeGroups(cmd, args[0], args[1:], (*store.Store).AddToGroups)
+			return c.changeGroups(cmd, args[0], args[1:], "group.join", (*store.Store).AddToGroups)
 		}),
 	})
 	user.AddCommand(&cobra.Command{
@@ -78,7 +78,7 @@ holds from each of the user's sessions' next request, on every Caddy server
 sharing the database.`,
 		Args: nameAndGroupsArgs,
 		RunE: c.run(func(cmd *cobra.Command, args []string) error {
-			return c.changeGroups(cmd, args[0], args[1:], (*store.Store).RemoveFromGroups)
+			return c.changeGroups(cmd, args[0], args[1:], "group.leave", (*store.Store).RemoveFromGroups)
 		}),
 	})
 }
@@ -93,6 +93,7 @@ func (c *state) groupAdd(cmd *cobra.Command, args []string) error {
 		if err != nil {
 			return err
 		}
+		c.audit(ctx, "group.create", g.Name, "")
 		fmt.Fprintf(cmd.OutOrStdout(), "created group %q\n", g.Name)
 		return nil
 	})
@@ -105,6 +106,7 @@ func (c *state) groupDelete(cmd *cobra.Command, args []string) error {
 		if err != nil {
 			return err
 		}
+		c.audit(ctx, "group.delete", name, "")
 		fmt.Fprintf(cmd.OutOrStdout(), "deleted group %q, which had %s\n", name, count(members, "member"))
 		return nil
 	})
@@ -146,7 +148,7 @@ func (c *state) userGroups(cmd *cobra.Command, args []string) error {
 
 // changeGroups joins or leaves groups with change, then says which groups
 // the user is in, which reads the same however often it is run.
-func (c *state) changeGroups(cmd *cobra.Command, name string, groups []string,
+func (c *state) changeGroups(cmd *cobra.Command, name string, groups []string, action string,
 	change func(*store.Store, context.Context, store.UserID, ...string) error) error {
 	return c.withUser(cmd, name, func(ctx context.Context, s *store.Store, u *store.User) error {
 		err := change(s, ctx, u.ID, groups...)
@@ -155,6 +157,9 @@ func (c *state) changeGroups(cmd *cobra.Command, name string, groups []string,
 		}
 		if err != nil {
 			return err
+		}
+		for _, g := range groups {
+			c.audit(ctx, action, u.Username+" → "+g, "")
 		}
 		now, err := s.UserGroups(ctx, u.ID)
 		if errors.Is(err, store.ErrUserNotFound) {

@@ -176,6 +176,7 @@ func (c *state) identityAllow(cmd *cobra.Command, name, provider, email, expires
 		case err != nil:
 			return err
 		}
+		c.audit(ctx, "identity.allow", u.Username, inv.Provider+" "+inv.Email)
 		until := "with no expiry"
 		if !inv.ExpiresAt.IsZero() {
 			until = "until " + formatTime(inv.ExpiresAt)
@@ -202,6 +203,9 @@ func (c *state) identityUnlink(cmd *cobra.Command, name, provider string) error 
 		withdrawn, err := s.WithdrawIdentityInvitations(ctx, u.ID, provider)
 		if err != nil {
 			return err
+		}
+		if unlinked || withdrawn > 0 {
+			c.audit(ctx, "identity.unlink", u.Username, provider)
 		}
 		switch {
 		case unlinked && withdrawn > 0:

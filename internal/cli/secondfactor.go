@@ -24,6 +24,7 @@ func (c *state) userReset2FA(cmd *cobra.Command, args []string) error {
 		if err != nil {
 			return err
 		}
+		c.audit(ctx, "user.second_factors_reset", u.Username, "")
 		fmt.Fprintf(cmd.OutOrStdout(), "removed the second factors of %q and ended %s\n", u.Username, count(ended, "session"))
 		return nil
 	})

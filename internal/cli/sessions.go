@@ -46,6 +46,7 @@ func (c *state) sessionsRevoke(cmd *cobra.Command, name, id string) error {
 			if !ended {
 				return fmt.Errorf("%q has no session %q: see 'sessions list %s'", u.Username, id, u.Username)
 			}
+			c.audit(ctx, "session.end", id, "of "+u.Username)
 			fmt.Fprintf(cmd.OutOrStdout(), "ended session %s of %q\n", id, u.Username)
 			return nil
 		}
@@ -53,6 +54,7 @@ func (c *state) sessionsRevoke(cmd *cobra.Command, name, id string) error {
 		if err != nil {
 			return err
 		}
+		c.audit(ctx, "user.sessions_end", u.Username, "")
 		fmt.Fprintf(cmd.OutOrStdout(), "ended %s of %q\n", count(ended, "session"), u.Username)
 		return nil
 	})

@@ -140,6 +140,7 @@ func (c *state) tokenAdd(cmd *cobra.Command, name, tokenName, expires string, pa
 		case err != nil:
 			return err
 		}
+		c.audit(ctx, "token.create", u.Username, fmt.Sprintf("%s (ID %s)", t.Name, t.Handle))
 		fmt.Fprintf(cmd.ErrOrStderr(), "created API token %q (ID %s) for %q; it is shown only this once:\n",
 			t.Name, t.Handle, u.Username)
 		fmt.Fprintln(cmd.OutOrStdout(), token)
@@ -208,6 +209,7 @@ func (c *state) tokenRevoke(cmd *cobra.Command, name, which string) error {
 		if err != nil {
 			return err
 		}
+		c.audit(ctx, "token.revoke", u.Username, fmt.Sprintf("%s (ID %s)", found.Name, found.Handle))
 		fmt.Fprintf(cmd.OutOrStdout(), "revoked API token %q (ID %s) of %q\n", found.Name, found.Handle, u.Username)
 		return nil
 	})
@@ -219,6 +221,7 @@ func (c *state) tokenRevokeAll(cmd *cobra.Command, name string) error {
 		if err != nil {
 			return err
 		}
+		c.audit(ctx, "token.revoke", u.Username, "all: "+count(n, "API token"))
 		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s of %q\n", count(n, "API token"), u.Username)
 		return nil
 	})

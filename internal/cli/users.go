@@ -45,10 +45,11 @@ func (c *state) userAdd(cmd *cobra.Command, name string, admin, fromStdin bool) 
 			if err != nil {
 				return err
 			}
-			kind := "user"
+			kind, detail := "user", ""
 			if u.IsAdmin {
-				kind = "admin user"
+				kind, detail = "admin user", "is_admin=true"
 			}
+			c.audit(ctx, "user.create", u.Username, detail)
 			fmt.Fprintf(cmd.OutOrStdout(), "created %s %q\n", kind, u.Username)
 			return nil
 		})
@@ -70,6 +71,7 @@ func (c *state) userPasswd(cmd *cobra.Command, name string, fromStdin bool) erro
 			if err != nil {
 				return err
 			}
+			c.audit(ctx, "user.change", u.Username, "password")
 			fmt.Fprintf(cmd.OutOrStdout(), "changed the password of %q and ended %s\n", u.Username, count(ended, "session"))
 			return nil
 		})
@@ -84,6 +86,7 @@ func (c *state) userAdmin(cmd *cobra.Command, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		c.audit(ctx, "user.change", u.Username, fmt.Sprintf("is_admin=%t", on))
 		if on {
 			fmt.Fprintf(cmd.OutOrStdout(), "%q is an admin\n", u.Username)
 		} else {
@@ -107,6 +110,7 @@ func (c *state) userDelete(cmd *cobra.Command, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		c.audit(ctx, "user.delete", u.Username, "")
 		fmt.Fprintf(cmd.OutOrStdout(), "deleted user %q and ended %s\n", u.Username, count(ended, "session"))
 		return nil
 	})
@@ -123,13 +127,13 @@ func (c *state) userList(cmd *cobra.Command, _ []string) error {
 			return nil
 		}
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tADMIN\tCREATED\tID")
+		fmt.Fprintln(tw, "USERNAME\tADMIN\tEMAIL\tCREATED\tID")
 		for _, u := range users {
 			admin := "no"
 			if u.IsAdmin {
 				admin = "yes"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(u.Username), admin, formatTime(u.CreatedAt), u.ID)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(u.Username), admin, emailCell(u), formatTime(u.CreatedAt), u.ID)
 		}
 		return tw.Flush()
 	})

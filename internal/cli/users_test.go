@@ -37,7 +37,7 @@ func TestUserAddAndList(t *testing.T) {
 	out := executeOK(t, url, "", "user", "list")
 	rows := table(out)
 	require.Len(t, rows, 4, out)
-	assert.Equal(t, []string{"USERNAME", "ADMIN", "CREATED", "ID"}, rows[0])
+	assert.Equal(t, []string{"USERNAME", "ADMIN", "EMAIL", "CREATED", "ID"}, rows[0])
 	users, err := s.ListUsers(ctx)
 	require.NoError(t, err)
 	for i, u := range users {
@@ -45,7 +45,7 @@ func TestUserAddAndList(t *testing.T) {
 		if u.IsAdmin {
 			admin = "yes"
 		}
-		assert.Equal(t, []string{u.Username, admin, u.CreatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), string(u.ID)}, rows[i+1])
+		assert.Equal(t, []string{u.Username, admin, "-", u.CreatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), string(u.ID)}, rows[i+1])
 	}
 	assert.Equal(t, "yes", rows[1][1], "alice is an admin")
 	assert.Equal(t, "no", rows[2][1])

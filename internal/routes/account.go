@@ -217,6 +217,7 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 		Home:         h.Home,
 		Username:     sess.User.Username,
 		IsAdmin:      sess.User.IsAdmin,
+		AdminPage:    h.AdminPath,
 		Action:       h.AccountPath,
 		LogoutAction: h.LogoutPath,
 		Notice:       accountNotices[r.URL.Query().Get("done")],
@@ -231,6 +232,8 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 			page.PasskeysError = e.text
 		case "identities":
 			page.IdentitiesError = e.text
+		case "email":
+			// addEmail shows it by the form.
 		case "tokens":
 			// addTokens shows it by the create form.
 		default:
@@ -258,6 +261,7 @@ func (h *accountRoutes) accountPage(r *http.Request, sess *store.Session) (web.A
 	if err := h.addIdentities(r, &page, sess.User); err != nil {
 		return page, err
 	}
+	h.addEmail(&page, sess.User, accountErrors[r.URL.Query().Get("error")])
 	if err := h.addSignIns(r, &page, sess.User.ID); err != nil {
 		return page, err
 	}
@@ -284,6 +288,8 @@ var (
 		"token-revoked":     "API token revoked",
 		"identity-linked":   "Account linked: you can sign in with it",
 		"identity-unlinked": "Account unlinked",
+		"email-sent":        "We sent a link to the new address: open it to make the address yours",
+		"email-same":        "That is your address already",
 	}
 	accountErrors = map[string]accountError{
 		"no-session":           {"That session had already ended", "sessions", ""},
@@ -305,6 +311,9 @@ var (
 		"provider-unavailable": {"That identity provider is unavailable right now: try again in a few minutes", "identities", ""},
 		"last-sign-in":         {"That is your only way to sign in: set a password or link another account first", "identities", ""},
 		"no-identity":          {"That account had already been unlinked", "identities", ""},
+		"email-invalid":        {"That is not an email address: a name, @ and a domain, without spaces", "email", ""},
+		"email-taken":          {"Another account has that email address", "email", ""},
+		"email-no-mail":        {"This site sends no mail, so an admin sets your address", "email", ""},
 	}
 )
 
@@ -372,6 +381,8 @@ func (h *accountRoutes) serveAccountForm(w http.ResponseWriter, r *http.Request,
 		return h.serveTokenForm(w, r, c, back)
 	case "link-identity", "unlink-identity":
 		return h.serveIdentityForm(w, r, c, back)
+	case "email":
+		return h.serveEmailForm(r, c, back)
 	case "remove-passkey":
 		_, err := h.removePasskey(r, c, r.PostFormValue("passkey"))
 		var ref *Refusal

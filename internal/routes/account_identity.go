@@ -56,7 +56,7 @@ func (h *accountRoutes) serveIdentityForm(w http.ResponseWriter, r *http.Request
 		if ok, _ := p.Available(); !ok {
 			return back("error", "provider-unavailable")
 		}
-		return h.beginFlow(w, r, p, h.AccountPath, user.ID)
+		return h.beginFlow(w, r, p, store.IdentityFlow{Redirect: h.AccountPath, LinkUserID: user.ID})
 	default:
 		err := h.store.UnlinkIdentity(r.Context(), user.ID, p.Name())
 		switch {

@@ -45,6 +45,9 @@ type userJSON struct {
 	// The admin routes show when the account was made and changed.
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// They show the user's address too ("" for none), and whether it is verified.
+	Email         *string `json:"email,omitempty"`
+	EmailVerified *bool   `json:"email_verified,omitempty"`
 }
 
 // toUserJSON is a user as /me and the sign-in routes show it; a user in no
@@ -61,15 +64,14 @@ func toUserJSON(u store.User) userJSON {
 func toAdminUserJSON(u store.User) userJSON {
 	j := toUserJSON(u)
 	j.CreatedAt, j.UpdatedAt = u.CreatedAt, u.UpdatedAt
+	j.Email, j.EmailVerified = &u.Email, &u.EmailVerified
 	return j
 }
 
 // adminName names who did something, for the log.
 func adminName(c *caller) zap.Field {
-	if c.admin {
-		return zap.String("admin", "admin token")
-	}
-	return zap.String("admin", c.session.User.Username)
+	_, name := c.actor()
+	return zap.String("admin", name)
 }
 
 // userError refuses what the store said about a user: 404 for one that is
@@ -125,11 +127,14 @@ func (h *adminRoutes) serveAdminCreateUser(w http.ResponseWriter, r *http.Reques
 	if err := request.DecodeJSONObject(r.Body, &body, "username", "password", "is_admin"); err != nil {
 		return badBody(err)
 	}
-	u, err := h.store.CreateUser(r.Context(), body.Username, body.Password, body.IsAdmin)
-	if err != nil {
-		return userError(err)
+	c.auditTarget(body.Username)
+	if body.IsAdmin {
+		c.auditDetail("is_admin=true")
 	}
-	h.logger.Info("user created", zap.String("username", u.Username), zap.Bool("is_admin", u.IsAdmin), adminName(c))
+	u, err := h.createUser(r.Context(), c, body.Username, body.Password, body.IsAdmin)
+	if err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusCreated, toAdminUserJSON(*u))
 	return nil
 }
@@ -139,12 +144,9 @@ func (h *adminRoutes) serveAdminDeleteUser(w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return err
 	}
-	name := u.Username
-	if err := h.store.DeleteUser(r.Context(), name); err != nil {
-		return userError(err)
+	if err := h.deleteUser(r.Context(), c, u); err != nil {
+		return err
 	}
-	h.memory.ForgetUser(u.ID)
-	h.logger.Info("user deleted", zap.String("username", name), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
@@ -154,43 +156,51 @@ func (h *adminRoutes) serveAdminDeleteUser(w http.ResponseWriter, r *http.Reques
 type userChange struct {
 	Password *string `json:"password"`
 	IsAdmin  *bool   `json:"is_admin"`
+	Email    *string `json:"email"` // verified, as an admin sets it; "" clears
 }
 
-// serveAdminChangeUser sets a user's password or admin rights. A new
-// password ends every session of the user, logins still in flight
-// included; removing admin rights holds from each session's next request.
+// serveAdminChangeUser sets a user's password, admin rights or address
+// (first, so a bad or taken one changes nothing). A new password ends every
+// session of the user, logins still in flight included; removing admin
+// rights holds from each session's next request.
 func (h *adminRoutes) serveAdminChangeUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body userChange
-	if err := request.DecodeJSONObject(r.Body, &body, "password", "is_admin"); err != nil {
+	if err := request.DecodeJSONObject(r.Body, &body, "password", "is_admin", "email"); err != nil {
 		return badBody(err)
 	}
-	if body.Password == nil && body.IsAdmin == nil {
-		return refuse(ReasonBadRequest, "Nothing to change: give password or is_admin")
+	if body.Password == nil && body.IsAdmin == nil && body.Email == nil {
+		return refuse(ReasonBadRequest, "Nothing to change: give password, is_admin or email")
+	}
+	// The trail names what was to change, never the new password.
+	if body.IsAdmin != nil {
+		c.auditDetail("is_admin=%t", *body.IsAdmin)
 	}
 	if body.Password != nil {
-		var inputErr *store.InputError
-		if err := store.ValidatePassword(*body.Password); errors.As(err, &inputErr) {
-			return badInput(inputErr)
+		c.auditDetail("password")
+	}
+	if body.Password != nil {
+		if err := checkNewPassword(*body.Password); err != nil {
+			return err
 		}
 	}
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
 	}
+	if err := h.setEmailAsAdmin(r.Context(), c, u, body.Email); err != nil {
+		return err
+	}
 	out := map[string]any{"ok": true}
-	defer h.memory.ForgetUser(u.ID)
 	if body.IsAdmin != nil {
-		if err := h.store.SetAdmin(r.Context(), u.ID, *body.IsAdmin); err != nil {
-			return userError(err)
+		if err := h.setAdmin(r.Context(), c, u, *body.IsAdmin); err != nil {
+			return err
 		}
-		h.logger.Info("admin rights changed", zap.String("username", u.Username), zap.Bool("is_admin", *body.IsAdmin), adminName(c))
 	}
 	if body.Password != nil {
-		n, err := h.store.ChangePassword(r.Context(), u.ID, *body.Password, "")
+		n, err := h.setPassword(r.Context(), c, u, *body.Password)
 		if err != nil {
-			return userError(err)
+			return err
 		}
-		h.logger.Info("password set", zap.String("username", u.Username), zap.Int64("sessions_ended", n), adminName(c))
 		out["ended"] = n
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -228,26 +238,18 @@ func (h *adminRoutes) serveAdminEndUserSessions(w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	n, err := h.store.DeleteUserSessions(r.Context(), u.ID)
+	n, err := h.endUserSessions(r.Context(), c, u)
 	if err != nil {
-		return storeUnavailable(err)
+		return err
 	}
-	h.memory.ForgetUser(u.ID)
-	h.logger.Info("sessions ended", zap.String("username", u.Username), zap.Int64("count", n), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }
 
 func (h *adminRoutes) serveAdminEndSession(w http.ResponseWriter, r *http.Request, c *caller) error {
-	owner, err := h.store.DeleteSessionByHandle(r.Context(), store.Handle(r.PathValue("id")))
-	switch {
-	case err != nil:
-		return storeUnavailable(err)
-	case owner == "":
-		return refuse(ReasonNoSuchSession, "No such session")
+	if err := h.endSession(r.Context(), c, nil, r.PathValue("id")); err != nil {
+		return err
 	}
-	h.memory.ForgetUser(owner)
-	h.logger.Info("session ended", zap.String("session", r.PathValue("id")), adminName(c))
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }

@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
@@ -36,6 +35,7 @@ func (h *adminRoutes) serveAdminCreateGroup(w http.ResponseWriter, r *http.Reque
 	if err := request.DecodeJSONObject(r.Body, &body, "name"); err != nil {
 		return badBody(err)
 	}
+	c.auditTarget(body.Name)
 	g, err := h.store.CreateGroup(r.Context(), body.Name)
 	if err != nil {
 		return groupError(err)
@@ -60,28 +60,24 @@ func (h *adminRoutes) serveAdminDeleteGroup(w http.ResponseWriter, r *http.Reque
 // idempotent, as their methods promise: both answer with the user as it
 // is afterwards.
 func (h *adminRoutes) serveAdminJoinGroup(w http.ResponseWriter, r *http.Request, c *caller) error {
-	return h.changeMembership(w, r, c, "user joined a group", h.store.AddToGroups)
+	return h.changeMembership(w, r, c, true)
 }
 
 func (h *adminRoutes) serveAdminLeaveGroup(w http.ResponseWriter, r *http.Request, c *caller) error {
-	return h.changeMembership(w, r, c, "user left a group", h.store.RemoveFromGroups)
+	return h.changeMembership(w, r, c, false)
 }
 
-func (h *adminRoutes) changeMembership(w http.ResponseWriter, r *http.Request, c *caller, done string,
-	change func(ctx context.Context, id store.UserID, groups ...string) error) error {
+func (h *adminRoutes) changeMembership(w http.ResponseWriter, r *http.Request, c *caller, join bool) error {
 	u, err := h.adminTarget(r)
 	if err != nil {
 		return err
 	}
-	group := r.PathValue("group")
-	if err := change(r.Context(), u.ID, group); err != nil {
-		return groupError(err)
+	if err := h.changeGroup(r.Context(), c, u, r.PathValue("group"), join); err != nil {
+		return err
 	}
-	h.memory.ForgetUser(u.ID)
 	if u, err = h.store.GetUser(r.Context(), u.ID); err != nil {
 		return userError(err)
 	}
-	h.logger.Info(done, zap.String("username", u.Username), zap.String("group", group), adminName(c))
 	writeJSON(w, http.StatusOK, toAdminUserJSON(*u))
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/pgsession/caddy-pgsession/internal/request"
@@ -44,13 +45,15 @@ type credentials struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	Remember bool   `json:"remember"`
+	Email    string `json:"email"` // a registration's under verify_email, read only when asked for
 	Redirect string `json:"-"`
 	form     bool
 }
 
 // readCredentials decodes a JSON body or an HTML form, refusing (400, 413)
-// one that cannot be read, gives a field twice or is too long.
-func readCredentials(r *http.Request) (credentials, error) {
+// one that cannot be read, gives a field twice or is too long; extra names
+// the fields it reads besides username, password and remember ("email").
+func readCredentials(r *http.Request, extra ...string) (credentials, error) {
 	var c credentials
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mediaType {
@@ -65,15 +68,18 @@ func readCredentials(r *http.Request) (credentials, error) {
 		if err != nil {
 			return c, badForm(err)
 		}
-		for _, field := range []string{"username", "password", "redirect", "remember"} {
+		for _, field := range append([]string{"username", "password", "redirect", "remember"}, extra...) {
 			if len(r.PostForm[field]) > 1 {
 				return c, refuse(ReasonBadRequest, fmt.Sprintf("Field %q given twice", field))
 			}
 		}
 		c.Username, c.Password, c.Redirect = r.PostFormValue("username"), r.PostFormValue("password"), r.PostFormValue("redirect")
 		c.Remember = r.PostFormValue("remember") == "on"
+		if slices.Contains(extra, "email") {
+			c.Email = r.PostFormValue("email")
+		}
 	default:
-		if err := request.DecodeJSONObject(r.Body, &c, "username", "password", "remember"); err != nil {
+		if err := request.DecodeJSONObject(r.Body, &c, append([]string{"username", "password", "remember"}, extra...)...); err != nil {
 			return c, badBody(err)
 		}
 	}

@@ -87,24 +87,31 @@ func (h *signInRoutes) serveProviderStart(w http.ResponseWriter, r *http.Request
 	if err := h.throttleBegin(r); err != nil {
 		return err
 	}
+	invitation, err := h.invitationFlow(w, r)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
 	defer cancel()
 	if ok, _ := p.Available(); !ok || p.CheckNow(ctx) != nil {
 		return h.renderLoginPage(w, r, http.StatusServiceUnavailable, credentials{Redirect: redirect},
 			p.Label()+" is unavailable right now: sign in with your password, or try again in a few minutes")
 	}
-	return h.beginFlow(w, r, p, redirect, "")
+	return h.beginFlow(w, r, p, store.IdentityFlow{Redirect: redirect, InvitationID: invitation})
 }
 
-// beginFlow records a sign-in (or, with linkUser, the linking of a
-// provider to that user) and sends the browser to the provider.
-func (h *providers) beginFlow(w http.ResponseWriter, r *http.Request, p Provider, redirect string, linkUser store.UserID) error {
-	key := ""
+// beginFlow records a sign-in with f's redirect (or, with f.LinkUserID, the
+// linking of a provider to that user; with f.InvitationID, the invited
+// account's creation) and sends the browser to the provider.
+func (h *providers) beginFlow(w http.ResponseWriter, r *http.Request, p Provider, f store.IdentityFlow) error {
 	if c, err := r.Cookie(h.flowKeyCookieName()); err == nil {
-		key = c.Value
+		f.Binding = c.Value
 	}
-	flow, err := h.store.BeginIdentityFlow(r.Context(), store.IdentityFlow{Binding: key, Provider: p.Name(),
-		Nonce: identity.NewNonce(), PKCEVerifier: identity.NewVerifier(), Redirect: redirect, LinkUserID: linkUser})
+	f.Provider, f.Nonce, f.PKCEVerifier = p.Name(), identity.NewNonce(), identity.NewVerifier()
+	flow, err := h.store.BeginIdentityFlow(r.Context(), f)
+	if errors.Is(err, store.ErrInvitationUnknown) {
+		return invitationRefusal(err) // revoked since it was looked at
+	}
 	if err != nil {
 		return storeUnavailable(err)
 	}
@@ -153,6 +160,9 @@ func (h *signInRoutes) serveProviderCallback(w http.ResponseWriter, r *http.Requ
 			zap.String("why", why), zap.String("client_ip", clientIP(r)))
 		return h.flowPage(w, r, p, http.StatusForbidden, "Not allowed",
 			"This "+p.Label()+" account may not sign in here. Ask an administrator if it should.", h.Home)
+	}
+	if flow.InvitationID != "" {
+		return h.invitedWithProvider(w, r, p, flow, id)
 	}
 	if flow.LinkUserID != "" {
 		return h.linked(w, r, p, flow.LinkUserID, id)

@@ -67,6 +67,8 @@ func (h *signInRoutes) serveLogin(w http.ResponseWriter, r *http.Request, _ *cal
 	switch factors, err := h.store.UserFactors(r.Context(), user.ID); {
 	case err != nil:
 		return storeUnavailable(err)
+	case h.unverified(user):
+		return h.refuseUnverified(w, r, c, user)
 	case factors.Any():
 		return h.askSecondFactor(w, r, c, user, factors)
 	}
@@ -167,7 +169,7 @@ func (h *signInRoutes) serveRegister(w http.ResponseWriter, r *http.Request, _ *
 	if !h.Registration {
 		return refuse(ReasonRegistrationOff, "Registration is not enabled")
 	}
-	c, err := readCredentials(r)
+	c, err := h.readRegistration(r)
 	if err != nil {
 		return err
 	}
@@ -184,10 +186,7 @@ func (h *signInRoutes) serveRegister(w http.ResponseWriter, r *http.Request, _ *
 		return err
 	}
 	h.logger.Info("user registered", zap.String("username", user.Username), zap.String("client_ip", clientIP(r)))
-	if err := h.startSession(w, r, user, c.Remember); err != nil {
-		return storeUnavailable(err)
-	}
-	return h.signedIn(w, r, c, http.StatusCreated, user)
+	return h.registered(w, r, c, user)
 }
 
 // register creates the account c asks for, or says why not.
@@ -206,12 +205,14 @@ func (h *signInRoutes) register(r *http.Request, c credentials) (*store.User, er
 			zap.Int("registrations", attempt.Account), zap.Int("ip_attempts", attempt.IP))
 		return nil, tooManyAttempts(attempt, "Too many sign-ups from your address, try again later")
 	}
-	user, err := h.store.CreateUser(r.Context(), c.Username, c.Password, false)
+	user, err := h.createAccount(r.Context(), c)
 	switch {
 	case errors.As(err, &inputErr):
 		return nil, badInput(inputErr)
 	case errors.Is(err, store.ErrUserExists):
 		return nil, refuse(ReasonUsernameTaken, msgUsernameTaken)
+	case errors.Is(err, store.ErrEmailTaken):
+		return nil, emailError(err)
 	case err != nil:
 		h.releaseAttempt(attempt)
 		return nil, passwordCheckFailed(err)
@@ -431,9 +432,10 @@ func (h *signInRoutes) renderLoginPage(w http.ResponseWriter, r *http.Request, s
 		page.Notice = loginNotices[r.URL.Query().Get("done")]
 	}
 	if h.Registration {
-		page.RegisterAction = h.APIPath + "/register"
+		page.RegisterAction, page.RegisterEmail = h.APIPath+"/register", h.VerifyEmail
 	}
 	page.Providers = h.providerButtons(page.Redirect)
+	page.ForgotHref = h.forgotHref()
 	return renderPage(w, r, status, h.LoginPage, h.LoginPageCSP, page)
 }
 

@@ -12,10 +12,13 @@ type Reason string
 
 const (
 	ReasonAdminScopeNeedsAdmin          Reason = "admin_scope_needs_admin"          // an API token with admin rights was asked by a user who is no admin
+	ReasonAdminPageNeedsSession         Reason = "admin_page_needs_session"         // the admin page's forms take an admin's signed-in session, not the admin token or an API token
 	ReasonBadRequest                    Reason = "bad_request"                      // the request could not be read: a malformed body, field or parameter
 	ReasonBodyTooLarge                  Reason = "body_too_large"                   // the body is larger than the route takes
 	ReasonBusy                          Reason = "busy"                             // too many password checks are waiting at once
 	ReasonCrossOrigin                   Reason = "cross_origin"                     // a request that acts with the cookie came from another site
+	ReasonEmailNotVerified              Reason = "email_not_verified"               // verify_email on, and the user has not opened the link mailed to their address
+	ReasonEmailTaken                    Reason = "email_taken"                      // another user has that email address
 	ReasonForbidden                     Reason = "forbidden"                        // a rule of the site refuses the signed-in user this path
 	ReasonGroupExists                   Reason = "group_exists"                     // a group has that name
 	ReasonInvalidAdminToken             Reason = "invalid_admin_token"              // the admin token is wrong
@@ -24,6 +27,8 @@ const (
 	ReasonInvalidCredentials            Reason = "invalid_credentials"              // the username or password is wrong
 	ReasonInvalidPasskey                Reason = "invalid_passkey"                  // a sign-in with a passkey did not verify
 	ReasonLastSignInMethod              Reason = "last_sign_in_method"              // removing it would leave the user no way to sign in
+	ReasonLinkExpired                   Reason = "link_expired"                     // a mailed link is past its time, or a password change or a newer link ended it
+	ReasonMailOff                       Reason = "mail_off"                         // the site sends no mail: no smtp global option
 	ReasonMethodNotAllowed              Reason = "method_not_allowed"               // the route does not take this method
 	ReasonNeedsHttps                    Reason = "needs_https"                      // the route works only over HTTPS
 	ReasonNoAdmin                       Reason = "no_admin"                         // the admin API is off: no admin token is set
@@ -31,6 +36,7 @@ const (
 	ReasonNoSuchPasskey                 Reason = "no_such_passkey"                  // no passkey of the user has that id
 	ReasonNoSuchProvider                Reason = "no_such_provider"                 // no identity provider has that name
 	ReasonNoSuchGroup                   Reason = "no_such_group"                    // no group has that name
+	ReasonNoSuchLink                    Reason = "no_such_link"                     // a mailed link is unknown, used already, or replaced by a newer one
 	ReasonNoSuchSession                 Reason = "no_such_session"                  // no session of the user has that handle
 	ReasonNoSuchToken                   Reason = "no_such_token"                    // no API token of the user has that id
 	ReasonNoSuchUser                    Reason = "no_such_user"                     // no user has that name
@@ -42,7 +48,10 @@ const (
 	ReasonPasskeyExists                 Reason = "passkey_exists"                   // that passkey is already registered
 	ReasonPasskeysNeedADomain           Reason = "passkeys_need_a_domain"           // passkeys need the site to be reached by a domain name
 	ReasonPasskeysUnavailable           Reason = "passkeys_unavailable"             // passkeys are off, or need secrets_key
+	ReasonPasswordResetOff              Reason = "password_reset_off"               // password reset by mail is off: no smtp global option
 	ReasonRegistrationOff               Reason = "registration_off"                 // registration is off
+	ReasonResetLinkExpired              Reason = "reset_link_expired"               // the reset link's time is up, or the password changed since it was sent
+	ReasonResetLinkInvalid              Reason = "reset_link_invalid"               // the reset link was used, replaced by a newer one, or is no link at all
 	ReasonSecondFactorEnrolmentRequired Reason = "second_factor_enrolment_required" // second_factor required, and the user has none set up yet
 	ReasonSecondFactorExpired           Reason = "second_factor_expired"            // the sign-in waiting for a second factor expired or is unknown
 	ReasonSecondFactorRequired          Reason = "second_factor_required"           // the path needs a session signed in, or stepped up, with a second factor
@@ -53,6 +62,7 @@ const (
 	ReasonStoreUnavailable              Reason = "store_unavailable"                // PostgreSQL cannot be reached
 	ReasonThrottled                     Reason = "throttled"                        // too many failed attempts from the account or the address
 	ReasonTokenNameTaken                Reason = "token_name_taken"                 // the user already has an API token of that name
+	ReasonTooManyLinks                  Reason = "too_many_links"                   // too many links were mailed to the user lately
 	ReasonTooManyPasskeys               Reason = "too_many_passkeys"                // the user has as many passkeys as allowed
 	ReasonTotpOff                       Reason = "totp_off"                         // TOTP is not offered: no secrets_key
 	ReasonTotpOn                        Reason = "totp_on"                          // an authenticator app is already set up
@@ -61,15 +71,24 @@ const (
 	ReasonUsernameTaken                 Reason = "username_taken"                   // the name is taken
 	ReasonWrongCode                     Reason = "wrong_code"                       // the code does not confirm the authenticator app being set up
 	ReasonWrongPassword                 Reason = "wrong_password"                   // the current password is wrong
+
+	// Invitations to create an account (invitation.go).
+	ReasonInvitationExpired Reason = "invitation_expired" // the invitation's link is past its expiry
+	ReasonInvitationUsed    Reason = "invitation_used"    // the invitation's link was used already
+	ReasonNoSuchInvitation  Reason = "no_such_invitation" // no invitation has that token or id
+	ReasonPasswordsDiffer   Reason = "passwords_differ"   // the password and its confirmation differ
 )
 
 // ReasonStatus is the status each reason is answered with.
 var ReasonStatus = map[Reason]int{
 	ReasonAdminScopeNeedsAdmin:          http.StatusForbidden,
+	ReasonAdminPageNeedsSession:         http.StatusForbidden,
 	ReasonBadRequest:                    http.StatusBadRequest,
 	ReasonBodyTooLarge:                  http.StatusRequestEntityTooLarge,
 	ReasonBusy:                          http.StatusServiceUnavailable,
 	ReasonCrossOrigin:                   http.StatusForbidden,
+	ReasonEmailNotVerified:              http.StatusForbidden,
+	ReasonEmailTaken:                    http.StatusConflict,
 	ReasonForbidden:                     http.StatusForbidden,
 	ReasonGroupExists:                   http.StatusConflict,
 	ReasonInvalidAdminToken:             http.StatusUnauthorized,
@@ -78,6 +97,8 @@ var ReasonStatus = map[Reason]int{
 	ReasonInvalidCredentials:            http.StatusUnauthorized,
 	ReasonInvalidPasskey:                http.StatusUnauthorized,
 	ReasonLastSignInMethod:              http.StatusConflict,
+	ReasonLinkExpired:                   http.StatusBadRequest,
+	ReasonMailOff:                       http.StatusNotFound,
 	ReasonMethodNotAllowed:              http.StatusMethodNotAllowed,
 	ReasonNeedsHttps:                    http.StatusBadRequest,
 	ReasonNoAdmin:                       http.StatusNotFound,
@@ -88,6 +109,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonNoSuchToken:                   http.StatusNotFound,
 	ReasonNoSuchUser:                    http.StatusNotFound,
 	ReasonNoSuchGroup:                   http.StatusNotFound,
+	ReasonNoSuchLink:                    http.StatusNotFound,
 	ReasonNoTotp:                        http.StatusNotFound,
 	ReasonNoTotpSetup:                   http.StatusConflict,
 	ReasonNotAdmin:                      http.StatusForbidden,
@@ -96,7 +118,10 @@ var ReasonStatus = map[Reason]int{
 	ReasonPasskeyExists:                 http.StatusConflict,
 	ReasonPasskeysNeedADomain:           http.StatusBadRequest,
 	ReasonPasskeysUnavailable:           http.StatusBadRequest,
+	ReasonPasswordResetOff:              http.StatusNotFound,
 	ReasonRegistrationOff:               http.StatusNotFound,
+	ReasonResetLinkExpired:              http.StatusGone,
+	ReasonResetLinkInvalid:              http.StatusNotFound,
 	ReasonSecondFactorEnrolmentRequired: http.StatusForbidden,
 	ReasonSecondFactorExpired:           http.StatusUnauthorized,
 	ReasonSecondFactorRequired:          http.StatusUnauthorized,
@@ -107,6 +132,7 @@ var ReasonStatus = map[Reason]int{
 	ReasonStoreUnavailable:              http.StatusServiceUnavailable,
 	ReasonThrottled:                     http.StatusTooManyRequests,
 	ReasonTokenNameTaken:                http.StatusConflict,
+	ReasonTooManyLinks:                  http.StatusTooManyRequests,
 	ReasonTooManyPasskeys:               http.StatusConflict,
 	ReasonTotpOff:                       http.StatusNotFound,
 	ReasonTotpOn:                        http.StatusConflict,
@@ -115,4 +141,9 @@ var ReasonStatus = map[Reason]int{
 	ReasonUsernameTaken:                 http.StatusConflict,
 	ReasonWrongCode:                     http.StatusBadRequest,
 	ReasonWrongPassword:                 http.StatusForbidden,
+
+	ReasonInvitationExpired: http.StatusGone,
+	ReasonInvitationUsed:    http.StatusGone,
+	ReasonNoSuchInvitation:  http.StatusNotFound,
+	ReasonPasswordsDiffer:   http.StatusBadRequest,
 }

@@ -154,6 +154,7 @@ var refusalHeadings = map[int]string{
 	http.StatusConflict:              "Already taken",
 	http.StatusRequestEntityTooLarge: "Too much data",
 	http.StatusTooManyRequests:       "Too many attempts",
+	http.StatusGone:                  "No longer valid",
 	http.StatusMisdirectedRequest:    "Sign-in is misconfigured",
 	http.StatusServiceUnavailable:    "Temporarily unavailable",
 }
@@ -301,7 +302,10 @@ func renderPage(w http.ResponseWriter, r *http.Request, status int, tmpl *templa
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Content-Security-Policy", csp)
 	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Referrer-Policy", "same-origin")
+	if hdr.Get("Referrer-Policy") == "" {
+		// A page whose address carries a token has said no-referrer.
+		hdr.Set("Referrer-Policy", "same-origin")
+	}
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {

@@ -74,27 +74,49 @@ func (h *Site) addRoutes() {
 	rt.add(get, h.LoginPath+"/callback/{provider}", anyone, in.serveProviderCallback)
 	rt.add(get, h.AccountPath, anyone, acct.serveAccountPage)
 	rt.add(post, h.AccountPath, withSession, acct.serveAccountForm)
+	// Email addresses and the links that verify them (email.go, email_verify.go).
+	rt.add(post, api+"/email", withSession, acct.serveSetEmail)
+	rt.add(get, h.LoginPath+"/verify-email", anyone, in.serveVerifyEmailPage)
+	rt.add(post, h.LoginPath+"/verify-email", anyone, in.serveVerifyEmail)
 
+	// The admin API; each action is recorded in the audit trail by its name.
+	rt.audit = newAuditTrail(h.store, h.logger)
+	patch, put := http.MethodPatch, http.MethodPut
 	rt.add(get, api+"/admin/users", admin, adm.serveAdminListUsers)
-	rt.add(post, api+"/admin/users", admin, adm.serveAdminCreateUser)
-	rt.add(del, api+"/admin/users/{username}", admin, adm.serveAdminDeleteUser)
-	rt.add(http.MethodPatch, api+"/admin/users/{username}", admin, adm.serveAdminChangeUser)
+	rt.addAction(post, api+"/admin/users", admin, "user.create", adm.serveAdminCreateUser)
+	rt.addAction(del, api+"/admin/users/{username}", admin, "user.delete", adm.serveAdminDeleteUser)
+	rt.addAction(patch, api+"/admin/users/{username}", admin, "user.change", adm.serveAdminChangeUser)
 	rt.add(get, api+"/admin/users/{username}/sessions", admin, adm.serveAdminUserSessions)
-	rt.add(del, api+"/admin/users/{username}/sessions", admin, adm.serveAdminEndUserSessions)
+	rt.addAction(del, api+"/admin/users/{username}/sessions", admin, "user.sessions_end", adm.serveAdminEndUserSessions)
 	rt.add(get, api+"/admin/users/{username}/history", admin, adm.serveAdminUserHistory)
-	rt.add(del, api+"/admin/users/{username}/second-factors", admin, adm.serveAdminResetSecondFactors)
-	rt.add(del, api+"/admin/sessions/{id}", admin, adm.serveAdminEndSession)
+	rt.addAction(del, api+"/admin/users/{username}/second-factors", admin, "user.second_factors_reset", adm.serveAdminResetSecondFactors)
+	rt.addAction(del, api+"/admin/sessions/{id}", admin, "session.end", adm.serveAdminEndSession)
 	rt.add(get, api+"/admin/groups", admin, adm.serveAdminListGroups)
-	rt.add(post, api+"/admin/groups", admin, adm.serveAdminCreateGroup)
-	rt.add(del, api+"/admin/groups/{group}", admin, adm.serveAdminDeleteGroup)
-	rt.add(http.MethodPut, api+"/admin/users/{username}/groups/{group}", admin, adm.serveAdminJoinGroup)
-	rt.add(del, api+"/admin/users/{username}/groups/{group}", admin, adm.serveAdminLeaveGroup)
+	rt.addAction(post, api+"/admin/groups", admin, "group.create", adm.serveAdminCreateGroup)
+	rt.addAction(del, api+"/admin/groups/{group}", admin, "group.delete", adm.serveAdminDeleteGroup)
+	rt.addAction(put, api+"/admin/users/{username}/groups/{group}", admin, "group.join", adm.serveAdminJoinGroup)
+	rt.addAction(del, api+"/admin/users/{username}/groups/{group}", admin, "group.leave", adm.serveAdminLeaveGroup)
+	rt.add(get, api+"/admin/audit", admin, adm.serveAdminAudit)
+	// Invitations to create an account (invitation.go, invitation_admin.go).
+	rt.add(get, h.LoginPath+"/invitation", anyone, in.serveInvitationPage)
+	rt.add(post, h.LoginPath+"/invitation", anyone, in.serveAcceptInvitation)
+	rt.add(get, api+"/admin/invitations", admin, adm.serveAdminListInvitations)
+	rt.addAction(post, api+"/admin/invitations", admin, "invitation.create", adm.serveAdminCreateInvitation)
+	rt.addAction(del, api+"/admin/invitations/{id}", admin, "invitation.revoke", adm.serveAdminRevokeInvitation)
+	// A password reset by mail (reset.go).
+	rt.add(get, h.LoginPath+"/forgot", anyone, h.reset.serveForgotPage)
+	rt.add(post, h.LoginPath+"/forgot", anyone, h.reset.serveForgot)
+	rt.add(post, api+"/password/forgot", anyone, h.reset.serveForgot)
+	rt.add(get, h.LoginPath+"/reset", anyone, h.reset.serveResetPage)
+	rt.add(post, h.LoginPath+"/reset", anyone, h.reset.serveReset)
+	rt.add(post, api+"/password/reset", anyone, h.reset.serveReset)
+	h.addAdminPage()
 	rt.enrolment(api+"/me", h.AccountPath, api+"/totp/setup", api+"/totp/confirm")
 }
 
 // serveRoute checks method, origin and access for an own route, then serves
 // it; what it returns is for answer.
-func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, params map[string]string, allowed []string, adminToken string) error {
+func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, c *caller, params map[string]string, allowed []string, adminToken string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if rte == nil {
 		return methodNotAllowed(w, allowed)
@@ -109,7 +131,6 @@ func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, pa
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	}
 
-	c := &caller{}
 	_, viaAPIToken := bearerAPIToken(r)
 	if viaAPIToken && (rte.access == withSession || slices.Equal(rte.pattern, splitPath(h.AccountPath))) {
 		// Only the admin API takes a token; these routes manage the
@@ -148,6 +169,9 @@ func (h *Site) serveRoute(w http.ResponseWriter, r *http.Request, rte *route, pa
 		res, ref := h.Resolve(r, Demand{From: FromDatabase, Admin: rte.access == admin, BeforeSecondFactor: rte.enrolment,
 			APITokens: rte.access == admin}, time.Now())
 		if ref != nil {
+			if !res.IsZero() {
+				c.deniedID, c.deniedName = res.User().ID, res.User().Username
+			}
 			return ref
 		}
 		c.session, c.token = res.row, res.Token
@@ -177,6 +201,9 @@ type route struct {
 	// second factor that second_factor required asks of them.
 	enrolment bool
 	serve     func(http.ResponseWriter, *http.Request, *caller) error
+	// action names the route in the audit trail; "" for a route that is
+	// not recorded (any GET, or a route not for admins).
+	action string
 }
 
 // caller is who is making a request to an own route, as far as it is known.
@@ -187,6 +214,16 @@ type caller struct {
 	// apiToken is set when the request was authenticated by an API token
 	// rather than a cookie.
 	apiToken bool
+	// via names the way an admin request came in when it is neither the
+	// site's admin token nor a session: "caddy admin endpoint".
+	via string
+	// audit is what the handler adds to its audit entry; nil on a route
+	// that is not recorded.
+	audit *auditNote
+	// deniedID and deniedName are the user an admin route refused, for
+	// the audit trail.
+	deniedID   store.UserID
+	deniedName string
 }
 
 // router matches the handler's own routes. Requests for any other path fall
@@ -197,10 +234,24 @@ type router struct {
 	// none of them, as almost every request to the site does, is no route,
 	// and is told so without splitting it.
 	firsts []string
+	audit  *auditTrail // records the admin actions (audit.go)
 }
 
+// add registers a route. An admin route other than a GET is recorded in
+// the audit trail under its method and path; addAction gives it a name.
 func (rt *router) add(method, path string, acc audience, serve func(http.ResponseWriter, *http.Request, *caller) error) {
-	rt.routes = append(rt.routes, route{method: method, pattern: splitPath(path), access: acc, serve: serve})
+	rt.addAction(method, path, acc, method+" "+path, serve)
+}
+
+// addAction registers a route whose admin actions the audit trail records
+// as action ("user.delete").
+func (rt *router) addAction(method, path string, acc audience, action string, serve func(http.ResponseWriter, *http.Request, *caller) error) {
+	if acc != admin || method == http.MethodGet || method == http.MethodHead {
+		action = ""
+	} else {
+		serve = rt.recorded(action, serve)
+	}
+	rt.routes = append(rt.routes, route{method: method, pattern: splitPath(path), access: acc, serve: serve, action: action})
 	if first := splitPath(path)[0]; !slices.Contains(rt.firsts, first) {
 		rt.firsts = append(rt.firsts, first)
 	}
@@ -293,5 +344,10 @@ func (h *Site) Route(w http.ResponseWriter, r *http.Request, adminToken string) 
 	if rte == nil && allowed == nil {
 		return false, nil
 	}
-	return true, h.Answer(w, r, h.serveRoute(w, r, rte, params, allowed, adminToken))
+	c := &caller{}
+	err := h.serveRoute(w, r, rte, c, params, allowed, adminToken)
+	if rte != nil {
+		h.router.denied(r, rte, c, err)
+	}
+	return true, h.Answer(w, r, err)
 }

@@ -332,23 +332,15 @@ func (h *signInRoutes) pendingToken(r *http.Request) (string, bool) {
 // serveAdminResetSecondFactors removes a user's second factors and ends
 // their sessions: DELETE {api}/admin/users/{username}/second-factors, for
 // someone who lost their authenticator and their recovery codes.
-func (h *adminRoutes) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, _ *caller) error {
-	user, err := h.store.GetUserByName(r.Context(), r.PathValue("username"))
-	if errors.Is(err, store.ErrUserNotFound) {
-		return refuse(ReasonNoSuchUser, "No such user")
-	}
+func (h *adminRoutes) serveAdminResetSecondFactors(w http.ResponseWriter, r *http.Request, c *caller) error {
+	user, err := h.adminTarget(r)
 	if err != nil {
-		return storeUnavailable(err)
+		return err
 	}
-	n, err := h.store.ResetSecondFactors(r.Context(), user.ID)
-	if errors.Is(err, store.ErrUserNotFound) {
-		return refuse(ReasonNoSuchUser, "No such user")
-	}
+	n, err := h.resetSecondFactors(r.Context(), c, user)
 	if err != nil {
-		return storeUnavailable(err)
+		return err
 	}
-	h.memory.ForgetUser(user.ID)
-	h.logger.Info("second factors reset", zap.String("username", user.Username), zap.Int64("sessions_ended", n))
 	writeJSON(w, http.StatusOK, map[string]int64{"ended": n})
 	return nil
 }

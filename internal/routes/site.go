@@ -62,6 +62,18 @@ type Config struct {
 	LoginPage      *template.Template
 	LoginPageCSP   string // the login page's, which may be the site's own page
 	BuiltinPageCSP string // the plugin's own pages'
+
+	// InvitationLifetime is invitation_lifetime: how long an invitation an
+	// admin makes stays open unless they say otherwise.
+	InvitationLifetime time.Duration
+	// VerifyEmail is verify_email on: a registration gives an address, and a
+	// user whose address is not verified cannot sign in (email_register.go).
+	VerifyEmail bool
+	// ResetLinkLifetime is reset_link_lifetime: how long a password reset
+	// link works.
+	ResetLinkLifetime time.Duration
+	// AdminPath is admin_path, the admin page in the browser; "" when it is off.
+	AdminPath string
 }
 
 // Shared is what the app gives the routes of every site it serves: the
@@ -82,7 +94,20 @@ type Shared struct {
 	KeepsHistory bool // whether sign-in attempts are recorded
 	// Providers are the identity providers of the global option, in order.
 	Providers []*identity.Provider
-	Metrics   Metrics
+	// Mail sends the links of password resets, address checks and
+	// invitations; nil without the global smtp option.
+	Mail    Mailer
+	Metrics Metrics
+}
+
+// Mailer sends one plain-text message to one address, later: Send queues
+// it and returns at once, so a slow or down mail server never holds a
+// request, and the sender retries and counts failures itself. kind names
+// the message for the metrics and the log ("reset", "verify_email",
+// "email_changed", "invitation"), which never show the body: it carries a
+// link that is a credential.
+type Mailer interface {
+	Send(kind, to, subject, body string)
 }
 
 // Memory is what the routes change in the server's memory, and what they
@@ -179,6 +204,7 @@ type signInRoutes struct {
 	*attempts
 	*factors
 	*providers
+	*links
 	store   *store.Store
 	memory  Memory
 	metrics Metrics
@@ -195,6 +221,7 @@ type accountRoutes struct {
 	*attempts
 	*factors
 	*providers
+	*links
 	store  *store.Store
 	memory Memory
 }
@@ -208,6 +235,18 @@ type adminRoutes struct {
 	*attempts
 	store  *store.Store
 	memory Memory
+	mail   Mailer // nil without smtp: invitations are then handed to the admin
+}
+
+// adminPageRoutes are the admin page in the browser (adminpage*.go): the
+// admin API's operations, shown and done through forms, for an admin's
+// session only.
+type adminPageRoutes struct {
+	base
+	*responder
+	*sessions
+	*adminRoutes
+	store *store.Store
 }
 
 // Site is one site's routes and session path: what the handler calls.
@@ -221,6 +260,8 @@ type Site struct {
 	account    *accountRoutes
 	admin      *adminRoutes
 	verify     *verifyRoutes
+	reset      *resetRoutes
+	adminPage  *adminPageRoutes
 }
 
 // New builds a site's routes from its options, once.
@@ -238,11 +279,14 @@ func New(cfg Config, shared *Shared, logger *zap.Logger) *Site {
 	at := &attempts{b, shared.Store, shared.Metrics, shared.KeepsHistory}
 	fs := &factors{b, ck, shared.Store, shared.Secrets, shared}
 	pv := &providers{b, ck, shared.Store, shared.Providers}
+	lk := &links{b, shared.Store, shared}
 	s := &Site{base: b, sessions: ss, responder: rs, store: shared.Store,
-		signIn:  &signInRoutes{b, ck, rs, ss, at, fs, pv, shared.Store, shared.Memory, shared.Metrics},
-		account: &accountRoutes{b, ck, rs, ss, at, fs, pv, shared.Store, shared.Memory},
-		admin:   &adminRoutes{b, rs, ss, at, shared.Store, shared.Memory},
+		signIn:  &signInRoutes{b, ck, rs, ss, at, fs, pv, lk, shared.Store, shared.Memory, shared.Metrics},
+		account: &accountRoutes{b, ck, rs, ss, at, fs, pv, lk, shared.Store, shared.Memory},
+		admin:   &adminRoutes{b, rs, ss, at, shared.Store, shared.Memory, shared.Mail},
 		verify:  &verifyRoutes{b, ck, rs, ss, shared.Metrics.Gate}}
+	s.reset = newResetRoutes(b, rs, s.signIn, shared)
+	s.adminPage = &adminPageRoutes{b, rs, ss, s.admin, shared.Store}
 	s.addRoutes()
 	return s
 }
