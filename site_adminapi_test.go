@@ -1,6 +1,7 @@
 package pgsession
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -48,4 +49,29 @@ func TestAdminAPIServesEveryAdminRoute(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, apiErr.HTTPStatus, path)
 		assert.Contains(t, apiErr.Message, "no pg_session admin route", path)
 	}
+}
+
+// An invitation made through Caddy's admin endpoint, whose Host is no
+// site's, links to the login page it names, and is refused without one.
+func TestAdminAPIInvitationLinksToTheSiteItNames(t *testing.T) {
+	t.Parallel()
+	s := startSite(t, siteOptions{db: newTestDB(t).url})
+	post := func(body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, adminAPIPrefix+"invitations", strings.NewReader(body))
+		req.Host = "localhost:2019"
+		require.NoError(t, s.app.serveAdminAPI(rec, req))
+		return rec
+	}
+	rec := post(`{}`)
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+	assert.Contains(t, rec.Body.String(), "login_url")
+	rec = post(`{"login_url":"ftp://example.com/login"}`)
+	assert.Equal(t, http.StatusBadRequest, rec.Code)
+
+	rec = post(`{"login_url":"https://example.com/login"}`)
+	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+	var out struct{ URL string }
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out))
+	assert.True(t, strings.HasPrefix(out.URL, "https://example.com/login/invitation?token="), out.URL)
 }

@@ -84,7 +84,8 @@ func (h *adminPageRoutes) serveCreateInvitation(w http.ResponseWriter, r *http.R
 	}
 	var made invitationJSON
 	if err == nil {
-		made, err = h.createInvitation(r, c, store.Invitation{Email: email, Groups: r.PostForm["group"]}, ttl)
+		made, err = h.createInvitation(r, c, store.Invitation{Email: email, Groups: r.PostForm["group"]}, ttl,
+			requestScheme(r)+"://"+r.Host+h.LoginPath)
 	}
 	if err == nil && made.Mailed {
 		return done(w, r, h.AdminPath+"/invitations", "invitation-mailed")

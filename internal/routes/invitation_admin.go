@@ -66,13 +66,20 @@ type newInvitationRequest struct {
 	Email     string   `json:"email"`
 	Groups    []string `json:"groups"`
 	ExpiresIn string   `json:"expires_in"` // a duration, e.g. "72h" or "7d"; default invitation_lifetime
+	// LoginURL is the site's login page the link starts from; required
+	// through Caddy's admin endpoint, whose Host is no site's.
+	LoginURL string `json:"login_url"`
 }
 
 // POST {api}/admin/invitations makes an invitation (201).
 func (h *adminRoutes) serveAdminCreateInvitation(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body newInvitationRequest
-	if err := request.DecodeJSONObject(r.Body, &body, "email", "groups", "expires_in"); err != nil {
+	if err := request.DecodeJSONObject(r.Body, &body, "email", "groups", "expires_in", "login_url"); err != nil {
 		return badBody(err)
+	}
+	base, err := h.invitationBase(r, c, body.LoginURL)
+	if err != nil {
+		return err
 	}
 	ttl := h.InvitationLifetime
 	if body.ExpiresIn != "" {
@@ -82,7 +89,7 @@ func (h *adminRoutes) serveAdminCreateInvitation(w http.ResponseWriter, r *http.
 		}
 		ttl = d
 	}
-	out, err := h.createInvitation(r, c, store.Invitation{Email: body.Email, Groups: body.Groups}, ttl)
+	out, err := h.createInvitation(r, c, store.Invitation{Email: body.Email, Groups: body.Groups}, ttl, base)
 	if err != nil {
 		return err
 	}
@@ -93,7 +100,7 @@ func (h *adminRoutes) serveAdminCreateInvitation(w http.ResponseWriter, r *http.
 // createInvitation makes an invitation, for the admin API and the admin
 // page: it mails the link to the invitation's address when the site can
 // send mail, and otherwise hands it back, in URL, for the admin to pass on.
-func (h *adminRoutes) createInvitation(r *http.Request, c *caller, inv store.Invitation, ttl time.Duration) (invitationJSON, error) {
+func (h *adminRoutes) createInvitation(r *http.Request, c *caller, inv store.Invitation, ttl time.Duration, base string) (invitationJSON, error) {
 	if c.session != nil {
 		inv.CreatedBy = c.session.User.ID
 	}
@@ -113,7 +120,7 @@ func (h *adminRoutes) createInvitation(r *http.Request, c *caller, inv store.Inv
 		return invitationJSON{}, storeUnavailable(err)
 	}
 	out := toInvitationJSON(*created)
-	link := InvitationURL(requestScheme(r)+"://"+r.Host+h.LoginPath, token)
+	link := InvitationURL(base, token)
 	if created.Email != "" && h.mail != nil {
 		h.mail.Send("invitation", created.Email, h.invitationSubject(), h.invitationMessage(link, created))
 		out.Mailed = true
@@ -171,4 +178,21 @@ func (h *adminRoutes) revokeInvitation(ctx context.Context, c *caller, id string
 	}
 	h.logger.Info("invitation revoked", zap.String("invitation", id), adminName(c))
 	return nil
+}
+
+// invitationBase is the login page an invitation's link starts from: the
+// request's own site, or login_url, which a request through Caddy's admin
+// endpoint (whose Host is localhost:2019, no site's) must give.
+func (h *adminRoutes) invitationBase(r *http.Request, c *caller, loginURL string) (string, error) {
+	if loginURL == "" {
+		if c.via != "" {
+			return "", refuse(ReasonBadRequest, `through Caddy's admin endpoint, say where the site's login page is: "login_url": "https://example.com/login"`)
+		}
+		return requestScheme(r) + "://" + r.Host + h.LoginPath, nil
+	}
+	u, err := url.Parse(loginURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", refuse(ReasonBadRequest, `"login_url" is the absolute address of a login page, such as "https://example.com/login"`)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
 }
