@@ -23,14 +23,11 @@ package oidctest
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,67 +43,8 @@ const (
 	stopTimeout  = 10 * time.Second
 )
 
-// built is the provider binary, built at most once per test binary.
-var built struct {
-	once sync.Once
-	path string
-	err  error
-	// cleanup is the write end of the pipe the folder's remover waits
-	// on; it is never closed, so it closes when the process exits.
-	cleanup *os.File
-}
-
-func binary(tb testing.TB) string {
-	tb.Helper()
-	built.once.Do(func() { built.path, built.err = build() })
-	if built.err != nil {
-		tb.Fatal(built.err)
-	}
-	return built.path
-}
-
-func build() (string, error) {
-	if _, err := exec.LookPath("go"); err != nil {
-		return "", errors.New("oidctest: the test provider is built with the go command, which is not on PATH: install Go (go.dev/dl) or put its bin folder on PATH")
-	}
-	dir, err := os.MkdirTemp("", "oidctest-")
-	if err != nil {
-		return "", fmt.Errorf("oidctest: %w", err)
-	}
-	if err := removeAtExit(dir); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	path := filepath.Join(dir, "provider")
-	out, err := exec.Command("go", "build", "-o", path, providerPackage).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("oidctest: go build %s failed (its modules, github.com/oauth2-proxy/mockoidc among them, come through the Go module proxy: go mod download): %s",
-			providerPackage, strings.Join(strings.Fields(string(out)), " "))
-	}
-	return path, nil
-}
-
-// removeAtExit starts a shell that removes dir once the test process has
-// exited, however it exits: it waits for the end of a pipe only this
-// process holds open. Its own process group keeps a Ctrl-C meant for go
-// test from ending it first.
-func removeAtExit(dir string) error {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("oidctest: %w", err)
-	}
-	cmd := exec.Command("/bin/sh", "-c", `read -r _; rm -rf "$1"`, "oidctest-cleanup", dir)
-	cmd.Stdin = r
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		return fmt.Errorf("oidctest: starting the shell that removes the provider binary: %w", err)
-	}
-	r.Close()
-	built.cleanup = w
-	return nil
-}
+// program is the provider program, built at most once per test binary.
+var program = caddyproc.Program{Package: providerPackage, Harness: "oidctest", What: "the test provider", Modules: "github.com/oauth2-proxy/mockoidc"}
 
 // process is one provider program, started again on the same port after
 // a Stop.
@@ -135,7 +73,7 @@ func startProcess(tb testing.TB, args []string) *process {
 			tb.Logf("the test provider (%s) logged:\n%s", p.url, p.log.String())
 		}
 	})
-	if err := p.start(binary(tb)); err != nil {
+	if err := p.start(program.Binary(tb)); err != nil {
 		tb.Fatal(err)
 	}
 	return p

@@ -172,7 +172,7 @@ func (s *server) Start() {
 	if s.proc.running() {
 		return
 	}
-	if err := s.proc.start(binary(s.proc.tb)); err != nil {
+	if err := s.proc.start(program.Binary(s.proc.tb)); err != nil {
 		s.proc.tb.Fatal(err)
 	}
 }

@@ -184,3 +184,13 @@ func (h *signInRoutes) sendBack(w http.ResponseWriter, r *http.Request, target s
 	http.Redirect(w, r, target, http.StatusSeeOther)
 	return nil
 }
+
+// portalOrigin is the origin that signs browsers in: login_url's, or this
+// site's own, made absolute: for the forward-auth check, whose browser is on
+// the proxy's host, and for a mailed link, which opens outside any page.
+func (c *Config) portalOrigin(r *http.Request) string {
+	if c.LoginURL != nil {
+		return c.LoginURL.Scheme + "://" + c.LoginURL.Host
+	}
+	return requestScheme(r) + "://" + strings.ToLower(r.Host)
+}

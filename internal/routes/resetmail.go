@@ -94,7 +94,7 @@ func (l *linkSender) throttle(r *http.Request, login string) error {
 // queue hands a request to the worker, starting it when it is not running.
 func (l *linkSender) queue(r *http.Request, login string) {
 	select {
-	case l.jobs <- linkJob{login: login, origin: l.routes.linkOrigin(r)}:
+	case l.jobs <- linkJob{login: login, origin: l.routes.portalOrigin(r)}:
 	default:
 		l.routes.logger.Warn("reset link queue full: a request for a link was dropped",
 			zap.String("client_ip", clientIP(r)))
@@ -177,16 +177,6 @@ func (l *linkSender) send(job linkJob) {
 	subject, body := h.resetMail(user, job.origin+h.LoginPath+"/reset?token="+token, time.Now().Add(h.ResetLinkLifetime))
 	mailer.Send("reset", user.Email, subject, body)
 	h.logger.Info("reset link sent", zap.String("username", user.Username))
-}
-
-// linkOrigin is the scheme and host a link must lead to: the portal's
-// when there is one, else the site's as the request reached it (a Host
-// that Caddy matched against the site's address).
-func (h *resetRoutes) linkOrigin(r *http.Request) string {
-	if h.LoginURL != nil {
-		return h.LoginURL.Scheme + "://" + h.LoginURL.Host
-	}
-	return requestScheme(r) + "://" + r.Host
 }
 
 // resetMail is the reset link's message: the site and the account it is

@@ -141,15 +141,6 @@ func (h *verifyRoutes) sendOn(w http.ResponseWriter, r *http.Request, nginx bool
 	return nil
 }
 
-// portalOrigin is the origin that signs browsers in: login_url's, or this
-// site's own, made absolute since the browser is on the proxy's host.
-func (h *verifyRoutes) portalOrigin(r *http.Request) string {
-	if h.LoginURL != nil {
-		return h.LoginURL.Scheme + "://" + h.LoginURL.Host
-	}
-	return requestScheme(r) + "://" + strings.ToLower(r.Host)
-}
-
 // portalLogin is the absolute address of the login page that signs
 // browsers in: login_url, or this site's own login_path.
 func (h *verifyRoutes) portalLogin(r *http.Request) string {

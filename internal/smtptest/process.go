@@ -2,14 +2,11 @@ package smtptest
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,67 +22,8 @@ const (
 	stopTimeout  = 10 * time.Second
 )
 
-// built is the server binary, built at most once per test binary.
-var built struct {
-	once sync.Once
-	path string
-	err  error
-	// cleanup is the write end of the pipe the folder's remover waits
-	// on; it is never closed, so it closes when the process exits.
-	cleanup *os.File
-}
-
-func binary(tb testing.TB) string {
-	tb.Helper()
-	built.once.Do(func() { built.path, built.err = build() })
-	if built.err != nil {
-		tb.Fatal(built.err)
-	}
-	return built.path
-}
-
-func build() (string, error) {
-	if _, err := exec.LookPath("go"); err != nil {
-		return "", errors.New("smtptest: the test mail server is built with the go command, which is not on PATH: install Go (go.dev/dl) or put its bin folder on PATH")
-	}
-	dir, err := os.MkdirTemp("", "smtptest-")
-	if err != nil {
-		return "", fmt.Errorf("smtptest: %w", err)
-	}
-	if err := removeAtExit(dir); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	path := filepath.Join(dir, "server")
-	out, err := exec.Command("go", "build", "-o", path, serverPackage).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("smtptest: go build %s failed (its modules, github.com/emersion/go-smtp among them, come through the Go module proxy: go mod download): %s",
-			serverPackage, strings.Join(strings.Fields(string(out)), " "))
-	}
-	return path, nil
-}
-
-// removeAtExit starts a shell that removes dir once the test process has
-// exited, however it exits: it waits for the end of a pipe only this
-// process holds open. Its own process group keeps a Ctrl-C meant for go
-// test from ending it first.
-func removeAtExit(dir string) error {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("smtptest: %w", err)
-	}
-	cmd := exec.Command("/bin/sh", "-c", `read -r _; rm -rf "$1"`, "smtptest-cleanup", dir)
-	cmd.Stdin = r
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		return fmt.Errorf("smtptest: starting the shell that removes the server binary: %w", err)
-	}
-	r.Close()
-	built.cleanup = w
-	return nil
-}
+// program is the server program, built at most once per test binary.
+var program = caddyproc.Program{Package: serverPackage, Harness: "smtptest", What: "the test mail server", Modules: "github.com/emersion/go-smtp"}
 
 // process is one server program, started again on the same ports after a
 // Stop.
@@ -114,7 +52,7 @@ func startProcess(tb testing.TB, args []string) *process {
 			tb.Logf("the test mail server (%s) logged:\n%s", p.addr, p.log.String())
 		}
 	})
-	if err := p.start(binary(tb)); err != nil {
+	if err := p.start(program.Binary(tb)); err != nil {
 		tb.Fatal(err)
 	}
 	return p
